@@ -1,0 +1,46 @@
+"""Small shared definitions: particle types, sequence constants, statistics.
+
+A leaf module: it imports nothing else from the package, so the pure modules
+(reading, connectivity, noise) and the simulator can all depend on it.
+"""
+
+import enum
+from typing import NamedTuple
+
+import numpy as np
+import tensorflow as tf
+
+# Six input positions give the five most recent velocities (paper, Sec. 3).
+INPUT_SEQUENCE_LENGTH = 6
+# A training window is the six inputs plus the target position.
+WINDOW_LENGTH = INPUT_SEQUENCE_LENGTH + 1
+NUM_PARTICLE_TYPES = 9
+PARTICLE_TYPE_EMBEDDING_SIZE = 16
+# Floor for the global-context std: some datasets carry all-zero contexts.
+STD_EPSILON = 1e-8
+
+
+class ParticleType(enum.IntEnum):
+  """Particle types used by the DeepMind datasets (9 ids in total)."""
+  RIGID = 0
+  KINEMATIC = 3  # Boundaries and obstacles: prescribed, never predicted.
+  WATER = 5
+  SAND = 6
+  GOOP = 7
+
+
+class Stats(NamedTuple):
+  """Normalization statistics, broadcastable against `[..., dim]`."""
+  mean: np.ndarray
+  std: np.ndarray
+
+
+def kinematic_mask(particle_types: tf.Tensor) -> tf.Tensor:
+  """`[num_particles]` bool, true for kinematic (obstacle) particles."""
+  return tf.equal(particle_types,
+                  tf.cast(ParticleType.KINEMATIC, particle_types.dtype))
+
+
+def time_diff(sequence: tf.Tensor) -> tf.Tensor:
+  """Finite difference along axis 1: `[N, T, ...]` -> `[N, T - 1, ...]`."""
+  return sequence[:, 1:] - sequence[:, :-1]

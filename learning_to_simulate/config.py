@@ -1,0 +1,134 @@
+"""Hyperparameters, their defaults, and the copy saved beside checkpoints.
+
+Defaults are the paper's (Sanchez-Gonzalez et al. 2020, Appendix B and the
+original code): latent 128, MLPs of 2 hidden layers of 128, 10 message-passing
+steps, noise std 6.7e-4, Adam with the learning rate decaying from 1e-4 to
+1e-6 (factor 0.1 every 5e6 steps), batch size 2.
+
+`{model_path}/config.json` records the configuration a model was trained
+with, so evaluation rebuilds the same model without repeating flags.
+"""
+
+import dataclasses
+import json
+import os
+from typing import Any, Dict, Optional
+
+from learning_to_simulate import dataset_writer
+
+CONFIG_FILENAME = "config.json"
+OPTIMIZERS = ("adam", "rmsprop", "sgd", "adadelta")
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+  """What determines the model's function and its variables."""
+  latent_size: int = 128
+  hidden_size: int = 128
+  hidden_layers: int = 2
+  message_passing_steps: int = 10
+  # Part of the model: it is folded into the normalization stds.
+  noise_std: float = 6.7e-4
+
+  def validate(self) -> None:
+    for name in ("latent_size", "hidden_size", "message_passing_steps"):
+      if getattr(self, name) < 1:
+        raise ValueError(f"--{name} must be >= 1, got {getattr(self, name)}")
+    if self.hidden_layers < 0:
+      raise ValueError(f"--hidden_layers must be >= 0, got "
+                       f"{self.hidden_layers}")
+    if self.noise_std < 0:
+      raise ValueError(f"--noise_std must be >= 0, got {self.noise_std}")
+
+  def graph_network_kwargs(self) -> Dict[str, int]:
+    return dict(latent_size=self.latent_size,
+                mlp_hidden_size=self.hidden_size,
+                mlp_num_hidden_layers=self.hidden_layers,
+                num_message_passing_steps=self.message_passing_steps)
+
+
+@dataclasses.dataclass(frozen=True)
+class OptimizerConfig:
+  """Optimizer and learning-rate schedule.
+
+  lr(step) = (lr - min_lr) * lr_decay_rate ** (step / lr_decay_steps) + min_lr
+  """
+  optimizer: str = "adam"
+  lr: float = 1e-4
+  min_lr: float = 1e-6
+  lr_decay_steps: int = int(5e6)
+  lr_decay_rate: float = 0.1
+
+  def validate(self) -> None:
+    if self.optimizer not in OPTIMIZERS:
+      raise ValueError(f"--optimizer must be one of {', '.join(OPTIMIZERS)}, "
+                       f"got {self.optimizer!r}")
+    if self.lr <= 0 or self.min_lr < 0 or self.min_lr > self.lr:
+      raise ValueError(f"need 0 <= --min_lr <= --lr and --lr > 0, got "
+                       f"lr={self.lr}, min_lr={self.min_lr}")
+    if self.lr_decay_steps <= 0:
+      raise ValueError(f"--lr_decay_steps must be > 0, got "
+                       f"{self.lr_decay_steps}")
+    if not 0 < self.lr_decay_rate <= 1:
+      raise ValueError(f"--lr_decay_rate must be in (0, 1], got "
+                       f"{self.lr_decay_rate}")
+
+
+def to_dict(model: ModelConfig, optimizer: OptimizerConfig) -> Dict[str, Any]:
+  return {"model": dataclasses.asdict(model),
+          "optimizer": dataclasses.asdict(optimizer)}
+
+
+def save(model_path: str, model: ModelConfig,
+         optimizer: OptimizerConfig) -> None:
+  """Writes `{model_path}/config.json` atomically."""
+  dataset_writer.write_json(os.path.join(model_path, CONFIG_FILENAME),
+                            to_dict(model, optimizer))
+
+
+def load(model_path: str) -> Optional[Dict[str, Any]]:
+  """Reads `{model_path}/config.json`; None when there is none."""
+  path = os.path.join(model_path, CONFIG_FILENAME)
+  if not os.path.exists(path):
+    return None
+  try:
+    with open(path) as f:
+      saved = json.load(f)
+    ModelConfig(**saved["model"])
+    OptimizerConfig(**saved["optimizer"])
+  except (json.JSONDecodeError, KeyError, TypeError) as e:
+    raise ValueError(f"{path} is not a valid model config: {e}") from None
+  return saved
+
+
+def resolve(saved: Optional[Dict[str, Any]], section: str, cls,
+            overrides: Dict[str, Any], path: str):
+  """Merges flags given on the command line into a saved config section.
+
+  Args:
+    saved: the loaded config.json, or None.
+    section: "model" or "optimizer".
+    cls: `ModelConfig` or `OptimizerConfig`.
+    overrides: values the user set explicitly (flag name -> value).
+    path: the model path, named in the error.
+
+  Returns:
+    The config: saved values, or defaults when nothing was saved, with
+    `overrides` applied.
+
+  Raises:
+    ValueError: an override differs from the saved value (the checkpoint
+      was trained with other hyperparameters).
+  """
+  if saved is None:
+    return cls(**overrides)
+  values = dict(saved[section])
+  for name, value in overrides.items():
+    if name in values and values[name] != value:
+      raise ValueError(
+          f"--{name}={value} differs from the value {values[name]!r} the "
+          f"model in {path} was trained with (see "
+          f"{os.path.join(path, CONFIG_FILENAME)}); drop the flag or use "
+          "another --model_path")
+    values[name] = value
+  return cls(**values)

@@ -1,0 +1,302 @@
+"""Reading the DeepMind particle datasets: metadata, records, input pipelines.
+
+A dataset directory holds `metadata.json` and `{train,valid,test}.tfrecord`
+(layout in ../shared/FORMAT.md; Sanchez-Gonzalez et al. 2020,
+arXiv:2002.09405). Records are decoded in-graph with `tf.io.decode_raw`, and
+training windows of `WINDOW_LENGTH` frames are sliced lazily from one
+trajectory at a time, so memory does not grow with trajectory length or
+dataset size.
+"""
+
+import json
+import os
+from typing import Any, Dict, Optional, Tuple
+
+import tensorflow as tf
+
+from learning_to_simulate import common
+
+Metadata = Dict[str, Any]
+SPLITS = ("train", "valid", "test")
+_REQUIRED_KEYS = ("bounds", "sequence_length", "default_connectivity_radius",
+                  "dim", "vel_mean", "vel_std", "acc_mean", "acc_std")
+
+
+def bundled_dataset_path() -> str:
+  """The small 2D water dataset shipped inside the package."""
+  return os.path.join(os.path.dirname(os.path.abspath(__file__)), "data",
+                      "water_drop_sample")
+
+
+class DatasetError(ValueError):
+  """A dataset file is missing or does not have the expected content."""
+
+
+def read_metadata(data_path: str) -> Metadata:
+  """Reads and validates `{data_path}/metadata.json`.
+
+  Raises:
+    DatasetError: the file is missing, is not JSON, or lacks a field or has
+      one of the wrong shape.
+  """
+  path = os.path.join(data_path, "metadata.json")
+  if not os.path.isdir(data_path):
+    raise DatasetError(f"--data_path {data_path!r} is not a directory "
+                       "(expected a dataset directory with metadata.json and "
+                       "train/valid/test.tfrecord)")
+  try:
+    with open(path, "rt") as f:
+      metadata = json.load(f)
+  except FileNotFoundError:
+    raise DatasetError(f"{path} not found: a dataset directory needs a "
+                       "metadata.json") from None
+  except json.JSONDecodeError as e:
+    raise DatasetError(f"{path} is not valid JSON: {e}") from None
+  validate_metadata(metadata, path)
+  return metadata
+
+
+def validate_metadata(metadata: Any, path: str = "metadata.json") -> None:
+  """Checks the fields the model needs; raises `DatasetError` naming `path`."""
+  if not isinstance(metadata, dict):
+    raise DatasetError(f"{path}: expected a JSON object, got "
+                       f"{type(metadata).__name__}")
+  missing = [k for k in _REQUIRED_KEYS if k not in metadata]
+  if missing:
+    raise DatasetError(f"{path}: missing field(s) {', '.join(missing)}")
+  dim = metadata["dim"]
+  if not isinstance(dim, int) or dim < 1:
+    raise DatasetError(f"{path}: 'dim' must be a positive integer, got {dim!r}")
+  sequence_length = metadata["sequence_length"]
+  if (not isinstance(sequence_length, int) or
+      sequence_length < common.INPUT_SEQUENCE_LENGTH):
+    raise DatasetError(
+        f"{path}: 'sequence_length' must be an integer >= "
+        f"{common.INPUT_SEQUENCE_LENGTH}, got {sequence_length!r}")
+  radius = metadata["default_connectivity_radius"]
+  if not isinstance(radius, (int, float)) or radius <= 0:
+    raise DatasetError(f"{path}: 'default_connectivity_radius' must be a "
+                       f"positive number, got {radius!r}")
+  bounds = metadata["bounds"]
+  if (not isinstance(bounds, list) or len(bounds) != dim or
+      any(not isinstance(b, list) or len(b) != 2 for b in bounds)):
+    raise DatasetError(f"{path}: 'bounds' must be [[lo, hi]] * dim (dim={dim}),"
+                       f" got {bounds!r}")
+  for key in ("vel_mean", "vel_std", "acc_mean", "acc_std"):
+    value = metadata[key]
+    if not isinstance(value, list) or len(value) != dim:
+      raise DatasetError(f"{path}: '{key}' must be a list of {dim} numbers, "
+                         f"got {value!r}")
+  if ("context_mean" in metadata) != ("context_std" in metadata):
+    raise DatasetError(f"{path}: 'context_mean' and 'context_std' must be "
+                       "given together")
+  if "context_mean" in metadata and (
+      len(metadata["context_mean"]) != len(metadata["context_std"])):
+    raise DatasetError(f"{path}: 'context_mean' and 'context_std' differ in "
+                       "length")
+
+
+def split_file(data_path: str, split: str) -> str:
+  """Path of a split's TFRecord; raises `DatasetError` if it is missing."""
+  if split not in SPLITS:
+    raise DatasetError(f"unknown split {split!r}; expected one of {SPLITS}")
+  path = os.path.join(data_path, f"{split}.tfrecord")
+  if not os.path.isfile(path):
+    raise DatasetError(f"{path} not found: --data_path {data_path!r} has no "
+                       f"{split} split (expected {split}.tfrecord)")
+  return path
+
+
+def has_context(metadata: Metadata) -> bool:
+  return "context_mean" in metadata
+
+
+def parse_serialized_simulation_example(
+    example_proto: tf.Tensor, metadata: Metadata,
+    filename: str = "<tfrecord>") -> Tuple[Dict[str, tf.Tensor],
+                                            Dict[str, tf.Tensor]]:
+  """Decodes one trajectory record in-graph.
+
+  Args:
+    example_proto: scalar string, a serialized `tf.train.SequenceExample`.
+    metadata: the dataset metadata.
+    filename: named in the error raised for a malformed record.
+
+  Returns:
+    context: `key` (int64 scalar) and `particle_type` (`[num_particles]`
+      int64).
+    features: `position` (`[sequence_length + 1, num_particles, dim]`
+      float32) and, with a global context, `step_context`
+      (`[sequence_length + 1, context_size]` float32).
+
+  Raises:
+    tf.errors.InvalidArgumentError (when run) naming `filename` if a record
+    does not fit `[sequence_length + 1, -1, dim]`.
+  """
+  num_frames = metadata["sequence_length"] + 1
+  dim = metadata["dim"]
+  sequence_features = {
+      "position": tf.io.FixedLenSequenceFeature([], tf.string)}
+  if has_context(metadata):
+    sequence_features["step_context"] = tf.io.FixedLenSequenceFeature(
+        [], tf.string)
+  context_features = {
+      "key": tf.io.FixedLenFeature([], tf.int64, default_value=0),
+      "particle_type": tf.io.FixedLenFeature([], tf.string),
+  }
+  context, features = tf.io.parse_single_sequence_example(
+      example_proto, context_features=context_features,
+      sequence_features=sequence_features)
+
+  frames = features["position"]
+  frame_bytes = tf.strings.length(frames)
+  num_particle_bytes = tf.strings.length(context["particle_type"])
+  expected = (f"{filename}: each record must hold {num_frames} position "
+              f"frames (sequence_length + 1) of float32 [num_particles, {dim}]"
+              " matching its int64 particle_type")
+  checks = [
+      tf.debugging.assert_equal(tf.size(frames), num_frames, message=expected),
+      tf.debugging.assert_equal(frame_bytes, frame_bytes[0], message=expected),
+      tf.debugging.assert_equal(
+          tf.math.floormod(frame_bytes[0], 4 * dim), 0, message=expected),
+      tf.debugging.assert_equal(
+          frame_bytes[0] // (4 * dim), num_particle_bytes // 8,
+          message=expected),
+      tf.debugging.assert_equal(tf.math.floormod(num_particle_bytes, 8), 0,
+                                message=expected),
+  ]
+  with tf.control_dependencies(checks):
+    position = tf.io.decode_raw(frames, tf.float32)
+    particle_type = tf.io.decode_raw(context["particle_type"], tf.int64)
+  out_features = {
+      "position": tf.reshape(position, [num_frames, -1, dim])}
+  if has_context(metadata):
+    context_size = len(metadata["context_mean"])
+    step_context = features["step_context"]
+    with tf.control_dependencies([tf.debugging.assert_equal(
+        tf.size(step_context), num_frames,
+        message=f"{filename}: each record must hold {num_frames} "
+        "step_context frames")]):
+      step_context = tf.io.decode_raw(step_context, tf.float32)
+    out_features["step_context"] = tf.reshape(
+        step_context, [num_frames, context_size])
+  out_context = {"key": context["key"],
+                 "particle_type": tf.reshape(particle_type, [-1])}
+  return out_context, out_features
+
+
+def load_trajectories(data_path: str, split: str,
+                      metadata: Optional[Metadata] = None) -> tf.data.Dataset:
+  """Dataset of `(context, features)` trajectories of one split."""
+  if metadata is None:
+    metadata = read_metadata(data_path)
+  filename = split_file(data_path, split)
+  return tf.data.TFRecordDataset([filename]).map(
+      lambda proto: parse_serialized_simulation_example(
+          proto, metadata, filename))
+
+
+def split_trajectory(context: Dict[str, tf.Tensor],
+                     features: Dict[str, tf.Tensor],
+                     window_length: int = common.WINDOW_LENGTH
+                     ) -> tf.data.Dataset:
+  """Lazily slices a trajectory into all windows of `window_length` frames.
+
+  Returns:
+    Dataset of dicts: `position` `[window_length, num_particles, dim]`,
+    `particle_type` `[num_particles]` and, with a global context,
+    `step_context` `[window_length, context_size]`.
+  """
+  num_frames = tf.shape(features["position"], out_type=tf.int64)[0]
+
+  def window(start):
+    position = features["position"][start:start + window_length]
+    out = {"particle_type": context["particle_type"],
+           "position": tf.ensure_shape(
+               position, [window_length] + position.shape[1:])}
+    if "step_context" in features:
+      step_context = features["step_context"][start:start + window_length]
+      out["step_context"] = tf.ensure_shape(
+          step_context, [window_length] + step_context.shape[1:])
+    return out
+
+  return tf.data.Dataset.range(num_frames - window_length + 1).map(window)
+
+
+def prepare_inputs(window: Dict[str, tf.Tensor]
+                   ) -> Tuple[Dict[str, tf.Tensor], tf.Tensor]:
+  """Splits a window into model inputs and the target next position.
+
+  Returns:
+    features: `position` `[num_particles, INPUT_SEQUENCE_LENGTH, dim]`,
+      `particle_type` `[num_particles]` and optionally `step_context`
+      `[context_size]` (the context of the last input frame).
+    target_position: `[num_particles, dim]`.
+  """
+  position = tf.transpose(window["position"], [1, 0, 2])
+  features = {"position": position[:, :-1],
+              "particle_type": window["particle_type"]}
+  if "step_context" in window:
+    features["step_context"] = window["step_context"][-2]
+  return features, position[:, -1]
+
+
+def _concat_batch(features, target):
+  """Ragged batch -> examples concatenated on the particle axis."""
+  position = features["position"]
+  out = {"position": position.values,
+         "particle_type": features["particle_type"].values,
+         "n_particles_per_example": tf.cast(position.row_lengths(), tf.int32)}
+  if "step_context" in features:
+    out["step_context"] = features["step_context"]
+  return out, target.values
+
+
+def get_one_step_dataset(data_path: str, split: str, batch_size: int,
+                         metadata: Metadata, is_training: bool,
+                         shuffle_buffer_size: int = 512,
+                         seed: Optional[int] = None) -> tf.data.Dataset:
+  """Batches of one-step examples (`features`, `target_position`).
+
+  Examples are concatenated on the particle axis; `n_particles_per_example`
+  `[batch_size]` marks where each one starts. In training the windows repeat
+  forever and are shuffled with a buffer of `shuffle_buffer_size`, as in the
+  original.
+  """
+  ds = load_trajectories(data_path, split, metadata)
+  ds = ds.flat_map(split_trajectory)
+  ds = ds.map(prepare_inputs, num_parallel_calls=tf.data.AUTOTUNE)
+  if is_training:
+    ds = ds.repeat()
+    ds = ds.shuffle(shuffle_buffer_size, seed=seed)
+  ds = ds.ragged_batch(batch_size)
+  ds = ds.map(_concat_batch)
+  return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def prepare_rollout_inputs(context: Dict[str, tf.Tensor],
+                           features: Dict[str, tf.Tensor]
+                           ) -> Dict[str, tf.Tensor]:
+  """A whole trajectory as rollout inputs.
+
+  Returns:
+    Dict with `position` `[num_particles, sequence_length, dim]` (the
+    original drops the last stored frame), `particle_type`, `key`,
+    `n_particles_per_example` `[1]` and, with a global context,
+    `step_context` `[sequence_length + 1, context_size]`.
+  """
+  position = tf.transpose(features["position"], [1, 0, 2])
+  out = {"key": context["key"],
+         "particle_type": context["particle_type"],
+         "position": position[:, :-1],
+         "n_particles_per_example": tf.shape(position)[:1]}
+  if "step_context" in features:
+    out["step_context"] = features["step_context"]
+  return out
+
+
+def get_rollout_dataset(data_path: str, split: str,
+                        metadata: Metadata) -> tf.data.Dataset:
+  """One element per trajectory of `split`, see `prepare_rollout_inputs`."""
+  return load_trajectories(data_path, split, metadata).map(
+      prepare_rollout_inputs).prefetch(1)

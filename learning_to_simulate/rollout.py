@@ -1,0 +1,98 @@
+"""Autoregressive rollouts of the learned simulator, in one TensorFlow graph.
+
+From the first `INPUT_SEQUENCE_LENGTH` ground-truth frames the model's
+predictions are fed back as inputs (Sanchez-Gonzalez et al. 2020, Sec. 4);
+kinematic particles follow their ground-truth trajectory at every step. The
+whole loop is a `tf.while_loop` inside one `tf.function`.
+"""
+
+from typing import Any, Dict, Mapping
+
+import tensorflow as tf
+
+from learning_to_simulate import common
+from learning_to_simulate import learned_simulator
+
+
+def rollout(simulator: learned_simulator.LearnedSimulator,
+            features: Mapping[str, tf.Tensor],
+            num_steps: int) -> Dict[str, tf.Tensor]:
+  """Rolls out one trajectory.
+
+  Args:
+    simulator: the model.
+    features: `position` `[num_particles, >= INPUT_SEQUENCE_LENGTH +
+      num_steps, dim]`, `particle_type` `[num_particles]`,
+      `n_particles_per_example` `[1]`, optional `step_context`
+      `[num_frames, context_size]`.
+    num_steps: number of predicted steps.
+
+  Returns:
+    `initial_positions` `[INPUT_SEQUENCE_LENGTH, num_particles, dim]`,
+    `predicted_rollout` and `ground_truth_rollout` `[num_steps,
+    num_particles, dim]`, `particle_types` `[num_particles]` and, with a
+    context, `global_context` (the `step_context` given).
+  """
+  position = features["position"]
+  dim = position.shape[-1]
+  initial_positions = tf.reshape(position[:, :common.INPUT_SEQUENCE_LENGTH],
+                                 [-1, common.INPUT_SEQUENCE_LENGTH, dim])
+  ground_truth = position[:, common.INPUT_SEQUENCE_LENGTH:
+                          common.INPUT_SEQUENCE_LENGTH + num_steps]
+  particle_types = features["particle_type"]
+  kinematic = common.kinematic_mask(particle_types)[:, tf.newaxis]
+  global_context = features.get("step_context")
+
+  def step_fn(step, current_positions, predictions):
+    context_step = None
+    if global_context is not None:
+      # The context of the last input frame.
+      context_step = global_context[
+          step + common.INPUT_SEQUENCE_LENGTH - 1][tf.newaxis]
+    next_position = simulator(
+        current_positions,
+        n_particles_per_example=features["n_particles_per_example"],
+        particle_types=particle_types,
+        global_context=context_step)
+    next_position = tf.where(kinematic, ground_truth[:, step], next_position)
+    predictions = predictions.write(step, next_position)
+    current_positions = tf.concat(
+        [current_positions[:, 1:], next_position[:, tf.newaxis]], axis=1)
+    return step + 1, current_positions, predictions
+
+  predictions = tf.TensorArray(tf.float32, size=num_steps,
+                               element_shape=initial_positions[:, 0].shape)
+  _, _, predictions = tf.while_loop(
+      cond=lambda step, *_: step < num_steps,
+      body=step_fn,
+      loop_vars=(tf.constant(0), initial_positions, predictions),
+      parallel_iterations=1)
+  output = {
+      "initial_positions": tf.transpose(initial_positions, [1, 0, 2]),
+      "predicted_rollout": predictions.stack(),
+      "ground_truth_rollout": tf.transpose(ground_truth, [1, 0, 2]),
+      "particle_types": particle_types,
+  }
+  if global_context is not None:
+    output["global_context"] = global_context
+  return output
+
+
+def make_rollout_fn(simulator: learned_simulator.LearnedSimulator,
+                    metadata: Mapping[str, Any]):
+  """`rollout` as a `tf.function` over any particle count and step count."""
+  dim = metadata["dim"]
+  signature = {
+      "position": tf.TensorSpec([None, None, dim], tf.float32),
+      "particle_type": tf.TensorSpec([None], tf.int64),
+      "n_particles_per_example": tf.TensorSpec([None], tf.int32),
+  }
+  if "context_mean" in metadata:
+    signature["step_context"] = tf.TensorSpec(
+        [None, len(metadata["context_mean"])], tf.float32)
+
+  @tf.function(input_signature=[signature, tf.TensorSpec([], tf.int32)])
+  def rollout_fn(features, num_steps):
+    return rollout(simulator, features, num_steps)
+
+  return rollout_fn

@@ -1,0 +1,197 @@
+# pylint: disable=line-too-long
+"""Train, evaluate and roll out the GNS model (arXiv:2002.09405).
+
+Train (from the repository root):
+`python -m learning_to_simulate.train --data_path={DATA_PATH} --model_path={MODEL_PATH}`
+
+One-step evaluation from the latest checkpoint:
+`python -m learning_to_simulate.train --data_path={DATA_PATH} --model_path={MODEL_PATH} --mode=eval`
+
+Rollouts, saved as `rollout_{split}_{i}.pkl`:
+`python -m learning_to_simulate.train --data_path={DATA_PATH} --model_path={MODEL_PATH} --output_path={OUTPUT_PATH} --mode=eval_rollout`
+
+Without `--data_path`, the small dataset bundled with the package is used.
+"""
+# pylint: enable=line-too-long
+
+import dataclasses
+import sys
+import tempfile
+
+from absl import app
+from absl import flags
+from absl import logging
+import tensorflow as tf
+
+from learning_to_simulate import config as config_lib
+from learning_to_simulate import device_utils
+from learning_to_simulate import evaluation
+from learning_to_simulate import reading_utils
+from learning_to_simulate import trainer
+
+_MODEL = config_lib.ModelConfig()
+_OPTIMIZER = config_lib.OptimizerConfig()
+_TRAIN = trainer.TrainOptions()
+
+# The original's flags, same names and defaults.
+flags.DEFINE_enum("mode", "train", ["train", "eval", "eval_rollout"],
+                  help="Train model, one step evaluation or rollout "
+                  "evaluation.")
+flags.DEFINE_enum("eval_split", "test", ["train", "valid", "test"],
+                  help="Split to use when running evaluation.")
+flags.DEFINE_string("data_path", None,
+                    help="The dataset directory. Defaults to the small "
+                    "dataset bundled with the package.")
+flags.DEFINE_integer("batch_size", _TRAIN.batch_size, help="The batch size.")
+flags.DEFINE_integer("num_steps", _TRAIN.num_steps,
+                     help="Number of steps of training (total, counting "
+                     "steps of a resumed run).")
+flags.DEFINE_float("noise_std", _MODEL.noise_std,
+                   help="The std deviation of the noise.")
+flags.DEFINE_string("model_path", None,
+                    help="The path for saving checkpoints of the model. "
+                    "Defaults to a temporary directory.")
+flags.DEFINE_string("output_path", None,
+                    help="The path for saving outputs (e.g. rollouts).")
+
+# Evaluation limits.
+flags.DEFINE_integer("num_rollouts", None, lower_bound=1,
+                     help="How many trajectories eval_rollout writes "
+                     "(default: all of the split).")
+flags.DEFINE_integer("rollout_steps", None, lower_bound=1,
+                     help="Cap on predicted steps per rollout (default: "
+                     "sequence_length - 6).")
+flags.DEFINE_integer("num_eval_steps", None, lower_bound=1,
+                     help="Cap on batches for one-step eval (default: the "
+                     "whole split).")
+
+# Model hyperparameters (saved in {model_path}/config.json).
+flags.DEFINE_integer("latent_size", _MODEL.latent_size,
+                     help="Size of node and edge latents.")
+flags.DEFINE_integer("hidden_size", _MODEL.hidden_size,
+                     help="Hidden layer size of every MLP.")
+flags.DEFINE_integer("hidden_layers", _MODEL.hidden_layers,
+                     help="Hidden layers of every MLP.")
+flags.DEFINE_integer("message_passing_steps", _MODEL.message_passing_steps,
+                     help="Number of message-passing steps.")
+
+# Optimizer (saved in {model_path}/config.json).
+flags.DEFINE_enum("optimizer", _OPTIMIZER.optimizer,
+                  list(config_lib.OPTIMIZERS), help="Optimizer.")
+flags.DEFINE_float("lr", _OPTIMIZER.lr, help="Initial learning rate.")
+flags.DEFINE_float("min_lr", _OPTIMIZER.min_lr, help="Final learning rate.")
+flags.DEFINE_integer("lr_decay_steps", _OPTIMIZER.lr_decay_steps,
+                     help="Steps over which (lr - min_lr) decays by "
+                     "lr_decay_rate.")
+flags.DEFINE_float("lr_decay_rate", _OPTIMIZER.lr_decay_rate,
+                   help="Learning-rate decay factor.")
+
+# Run control.
+flags.DEFINE_integer("seed", None, help="Random seed (default: unseeded).")
+flags.DEFINE_integer("log_every_steps", _TRAIN.log_every_steps,
+                     help="Log loss, steps/s and ETA every N steps.")
+flags.DEFINE_integer("checkpoint_every_steps", _TRAIN.checkpoint_every_steps,
+                     help="Save a checkpoint every N steps.")
+flags.DEFINE_float("checkpoint_every_secs", _TRAIN.checkpoint_every_secs,
+                   help="Also save a checkpoint every N seconds (0: off).")
+flags.DEFINE_integer("keep_checkpoints", _TRAIN.keep_checkpoints,
+                     help="How many recent checkpoints to keep.")
+flags.DEFINE_integer("shuffle_buffer_size", _TRAIN.shuffle_buffer_size,
+                     help="Shuffle buffer of training windows.")
+
+FLAGS = flags.FLAGS
+_MODEL_FLAGS = [f.name for f in dataclasses.fields(config_lib.ModelConfig)]
+_OPTIMIZER_FLAGS = [
+    f.name for f in dataclasses.fields(config_lib.OptimizerConfig)]
+
+
+def _explicit(names):
+  """Values of the flags among `names` that the user set."""
+  return {name: FLAGS[name].value for name in names if FLAGS[name].present}
+
+
+def _configs(model_path):
+  saved = config_lib.load(model_path)
+  model = config_lib.resolve(saved, "model", config_lib.ModelConfig,
+                             _explicit(_MODEL_FLAGS), model_path)
+  optimizer = config_lib.resolve(saved, "optimizer",
+                                 config_lib.OptimizerConfig,
+                                 _explicit(_OPTIMIZER_FLAGS), model_path)
+  return model, optimizer
+
+
+def _data_path():
+  if FLAGS.data_path:
+    return FLAGS.data_path
+  path = reading_utils.bundled_dataset_path()
+  logging.info("No --data_path given: using the bundled dataset %s.", path)
+  return path
+
+
+def run():
+  """Runs the mode selected by the flags."""
+  device_utils.configure_devices()
+  data_path = _data_path()
+  if FLAGS.mode == "train":
+    model_path = FLAGS.model_path
+    if not model_path:
+      model_path = tempfile.mkdtemp(prefix="learning_to_simulate_model_")
+      logging.info("No --model_path given: saving checkpoints in %s.",
+                   model_path)
+    if FLAGS.seed is not None:
+      tf.random.set_seed(FLAGS.seed)
+    model, optimizer = _configs(model_path)
+    options = trainer.TrainOptions(
+        num_steps=FLAGS.num_steps, batch_size=FLAGS.batch_size,
+        seed=FLAGS.seed, log_every_steps=FLAGS.log_every_steps,
+        checkpoint_every_steps=FLAGS.checkpoint_every_steps,
+        checkpoint_every_secs=FLAGS.checkpoint_every_secs,
+        keep_checkpoints=FLAGS.keep_checkpoints,
+        shuffle_buffer_size=FLAGS.shuffle_buffer_size)
+    trainer.train(data_path, model_path, model, optimizer, options)
+    return
+  if not FLAGS.model_path:
+    raise ValueError(f"--model_path is required for --mode={FLAGS.mode}")
+  if FLAGS.seed is not None:
+    tf.random.set_seed(FLAGS.seed)
+  model, _ = _configs(FLAGS.model_path)
+  if FLAGS.mode == "eval":
+    metrics = evaluation.evaluate(
+        data_path, FLAGS.model_path, model, split=FLAGS.eval_split,
+        batch_size=FLAGS.batch_size, num_eval_steps=FLAGS.num_eval_steps)
+    logging.info("Evaluation metrics (%s): %s", FLAGS.eval_split, metrics)
+    print(f"loss_mse: {metrics['loss_mse']:.8g}")
+    print(f"one_step_position_mse: {metrics['one_step_position_mse']:.8g}")
+    return
+  if not FLAGS.output_path:
+    raise ValueError("A rollout path must be provided: --output_path is "
+                     "required for --mode=eval_rollout")
+  results = evaluation.evaluate_rollouts(
+      data_path, FLAGS.model_path, FLAGS.output_path, model,
+      split=FLAGS.eval_split, num_rollouts=FLAGS.num_rollouts,
+      rollout_steps=FLAGS.rollout_steps)
+  for index, error in enumerate(results["per_trajectory"]):
+    print(f"rollout_error_mse[{index}]: {error:.8g}")
+  print(f"rollout_error_mse: {results['rollout_error_mse']:.8g}")
+
+
+def _one_line(error: Exception) -> str:
+  message = getattr(error, "message", None) or str(error)
+  lines = [line for line in message.splitlines() if line.strip()]
+  for line in lines:  # tf.debugging assertions quote our message first.
+    if "must hold" in line or "tfrecord" in line:
+      return line.strip().removeprefix("assertion failed: ").strip("[] ")
+  return lines[0] if lines else type(error).__name__
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+  try:
+    run()
+  except (ValueError, tf.errors.InvalidArgumentError) as error:
+    sys.exit(f"train: error: {_one_line(error)}")
+
+
+if __name__ == "__main__":
+  app.run(main)

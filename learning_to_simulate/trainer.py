@@ -1,0 +1,167 @@
+"""The training loop: input pipeline, logging, summaries, checkpoints, resume.
+
+Trains the one-step model (Sanchez-Gonzalez et al. 2020, Sec. 4) until the
+optimizer has taken `num_steps` steps in total, resuming from the latest
+checkpoint in the model directory (weights, optimizer state and step).
+"""
+
+import dataclasses
+import os
+import signal
+import time
+from typing import Optional
+
+from absl import logging
+import tensorflow as tf
+
+from learning_to_simulate import checkpoints
+from learning_to_simulate import config as config_lib
+from learning_to_simulate import reading_utils
+from learning_to_simulate import training
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainOptions:
+  """How long to train and how often to log and save."""
+  num_steps: int = int(2e7)
+  batch_size: int = 2
+  seed: Optional[int] = None
+  log_every_steps: int = 100
+  checkpoint_every_steps: int = 10000
+  checkpoint_every_secs: float = 600.0
+  keep_checkpoints: int = 5
+  shuffle_buffer_size: int = 512
+
+  def validate(self) -> None:
+    if self.num_steps < 0:
+      raise ValueError(f"--num_steps must be >= 0, got {self.num_steps}")
+    if self.batch_size < 1:
+      raise ValueError(f"--batch_size must be >= 1, got {self.batch_size}")
+    if self.log_every_steps < 1:
+      raise ValueError(f"--log_every_steps must be >= 1, got "
+                       f"{self.log_every_steps}")
+    if self.keep_checkpoints < 1:
+      raise ValueError(f"--keep_checkpoints must be >= 1, got "
+                       f"{self.keep_checkpoints}")
+
+
+class _StopRequest:
+  """Turns SIGTERM/SIGINT into a flag so the loop can save and stop."""
+
+  def __init__(self):
+    self.signal_name = None
+    self._previous = {}
+
+  def __enter__(self):
+    for sig in (signal.SIGTERM, signal.SIGINT):
+      try:
+        self._previous[sig] = signal.signal(sig, self._handle)
+      except ValueError:  # Not the main thread: leave signals alone.
+        pass
+    return self
+
+  def _handle(self, signum, frame):
+    del frame
+    self.signal_name = signal.Signals(signum).name
+
+  def __exit__(self, *exc):
+    for sig, handler in self._previous.items():
+      signal.signal(sig, handler)
+
+
+def _format_duration(seconds: float) -> str:
+  seconds = int(seconds)
+  hours, rest = divmod(seconds, 3600)
+  minutes, seconds = divmod(rest, 60)
+  return f"{hours}h{minutes:02d}m{seconds:02d}s" if hours else (
+      f"{minutes}m{seconds:02d}s")
+
+
+def train(data_path: str, model_path: str,
+          model_config: config_lib.ModelConfig,
+          optimizer_config: config_lib.OptimizerConfig,
+          options: TrainOptions) -> Optional[float]:
+  """Trains (or resumes training) a model on a dataset.
+
+  Args:
+    data_path: dataset directory.
+    model_path: checkpoint directory; created if needed.
+    model_config, optimizer_config: hyperparameters; saved to
+      `{model_path}/config.json`.
+    options: steps, batch size, logging and checkpoint cadence.
+
+  Returns:
+    The mean loss of the last logging interval (None if no step ran).
+  """
+  model_config.validate()
+  optimizer_config.validate()
+  options.validate()
+  metadata = reading_utils.read_metadata(data_path)
+  reading_utils.split_file(data_path, "train")
+  os.makedirs(model_path, exist_ok=True)
+  config_lib.save(model_path, model_config, optimizer_config)
+
+  simulator = training.build_simulator(metadata, model_config)
+  optimizer = training.make_optimizer(optimizer_config, simulator)
+  manager = checkpoints.make_manager(model_path, simulator, optimizer,
+                                     options.keep_checkpoints)
+  restored = checkpoints.restore_latest(manager, require=False)
+  step = int(optimizer.iterations.numpy())
+  if restored:
+    logging.info("Resumed from %s at step %d.", restored, step)
+  if step >= options.num_steps:
+    logging.info("Already trained for %d >= --num_steps=%d steps.", step,
+                 options.num_steps)
+    return None
+
+  dataset = reading_utils.get_one_step_dataset(
+      data_path, "train", options.batch_size, metadata, is_training=True,
+      shuffle_buffer_size=options.shuffle_buffer_size, seed=options.seed)
+  train_step = training.make_train_step(simulator, optimizer,
+                                        model_config.noise_std, metadata)
+  writer = tf.summary.create_file_writer(os.path.join(model_path, "train"))
+  logging.info("Training on %s for steps %d..%d; checkpoints in %s.",
+               data_path, step, options.num_steps, model_path)
+
+  last_save_time = time.time()
+  interval_start, interval_step = time.time(), step
+  interval_loss, interval_count = 0.0, 0
+  mean_loss = None
+  with _StopRequest() as stop, writer.as_default():
+    for batch in dataset:
+      loss = float(train_step(batch))
+      step += 1
+      interval_loss += loss
+      interval_count += 1
+      if step % options.log_every_steps == 0 or step == options.num_steps:
+        now = time.time()
+        steps_per_sec = (step - interval_step) / max(now - interval_start,
+                                                     1e-9)
+        mean_loss = interval_loss / interval_count
+        eta = (options.num_steps - step) / max(steps_per_sec, 1e-9)
+        learning_rate = float(optimizer.learning_rate)
+        logging.info("step %d/%d  loss %.6g  lr %.3g  %.2f steps/s  ETA %s",
+                     step, options.num_steps, mean_loss, learning_rate,
+                     steps_per_sec, _format_duration(eta))
+        tf.summary.scalar("loss", mean_loss, step=step)
+        tf.summary.scalar("learning_rate", learning_rate, step=step)
+        tf.summary.scalar("steps_per_sec", steps_per_sec, step=step)
+        interval_start, interval_step = now, step
+        interval_loss, interval_count = 0.0, 0
+      if step >= options.num_steps or stop.signal_name:
+        break
+      if (step % options.checkpoint_every_steps == 0 or
+          (options.checkpoint_every_secs > 0 and
+           time.time() - last_save_time >= options.checkpoint_every_secs)):
+        logging.info("Saved %s.", manager.save(checkpoint_number=step))
+        last_save_time = time.time()
+    path = manager.save(checkpoint_number=step)
+    writer.flush()
+  if stop.signal_name:
+    logging.info("Stopped by %s at step %d; saved %s.", stop.signal_name,
+                 step, path)
+  else:
+    logging.info("Finished at step %d; saved %s.", step, path)
+  if mean_loss is None and interval_count:
+    mean_loss = interval_loss / interval_count
+  return mean_loss
