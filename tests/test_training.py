@@ -1,0 +1,136 @@
+"""Noise, loss, learning-rate schedule, normalization and the train step."""
+
+from absl.testing import parameterized
+import numpy as np
+import tensorflow as tf
+
+from learning_to_simulate import common
+from learning_to_simulate import config as config_lib
+from learning_to_simulate import noise_utils
+from learning_to_simulate import training
+
+METADATA = {
+    "dim": 2, "bounds": [[0.0, 1.0], [0.0, 1.0]],
+    "default_connectivity_radius": 0.1, "sequence_length": 10,
+    "vel_mean": [0.0, 0.0], "vel_std": [3e-3, 4e-3],
+    "acc_mean": [0.0, -1e-4], "acc_std": [1e-4, 2e-4],
+}
+KINEMATIC = common.ParticleType.KINEMATIC
+WATER = common.ParticleType.WATER
+
+
+class NoiseTest(tf.test.TestCase):
+
+  def test_random_walk_statistics(self):
+    tf.random.set_seed(1)
+    positions = tf.zeros([20000, common.INPUT_SEQUENCE_LENGTH, 3])
+    noise = noise_utils.get_random_walk_noise_for_position_sequence(
+        positions, noise_std_last_step=0.5).numpy()
+    self.assertAllEqual(noise[:, 0], np.zeros([20000, 3]))
+    velocity_noise = np.diff(noise, axis=1)
+    steps = np.diff(velocity_noise, axis=1, prepend=0.0)
+    # Independent steps of std 0.5 / sqrt(5); the last velocity has std 0.5.
+    self.assertAllClose(steps.std(axis=(0, 2)), [0.5 / 5**0.5] * 5,
+                        rtol=0.03)
+    self.assertAllClose(velocity_noise.std(axis=(0, 2)),
+                        0.5 * np.sqrt(np.arange(1, 6) / 5), rtol=0.03)
+    self.assertAllClose(velocity_noise.mean(), 0.0, atol=0.01)
+    self.assertLess(abs(np.corrcoef(steps[:, 0, 0], steps[:, 1, 0])[0, 1]),
+                    0.03)
+
+  def test_kinematic_particles_get_no_noise(self):
+    types = tf.constant([WATER, KINEMATIC, WATER, KINEMATIC], tf.int64)
+    noise = training.sample_noise(
+        tf.zeros([4, common.INPUT_SEQUENCE_LENGTH, 2]), types, 0.1).numpy()
+    self.assertAllEqual(noise[1], np.zeros_like(noise[1]))
+    self.assertAllEqual(noise[3], np.zeros_like(noise[3]))
+    self.assertGreater(np.abs(noise[0, 1:]).min(), 0.0)
+
+  def test_kinematic_mask(self):
+    self.assertAllEqual(
+        common.kinematic_mask(tf.constant([0, 3, 5, 3, 8])),
+        [False, True, False, True, False])
+
+
+class LossAndScheduleTest(tf.test.TestCase, parameterized.TestCase):
+
+  def test_loss_sums_dims_and_averages_non_kinematic_particles(self):
+    predicted = tf.constant([[1.0, 2.0], [5.0, 5.0], [0.0, 0.0]])
+    target = tf.constant([[0.0, 0.0], [0.0, 0.0], [3.0, 0.0]])
+    types = tf.constant([WATER, KINEMATIC, WATER], tf.int64)
+    # (1 + 4) + (9 + 0) over the two non-kinematic particles.
+    self.assertAllClose(training.masked_loss(predicted, target, types), 7.0)
+
+  def test_loss_is_zero_without_moving_particles(self):
+    self.assertAllClose(training.masked_loss(
+        tf.ones([2, 2]), tf.zeros([2, 2]),
+        tf.constant([KINEMATIC, KINEMATIC], tf.int64)), 0.0)
+
+  @parameterized.parameters((0, 1e-4), (5e6, 1.09e-5), (1e7, 1.99e-6),
+                            (2.5e6, 9.9e-5 * 0.1**0.5 + 1e-6))
+  def test_learning_rate_schedule(self, step, expected):
+    schedule = training.DecayedLearningRate(1e-4, 1e-6, int(5e6), 0.1)
+    self.assertAllClose(schedule(step), expected, rtol=1e-5)
+
+  def test_optimizer_uses_schedule_and_step(self):
+    simulator = training.build_simulator(
+        METADATA, config_lib.ModelConfig(latent_size=4, hidden_size=4,
+                                         message_passing_steps=1))
+    optimizer = training.make_optimizer(config_lib.OptimizerConfig(),
+                                        simulator)
+    self.assertAllClose(optimizer.learning_rate, 1e-4)
+    optimizer.iterations.assign(int(1e7))
+    self.assertAllClose(optimizer.learning_rate, 1.99e-6, rtol=1e-5)
+    self.assertAllClose(optimizer.epsilon, 1e-8)
+
+  def test_normalization_stats_fold_in_noise(self):
+    stats = training.get_normalization_stats(
+        dict(METADATA, context_mean=[1.0], context_std=[0.5]), 6.7e-4)
+    self.assertAllClose(stats["velocity"].std,
+                        np.sqrt(np.array([3e-3, 4e-3])**2 + 6.7e-4**2))
+    self.assertAllClose(stats["acceleration"].std,
+                        np.sqrt(np.array([1e-4, 2e-4])**2 + 6.7e-4**2))
+    self.assertAllClose(stats["acceleration"].mean, [0.0, -1e-4])
+    self.assertAllClose(stats["context"].std, [0.5])  # No noise folded in.
+
+
+def make_batch(rng, n_particles_per_example):
+  n = sum(n_particles_per_example)
+  start = rng.uniform(0.2, 0.8, [n, 1, 2])
+  velocity = rng.normal(0, 3e-3, [n, 1, 2])
+  t = np.arange(common.WINDOW_LENGTH)[None, :, None]
+  positions = (start + velocity * t + 0.5 * np.array([0, -1e-4]) * t**2)
+  features = {
+      "position": tf.constant(positions[:, :-1], tf.float32),
+      "particle_type": tf.constant(
+          np.where(rng.uniform(size=n) < 0.2, KINEMATIC, WATER), tf.int64),
+      "n_particles_per_example": tf.constant(n_particles_per_example,
+                                             tf.int32),
+  }
+  return features, tf.constant(positions[:, -1], tf.float32)
+
+
+class TrainStepTest(tf.test.TestCase):
+
+  def test_train_step_overfits_a_batch_without_retracing(self):
+    tf.random.set_seed(0)
+    rng = np.random.default_rng(0)
+    model = config_lib.ModelConfig(latent_size=16, hidden_size=16,
+                                   message_passing_steps=2)
+    simulator = training.build_simulator(METADATA, model)
+    optimizer = training.make_optimizer(
+        config_lib.OptimizerConfig(lr=1e-3, min_lr=1e-3), simulator)
+    train_step = training.make_train_step(simulator, optimizer, 0.0,
+                                          METADATA)
+    batch = make_batch(rng, [30, 20])
+    first = float(train_step(batch))
+    for _ in range(150):
+      last = float(train_step(batch))
+    self.assertLess(last, 0.1 * first)
+    self.assertEqual(int(optimizer.iterations), 151)
+    train_step(make_batch(rng, [7, 3, 12]))  # Other sizes, same graph.
+    self.assertEqual(train_step.experimental_get_tracing_count(), 1)
+
+
+if __name__ == "__main__":
+  tf.test.main()
