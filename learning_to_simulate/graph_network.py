@@ -58,6 +58,7 @@ class EncodeProcessDecode(snt.Module):
       name: module name.
     """
     super().__init__(name=name)
+    self._reducer = reducer
 
     def latent_mlp():
       return build_mlp_with_layer_norm(
@@ -76,7 +77,24 @@ class EncodeProcessDecode(snt.Module):
         mlp_hidden_size, mlp_num_hidden_layers, output_size)
 
   def __call__(self, input_graph: gn.graphs.GraphsTuple) -> tf.Tensor:
-    """Maps a graph of normalized features to `[num_nodes, output_size]`."""
+    """Maps a graph of normalized features to `[num_nodes, output_size]`.
+
+    The first call builds the variables with the straightforward
+    formulation (`graph_nets` blocks); later calls run the same math with
+    the same variables through `_process_step_fast`, which does fewer FLOPs.
+    """
+    latent_graph = self._encode(input_graph)
+    for processor_network in self._processor_networks:
+      if self._fast_processor_ready(processor_network):
+        latent_graph = self._process_step_fast(processor_network,
+                                               latent_graph)
+      else:
+        latent_graph = self._process_step(processor_network, latent_graph)
+    return self._decoder_network(latent_graph.nodes)
+
+  def call_straightforward(self, input_graph: gn.graphs.GraphsTuple
+                           ) -> tf.Tensor:
+    """`__call__` with the reference `graph_nets` processor (for tests)."""
     latent_graph = self._encode(input_graph)
     for processor_network in self._processor_networks:
       latent_graph = self._process_step(processor_network, latent_graph)
@@ -99,3 +117,61 @@ class EncodeProcessDecode(snt.Module):
     updated = processor_network(latent_graph)
     return updated.replace(nodes=updated.nodes + latent_graph.nodes,
                            edges=updated.edges + latent_graph.edges)
+
+  @staticmethod
+  def _fast_processor_ready(processor_network) -> bool:
+    """Whether the step's variables exist (the fast path cannot make them)."""
+    edge_mlp = processor_network._edge_block._edge_model._layers[0]  # pylint: disable=protected-access
+    return hasattr(edge_mlp._layers[0], "w")
+
+  def _process_step_fast(self, processor_network: snt.Module,
+                         latent_graph: gn.graphs.GraphsTuple
+                         ) -> gn.graphs.GraphsTuple:
+    """`_process_step` with the edge MLP's first layer split by input.
+
+    The edge MLP input is `concat([edge, node[receiver], node[sender]])`, so
+    its first layer equals `edge @ W_e + (node @ W_r)[receiver] +
+    (node @ W_s)[sender] + b`: the node terms are computed once per node and
+    gathered, instead of once per edge (about 10-20 edges per node). The
+    node MLP's first layer is split the same way, which saves the concat.
+    """
+    # pylint: disable=protected-access
+    edge_model = processor_network._edge_block._edge_model
+    node_model = processor_network._node_block._node_model
+    # pylint: enable=protected-access
+    nodes, edges = latent_graph.nodes, latent_graph.edges
+    senders, receivers = latent_graph.senders, latent_graph.receivers
+
+    edge_first = edge_model._layers[0]._layers[0]  # pylint: disable=protected-access
+    w_edge, w_receiver, w_sender = tf.split(
+        edge_first.w, [edges.shape[-1], nodes.shape[-1], nodes.shape[-1]])
+    node_terms = tf.matmul(nodes, tf.concat([w_receiver, w_sender], axis=1))
+    receiver_terms, sender_terms = tf.split(node_terms, 2, axis=1)
+    hidden = (tf.matmul(edges, w_edge) + edge_first.b +
+              tf.gather(receiver_terms, receivers) +
+              tf.gather(sender_terms, senders))
+    new_edges = _finish_mlp_with_layer_norm(edge_model, hidden)
+
+    aggregated = self._reducer(new_edges, receivers, tf.shape(nodes)[0])
+    node_first = node_model._layers[0]._layers[0]  # pylint: disable=protected-access
+    w_aggregated, w_node = tf.split(
+        node_first.w, [aggregated.shape[-1], nodes.shape[-1]])
+    hidden = (tf.matmul(aggregated, w_aggregated) + tf.matmul(nodes, w_node) +
+              node_first.b)
+    new_nodes = _finish_mlp_with_layer_norm(node_model, hidden)
+    # Residual connections, as in `_process_step`.
+    return latent_graph.replace(nodes=new_nodes + nodes,
+                                edges=new_edges + edges)
+
+
+def _finish_mlp_with_layer_norm(model: snt.Sequential,
+                                first_layer_output: tf.Tensor) -> tf.Tensor:
+  """The rest of a `build_mlp_with_layer_norm` model after its first layer.
+
+  ReLU between linear layers, none after the last, then LayerNorm.
+  """
+  mlp, layer_norm = model._layers  # pylint: disable=protected-access
+  hidden = first_layer_output
+  for layer in mlp._layers[1:]:  # pylint: disable=protected-access
+    hidden = layer(tf.nn.relu(hidden))
+  return layer_norm(hidden)

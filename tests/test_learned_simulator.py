@@ -214,6 +214,27 @@ class LearnedSimulatorTest(tf.test.TestCase, parameterized.TestCase):
       self.assertGreater(float(tf.reduce_sum(tf.abs(gradient))), 0.0,
                          variable.name)
 
+  def test_fast_processor_matches_straightforward_form(self):
+    rng = np.random.default_rng(5)
+    positions = rng.uniform(0.0, 1.0, [40, 6, 2]).astype(np.float32)
+    graph = self.simulator._encoder_preprocessor(
+        tf.constant(positions), tf.constant([25, 15]), None,
+        tf.constant(rng.integers(0, 9, [40])))
+    network = self.simulator._graph_network
+    variables = network.trainable_variables
+    outputs, gradients = [], []
+    for forward in (network, network.call_straightforward):
+      with tf.GradientTape() as tape:
+        output = forward(graph)
+        loss = tf.reduce_sum(output**2)
+      outputs.append(output)
+      gradients.append(tape.gradient(loss, variables))
+    self.assertGreater(int(graph.n_edge[0]), 40)
+    self.assertAllClose(outputs[0], outputs[1], rtol=1e-5, atol=1e-5)
+    for variable, fast, reference in zip(variables, *gradients):
+      self.assertAllClose(fast, reference, rtol=1e-4, atol=1e-5,
+                          msg=variable.name)
+
   def test_checkpoint_layout(self):
     values = checkpoint_values(
         training.build_simulator(METADATA, config_lib.ModelConfig()))

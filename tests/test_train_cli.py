@@ -1,0 +1,210 @@
+"""End to end: the original's commands on a tiny dataset this test writes."""
+
+import os
+import pickle
+import signal
+import subprocess
+import sys
+
+import numpy as np
+import tensorflow as tf
+
+from learning_to_simulate import common
+from learning_to_simulate import dataset_writer
+from learning_to_simulate import reading_utils
+from learning_to_simulate import synthetic
+
+_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_SMALL = ["--latent_size=8", "--hidden_size=8", "--message_passing_steps=2"]
+
+
+def run_cli(*args, module="learning_to_simulate.train", check=True):
+  env = dict(os.environ, PYTHONPATH=_ROOT, TF_CPP_MIN_LOG_LEVEL="2")
+  result = subprocess.run([sys.executable, "-m", module, *args], cwd=_ROOT,
+                          env=env, capture_output=True, text=True,
+                          timeout=300)
+  if check and result.returncode != 0:
+    raise AssertionError(f"{args} failed:\n{result.stderr[-3000:]}")
+  return result
+
+
+class TrainCliTest(tf.test.TestCase):
+
+  @classmethod
+  def setUpClass(cls):
+    super().setUpClass()
+    cls.root = tf.compat.v1.test.get_temp_dir()
+    cls.data_path = os.path.join(cls.root, "dataset")
+    cls.metadata = synthetic.write_tiny_dataset(
+        cls.data_path, dim=2, num_particles=20, num_kinematic=4,
+        num_frames=12, context_size=2, seed=1)
+    cls.model_path = os.path.join(cls.root, "model")
+    cls.first = run_cli(f"--data_path={cls.data_path}",
+                        f"--model_path={cls.model_path}", "--num_steps=6",
+                        "--log_every_steps=3", "--seed=3", *_SMALL)
+
+  def test_train_logs_and_saves(self):
+    self.assertRegex(self.first.stderr, r"step 6/6  loss [0-9.e+-]+  lr "
+                     r"[0-9.e+-]+  [0-9.]+ steps/s  ETA")
+    self.assertRegex(self.first.stderr, "no GPU found, running on CPU|GPU: ")
+    files = os.listdir(self.model_path)
+    self.assertIn("ckpt-6.index", files)
+    self.assertIn("config.json", files)
+    self.assertTrue(os.listdir(os.path.join(self.model_path, "train")))
+
+  def test_resume_eval_and_rollout(self):
+    model_path = os.path.join(self.root, "resumed")
+    run_cli(f"--data_path={self.data_path}", f"--model_path={model_path}",
+            "--num_steps=4", *_SMALL)
+    # Resuming needs no model flags: they come from config.json.
+    resumed = run_cli(f"--data_path={self.data_path}",
+                      f"--model_path={model_path}", "--num_steps=7")
+    self.assertRegex(resumed.stderr, r"Resumed from .*ckpt-4 at step 4")
+    self.assertIn("ckpt-7.index", os.listdir(model_path))
+
+    evaluated = run_cli(f"--data_path={self.data_path}",
+                        f"--model_path={model_path}", "--mode=eval",
+                        "--eval_split=valid", "--num_eval_steps=2")
+    self.assertRegex(evaluated.stdout, r"loss_mse: [0-9.e+-]+\n"
+                     r"one_step_position_mse: [0-9.e+-]+")
+
+    output_path = os.path.join(self.root, "rollouts")
+    rolled = run_cli(f"--data_path={self.data_path}",
+                     f"--model_path={model_path}", "--mode=eval_rollout",
+                     f"--output_path={output_path}", "--num_rollouts=1")
+    self.assertRegex(rolled.stdout, r"rollout_error_mse\[0\]: [0-9.e+-]+\n"
+                     r"rollout_error_mse: [0-9.e+-]+")
+    self.assertEqual(os.listdir(output_path), ["rollout_test_0.pkl"])
+    with open(os.path.join(output_path, "rollout_test_0.pkl"), "rb") as f:
+      rollout = pickle.load(f)
+    self.assertEqual(set(rollout), {
+        "initial_positions", "predicted_rollout", "ground_truth_rollout",
+        "particle_types", "metadata", "global_context"})
+    num_steps = self.metadata["sequence_length"] - common.INPUT_SEQUENCE_LENGTH
+    self.assertEqual(rollout["initial_positions"].shape, (6, 24, 2))
+    self.assertEqual(rollout["predicted_rollout"].shape, (num_steps, 24, 2))
+    self.assertEqual(rollout["ground_truth_rollout"].shape,
+                     (num_steps, 24, 2))
+    self.assertEqual(rollout["global_context"].shape, (12, 2))
+    self.assertEqual(rollout["metadata"], self.metadata)
+
+    context, features = next(iter(reading_utils.load_trajectories(
+        self.data_path, "test")))
+    positions = features["position"].numpy()
+    self.assertAllEqual(rollout["initial_positions"], positions[:6])
+    self.assertAllEqual(rollout["ground_truth_rollout"],
+                        positions[6:6 + num_steps])
+    self.assertAllEqual(rollout["particle_types"], context["particle_type"])
+    kinematic = rollout["particle_types"] == common.ParticleType.KINEMATIC
+    self.assertEqual(kinematic.sum(), 4)
+    self.assertAllEqual(rollout["predicted_rollout"][:, kinematic],
+                        rollout["ground_truth_rollout"][:, kinematic])
+    self.assertTrue(np.all(np.isfinite(rollout["predicted_rollout"])))
+
+    capped = run_cli(f"--data_path={self.data_path}",
+                     f"--model_path={model_path}", "--mode=eval_rollout",
+                     f"--output_path={output_path}", "--num_rollouts=2",
+                     "--rollout_steps=2", "--eval_split=valid")
+    del capped
+    with open(os.path.join(output_path, "rollout_valid_1.pkl"), "rb") as f:
+      self.assertEqual(pickle.load(f)["predicted_rollout"].shape, (2, 24, 2))
+
+  def test_hyperparameter_mismatch_is_an_error(self):
+    result = run_cli(f"--data_path={self.data_path}",
+                     f"--model_path={self.model_path}", "--mode=eval",
+                     "--latent_size=16", check=False)
+    self.assertNotEqual(result.returncode, 0)
+    self.assertRegex(result.stderr.strip().splitlines()[-1],
+                     r"--latent_size=16 differs from the value 8 the model "
+                     r"in .* was trained with")
+
+  def test_eval_without_checkpoint(self):
+    empty = os.path.join(self.root, "empty_model")
+    os.makedirs(empty, exist_ok=True)
+    result = run_cli(f"--data_path={self.data_path}", f"--model_path={empty}",
+                     "--mode=eval", check=False)
+    self.assertNotEqual(result.returncode, 0)
+    self.assertRegex(result.stderr.strip().splitlines()[-1],
+                     r"--model_path .*empty_model.* has no checkpoint")
+
+  def test_eval_rollout_needs_output_path(self):
+    result = run_cli(f"--data_path={self.data_path}",
+                     f"--model_path={self.model_path}",
+                     "--mode=eval_rollout", check=False)
+    self.assertNotEqual(result.returncode, 0)
+    self.assertIn("--output_path is required", result.stderr)
+
+  def test_unknown_flag_value(self):
+    result = run_cli("--mode=fly", check=False)
+    self.assertNotEqual(result.returncode, 0)
+    self.assertIn("value should be one of <train|eval|eval_rollout>",
+                  result.stderr)
+    result = run_cli("--optimizer=lbfgs", check=False)
+    self.assertIn("value should be one of <adam|rmsprop|sgd|adadelta>",
+                  result.stderr)
+
+  def test_missing_split_and_metadata(self):
+    result = run_cli(f"--data_path={self.root}", f"--model_path={self.root}/m",
+                     check=False)
+    self.assertNotEqual(result.returncode, 0)
+    self.assertRegex(result.stderr.strip().splitlines()[-1],
+                     r"metadata\.json not found")
+    no_test = os.path.join(self.root, "no_test")
+    dataset_writer.write_dataset(
+        no_test, {"train": []}, self.metadata)
+    result = run_cli(f"--data_path={no_test}",
+                     f"--model_path={self.model_path}", "--mode=eval",
+                     check=False)
+    self.assertRegex(result.stderr.strip().splitlines()[-1],
+                     r"test\.tfrecord not found")
+
+  def test_malformed_record(self):
+    bad = os.path.join(self.root, "bad")
+    metadata = dict(self.metadata)
+    metadata.pop("context_mean")
+    metadata.pop("context_std")
+    dataset_writer.write_dataset(bad, {"train": [dataset_writer.Trajectory(
+        np.zeros([12, 5, 3], np.float32), np.zeros([5], np.int64))]},
+                                 metadata)
+    result = run_cli(f"--data_path={bad}", f"--model_path={bad}/m",
+                     "--num_steps=2", *_SMALL, check=False)
+    self.assertNotEqual(result.returncode, 0)
+    self.assertRegex(result.stderr.strip().splitlines()[-1],
+                     r"train: error: .*train\.tfrecord: each record must "
+                     r"hold 12 position frames")
+
+  def test_sigterm_saves_a_checkpoint(self):
+    model_path = os.path.join(self.root, "interrupted")
+    env = dict(os.environ, PYTHONPATH=_ROOT, TF_CPP_MIN_LOG_LEVEL="2")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "learning_to_simulate.train",
+         f"--data_path={self.data_path}", f"--model_path={model_path}",
+         "--num_steps=1000000", "--log_every_steps=1", *_SMALL],
+        cwd=_ROOT, env=env, stderr=subprocess.PIPE, text=True)
+    for line in process.stderr:
+      if "step 3/" in line:
+        break
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=120)
+    self.assertEqual(process.returncode, 0, stderr[-2000:])
+    self.assertRegex(stderr, r"Stopped by SIGTERM at step \d+; saved")
+    latest = tf.train.latest_checkpoint(model_path)
+    self.assertIsNotNone(latest)
+    self.assertGreaterEqual(int(latest.rsplit("-", 1)[1]), 3)
+    # The saved checkpoint restores into a fresh run.
+    resumed = run_cli(f"--data_path={self.data_path}",
+                      f"--model_path={model_path}",
+                      f"--num_steps={int(latest.rsplit('-', 1)[1]) + 1}")
+    self.assertIn("Resumed from", resumed.stderr)
+
+
+class ModelDemoTest(tf.test.TestCase):
+
+  def test_model_demo_runs(self):
+    result = run_cli(module="learning_to_simulate.model_demo")
+    self.assertIn("Per-particle output tensor: (100, 3)", result.stdout)
+    self.assertRegex(result.stdout, r"Loss before one Adam step: [0-9.]+")
+
+
+if __name__ == "__main__":
+  tf.test.main()
