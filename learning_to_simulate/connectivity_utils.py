@@ -141,7 +141,7 @@ def compute_connectivity_for_batch_tf(
   cells_per_graph = extent**dim
 
   keys = graph_index * cells_per_graph + tf.reduce_sum(cells * strides, -1)
-  order = tf.argsort(keys, stable=True)
+  order = tf.cast(tf.argsort(keys, stable=True), tf.int64)
   sorted_keys = tf.gather(keys, order)
 
   offsets = tf.constant(_neighbour_offsets(dim))  # [K, dim]

@@ -24,11 +24,14 @@ from learning_to_simulate import training
 
 
 def load_model(data_path: str, model_path: str,
-               model_config: config_lib.ModelConfig):
+               model_config: config_lib.ModelConfig,
+               mixed_precision: Optional[str] = None,
+               jit_compile: bool = False):
   """Metadata and the simulator restored from the latest checkpoint."""
   metadata = reading_utils.read_metadata(data_path)
   model_config.validate()
-  simulator = training.build_simulator(metadata, model_config)
+  simulator = training.build_simulator(metadata, model_config,
+                                       mixed_precision, jit_compile)
   manager = checkpoints.make_manager(model_path, simulator, max_to_keep=None)
   path = checkpoints.restore_latest(manager, require=True, model_only=True)
   logging.info("Restored %s.", path)
@@ -38,7 +41,9 @@ def load_model(data_path: str, model_path: str,
 def evaluate(data_path: str, model_path: str,
              model_config: config_lib.ModelConfig, split: str = "test",
              batch_size: int = 2,
-             num_eval_steps: Optional[int] = None) -> Dict[str, float]:
+             num_eval_steps: Optional[int] = None,
+             mixed_precision: Optional[str] = None,
+             jit_compile: bool = False) -> Dict[str, float]:
   """One-step metrics over a split (or its first `num_eval_steps` batches).
 
   Returns:
@@ -48,7 +53,8 @@ def evaluate(data_path: str, model_path: str,
   """
   if num_eval_steps is not None and num_eval_steps < 1:
     raise ValueError(f"--num_eval_steps must be >= 1, got {num_eval_steps}")
-  metadata, simulator = load_model(data_path, model_path, model_config)
+  metadata, simulator = load_model(data_path, model_path, model_config,
+                                   mixed_precision, jit_compile)
   dataset = reading_utils.get_one_step_dataset(
       data_path, split, batch_size, metadata, is_training=False)
   if num_eval_steps is not None:
@@ -97,8 +103,9 @@ def evaluate_rollouts(data_path: str, model_path: str, output_path: str,
                       model_config: config_lib.ModelConfig,
                       split: str = "test",
                       num_rollouts: Optional[int] = None,
-                      rollout_steps: Optional[int] = None
-                      ) -> Dict[str, Any]:
+                      rollout_steps: Optional[int] = None,
+                      mixed_precision: Optional[str] = None,
+                      jit_compile: bool = False) -> Dict[str, Any]:
   """Rolls out trajectories of a split and saves them as pickles.
 
   Args:
@@ -108,6 +115,7 @@ def evaluate_rollouts(data_path: str, model_path: str, output_path: str,
     num_rollouts: number of trajectories (default all).
     rollout_steps: cap on predicted steps per trajectory (default the full
       `sequence_length - INPUT_SEQUENCE_LENGTH`).
+    mixed_precision, jit_compile: see `training.build_simulator`.
 
   Returns:
     `rollout_error_mse` (mean over trajectories), `per_trajectory` (list),
@@ -117,7 +125,8 @@ def evaluate_rollouts(data_path: str, model_path: str, output_path: str,
     raise ValueError(f"--num_rollouts must be >= 1, got {num_rollouts}")
   if rollout_steps is not None and rollout_steps < 1:
     raise ValueError(f"--rollout_steps must be >= 1, got {rollout_steps}")
-  metadata, simulator = load_model(data_path, model_path, model_config)
+  metadata, simulator = load_model(data_path, model_path, model_config,
+                                   mixed_precision, jit_compile)
   num_steps = metadata["sequence_length"] - common.INPUT_SEQUENCE_LENGTH
   if rollout_steps is not None:
     num_steps = min(num_steps, rollout_steps)

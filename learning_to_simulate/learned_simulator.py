@@ -31,6 +31,8 @@ class LearnedSimulator(snt.Module):
                num_particle_types: int = common.NUM_PARTICLE_TYPES,
                particle_type_embedding_size: int = (
                    common.PARTICLE_TYPE_EMBEDDING_SIZE),
+               compute_dtype: tf.DType = tf.float32,
+               jit_compile: bool = False,
                name: str = "LearnedSimulator"):
     """Builds the simulator.
 
@@ -47,6 +49,10 @@ class LearnedSimulator(snt.Module):
       num_particle_types: number of particle types; a learned embedding of
         the type is a node feature when it is greater than 1.
       particle_type_embedding_size: width of that embedding.
+      compute_dtype: matmul dtype of the graph network (mixed precision
+        with bfloat16 / float16); features, variables and outputs stay
+        float32.
+      jit_compile: compile the graph network with XLA (bucketed padding).
       name: module name.
     """
     super().__init__(name=name)
@@ -62,7 +68,8 @@ class LearnedSimulator(snt.Module):
                           np.asarray(s.std, np.float32))
         for key, s in normalization_stats.items()}
     self._graph_network = graph_network.EncodeProcessDecode(
-        output_size=num_dimensions, **graph_network_kwargs)
+        output_size=num_dimensions, compute_dtype=compute_dtype,
+        jit_compile=jit_compile, **graph_network_kwargs)
     if num_particle_types > 1:
       # Same shape and initializer as the original's `particle_embedding`.
       self._particle_type_embedding = tf.Variable(

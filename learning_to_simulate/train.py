@@ -99,6 +99,15 @@ flags.DEFINE_integer("keep_checkpoints", _TRAIN.keep_checkpoints,
 flags.DEFINE_integer("shuffle_buffer_size", _TRAIN.shuffle_buffer_size,
                      help="Shuffle buffer of training windows.")
 
+# GPU speed-ups (off by default: the default is the paper's float32 model).
+flags.DEFINE_enum("mixed_precision", None, ["bfloat16", "float16"],
+                  help="Matmuls of the graph network in this dtype; "
+                  "variables, LayerNorm, loss and outputs stay float32 "
+                  "(float16 adds dynamic loss scaling).")
+flags.DEFINE_boolean("jit_compile", False,
+                     help="Compile the graph network with XLA, on inputs "
+                     "padded to bucketed sizes (for GPUs; slower on CPU).")
+
 FLAGS = flags.FLAGS
 _MODEL_FLAGS = [f.name for f in dataclasses.fields(config_lib.ModelConfig)]
 _OPTIMIZER_FLAGS = [
@@ -147,7 +156,9 @@ def run():
         checkpoint_every_steps=FLAGS.checkpoint_every_steps,
         checkpoint_every_secs=FLAGS.checkpoint_every_secs,
         keep_checkpoints=FLAGS.keep_checkpoints,
-        shuffle_buffer_size=FLAGS.shuffle_buffer_size)
+        shuffle_buffer_size=FLAGS.shuffle_buffer_size,
+        mixed_precision=FLAGS.mixed_precision,
+        jit_compile=FLAGS.jit_compile)
     trainer.train(data_path, model_path, model, optimizer, options)
     return
   if not FLAGS.model_path:
@@ -158,7 +169,8 @@ def run():
   if FLAGS.mode == "eval":
     metrics = evaluation.evaluate(
         data_path, FLAGS.model_path, model, split=FLAGS.eval_split,
-        batch_size=FLAGS.batch_size, num_eval_steps=FLAGS.num_eval_steps)
+        batch_size=FLAGS.batch_size, num_eval_steps=FLAGS.num_eval_steps,
+        mixed_precision=FLAGS.mixed_precision, jit_compile=FLAGS.jit_compile)
     logging.info("Evaluation metrics (%s): %s", FLAGS.eval_split, metrics)
     print(f"loss_mse: {metrics['loss_mse']:.8g}")
     print(f"one_step_position_mse: {metrics['one_step_position_mse']:.8g}")
@@ -169,7 +181,8 @@ def run():
   results = evaluation.evaluate_rollouts(
       data_path, FLAGS.model_path, FLAGS.output_path, model,
       split=FLAGS.eval_split, num_rollouts=FLAGS.num_rollouts,
-      rollout_steps=FLAGS.rollout_steps)
+      rollout_steps=FLAGS.rollout_steps,
+      mixed_precision=FLAGS.mixed_precision, jit_compile=FLAGS.jit_compile)
   for index, error in enumerate(results["per_trajectory"]):
     print(f"rollout_error_mse[{index}]: {error:.8g}")
   print(f"rollout_error_mse: {results['rollout_error_mse']:.8g}")

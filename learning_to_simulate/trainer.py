@@ -31,6 +31,9 @@ class TrainOptions:
   checkpoint_every_secs: float = 600.0
   keep_checkpoints: int = 5
   shuffle_buffer_size: int = 512
+  # GPU speed-ups, off by default so the default is the paper's model.
+  mixed_precision: Optional[str] = None  # "bfloat16" or "float16"
+  jit_compile: bool = False
 
   def validate(self) -> None:
     if self.num_steps < 0:
@@ -101,8 +104,12 @@ def train(data_path: str, model_path: str,
   os.makedirs(model_path, exist_ok=True)
   config_lib.save(model_path, model_config, optimizer_config)
 
-  simulator = training.build_simulator(metadata, model_config)
-  optimizer = training.make_optimizer(optimizer_config, simulator)
+  simulator = training.build_simulator(metadata, model_config,
+                                       options.mixed_precision,
+                                       options.jit_compile)
+  optimizer = training.make_optimizer(
+      optimizer_config, simulator,
+      loss_scaling=options.mixed_precision == "float16")
   manager = checkpoints.make_manager(model_path, simulator, optimizer,
                                      options.keep_checkpoints)
   restored = checkpoints.restore_latest(manager, require=False)

@@ -47,9 +47,19 @@ def get_normalization_stats(metadata: Mapping[str, Any],
 
 
 def build_simulator(metadata: Mapping[str, Any],
-                    model_config: config_lib.ModelConfig
+                    model_config: config_lib.ModelConfig,
+                    mixed_precision: Optional[str] = None,
+                    jit_compile: bool = False
                     ) -> learned_simulator.LearnedSimulator:
-  """The simulator for a dataset, with its variables created."""
+  """The simulator for a dataset, with its variables created.
+
+  Args:
+    metadata: dataset metadata.
+    model_config: hyperparameters.
+    mixed_precision: None (float32), "bfloat16" or "float16": the dtype of
+      the graph network's matrix products.
+    jit_compile: compile the graph network with XLA.
+  """
   simulator = learned_simulator.LearnedSimulator(
       num_dimensions=metadata["dim"],
       connectivity_radius=metadata["default_connectivity_radius"],
@@ -58,7 +68,9 @@ def build_simulator(metadata: Mapping[str, Any],
       normalization_stats=get_normalization_stats(metadata,
                                                   model_config.noise_std),
       num_particle_types=common.NUM_PARTICLE_TYPES,
-      particle_type_embedding_size=common.PARTICLE_TYPE_EMBEDDING_SIZE)
+      particle_type_embedding_size=common.PARTICLE_TYPE_EMBEDDING_SIZE,
+      compute_dtype=mixed_precision or tf.float32,
+      jit_compile=jit_compile)
   # Sonnet creates variables on the first call: make them now, on one
   # particle, so checkpoints can be restored and optimizers built.
   dim = metadata["dim"]
@@ -93,8 +105,16 @@ class DecayedLearningRate(keras.optimizers.schedules.LearningRateSchedule):
 
 
 def make_optimizer(optimizer_config: config_lib.OptimizerConfig,
-                   simulator: tf.Module) -> keras.optimizers.Optimizer:
-  """The optimizer, built for the simulator's variables (for restoring)."""
+                   simulator: tf.Module,
+                   loss_scaling: bool = False) -> keras.optimizers.Optimizer:
+  """The optimizer, built for the simulator's variables (for restoring).
+
+  Args:
+    optimizer_config: optimizer name and learning-rate schedule.
+    simulator: the model whose trainable variables it updates.
+    loss_scaling: wrap it in a dynamic `LossScaleOptimizer` (float16 mixed
+      precision, where small gradients would otherwise underflow).
+  """
   optimizer_config.validate()
   schedule = DecayedLearningRate(
       optimizer_config.lr, optimizer_config.min_lr,
@@ -111,6 +131,8 @@ def make_optimizer(optimizer_config: config_lib.OptimizerConfig,
     optimizer = keras.optimizers.Adadelta(learning_rate=schedule)
   else:
     raise ValueError(f"unknown optimizer {name!r}")
+  if loss_scaling:
+    optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
   optimizer.build(simulator.trainable_variables)
   return optimizer
 
@@ -166,8 +188,10 @@ def train_step(simulator: learned_simulator.LearnedSimulator,
     predicted, target = predicted_and_target_accelerations(
         simulator, batch, noise_std)
     loss = masked_loss(predicted, target, batch[0]["particle_type"])
+    # Identity unless the optimizer scales the loss (float16 training).
+    scaled_loss = optimizer.scale_loss(loss)
   variables = simulator.trainable_variables
-  gradients = tape.gradient(loss, variables)
+  gradients = tape.gradient(scaled_loss, variables)
   optimizer.apply_gradients(zip(gradients, variables))
   return loss
 

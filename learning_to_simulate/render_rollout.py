@@ -1,0 +1,778 @@
+"""Renders rollouts of the learned simulator against ground truth.
+
+Reproduces the viewer of "Learning to Simulate Complex Physics with Graph
+Networks" (Sanchez-Gonzalez et al., ICML 2020, arXiv:2002.09405) for the
+pickles written by `train --mode=eval_rollout` (see ../shared/FORMAT.md), and
+adds headless output and an error plot. The module holds:
+
+- `load_rollout`, `find_rollouts`, `check_rollout`: read and validate pickles;
+- `rollout_mse_per_step`: the per-step position MSE of one rollout;
+- `RolloutScene`: ground truth and prediction side by side on one figure,
+  updated in place frame by frame (scatter offsets only);
+- `render_animation` (GIF through Pillow, MP4 through ffmpeg),
+  `show_animation` (interactive) and `plot_error` (PNG, PDF or SVG);
+- a thin CLI:
+
+  python -m learning_to_simulate.render_rollout \
+      --rollout_path={OUTPUT_PATH}/rollout_test_0.pkl
+
+shows the animation when a display is available, as the original does. With
+`--output_path=FILE.gif` or `FILE.mp4`, or when there is no display (no
+`DISPLAY` / `WAYLAND_DISPLAY` on Linux, or a non-interactive matplotlib
+backend), it writes the animation instead (by default `<pickle stem>.gif`
+next to the pickle). `--rollout_path` may be a directory: `--error_plot_path`
+then plots every `rollout_*.pkl` in it, and the first one is animated.
+
+Files are drawn on a private Agg canvas, never through pyplot, so writing
+works whatever backend is configured and without a display. Every output is
+written under a temporary name in its directory and moved into place only
+when complete.
+
+3D rollouts are drawn as `mpl_toolkits.mplot3d` scatter plots with the axes
+fixed to the metadata bounds and a box aspect matching them. The vertical
+axis is the coordinate with the largest mean acceleration in the metadata
+(gravity), or y (the second coordinate, vertical in the 2D datasets) when the
+metadata has no `acc_mean`.
+
+Pickles can run arbitrary code when loaded: only render rollouts you trust.
+"""
+
+import collections.abc
+import contextlib
+import os
+import pickle
+import re
+import struct
+import sys
+import tempfile
+from typing import (Any, Dict, Iterator, List, Mapping, Optional, Sequence,
+                    Tuple)
+
+from absl import app
+from absl import flags
+from absl import logging
+import matplotlib
+from matplotlib import animation
+from matplotlib import artist as mpl_artist
+from matplotlib import colors as mpl_colors
+from matplotlib import figure as mpl_figure
+from matplotlib import lines as mpl_lines
+from matplotlib.backends import backend_agg
+from mpl_toolkits import mplot3d  # pylint: disable=unused-import  (registers "3d")
+import numpy as np
+from PIL import GifImagePlugin
+from PIL import Image
+
+from learning_to_simulate import common
+
+# A rollout pickle, as written by `train --mode=eval_rollout`.
+Rollout = Dict[str, Any]
+
+REQUIRED_KEYS = ("initial_positions", "predicted_rollout",
+                 "ground_truth_rollout", "particle_types", "metadata")
+_ROLLOUT_FILE_RE = re.compile(r"^rollout_.*\.pkl$")
+ANIMATION_EXTENSIONS = (".gif", ".mp4")
+ERROR_PLOT_EXTENSIONS = (".png", ".pdf", ".svg")
+
+# Two square panels, a frame counter above and a legend below, in inches; the
+# image is `FIGURE_SIZE * dpi` pixels.
+FIGURE_SIZE = (10.0, 5.5)
+DEFAULT_DPI = 100
+DEFAULT_FPS = 20
+# Marker diameter in points, as the original's `ms=2`.
+DEFAULT_MARKER_SIZE = 2.0
+# GIF frame delays are whole centiseconds, and browsers slow down delays
+# under 2 cs, so GIFs play at most 50 frames per second.
+MAX_GIF_FPS = 50
+
+_NAMED_TYPE_COLORS = {
+    common.ParticleType.KINEMATIC: "black",  # Boundaries and obstacles.
+    common.ParticleType.RIGID: "green",
+    common.ParticleType.WATER: "blue",
+    common.ParticleType.SAND: "gold",
+    common.ParticleType.GOOP: "magenta",
+}
+# Ids without a name in the datasets, in increasing order; far from the above.
+_SPARE_COLORS = ("red", "darkorange", "saddlebrown", "darkturquoise")
+
+
+def _type_colors() -> Dict[int, str]:
+  spare = iter(_SPARE_COLORS)
+  return {particle_type: _NAMED_TYPE_COLORS.get(particle_type) or next(spare)
+          for particle_type in range(common.NUM_PARTICLE_TYPES)}
+
+
+# One distinct matplotlib colour for each of the particle-type ids.
+TYPE_COLORS: Dict[int, str] = _type_colors()
+
+
+def type_label(particle_type: int) -> str:
+  """Legend label of a particle-type id, e.g. "Water (5)" or "Type 1"."""
+  try:
+    name = common.ParticleType(particle_type).name.capitalize()
+  except ValueError:
+    return f"Type {particle_type}"
+  return f"{name} ({particle_type})"
+
+
+class MissingWriterError(RuntimeError):
+  """The program needed to write an animation format is not installed."""
+
+
+# ---------------------------------------------------------------------------
+# Reading.
+
+
+def check_rollout(rollout: Mapping[str, Any],
+                  source: str = "rollout") -> Rollout:
+  """Validates a rollout dict and returns a copy holding numpy arrays.
+
+  Args:
+    rollout: a dict with `initial_positions` `[num_initial, num_particles,
+      dim]`, `predicted_rollout` and `ground_truth_rollout` `[num_steps,
+      num_particles, dim]`, `particle_types` `[num_particles]` and `metadata`
+      (with `bounds` `[dim, 2]`); other keys are kept as they are.
+    source: what to call the rollout in error messages (e.g. its path).
+
+  Returns:
+    The rollout with float positions, int64 particle types and the bounds as
+    a float64 `[dim, 2]` array under `metadata["bounds"]`.
+
+  Raises:
+    ValueError: if a key is missing or a shape, type id or bound is invalid.
+  """
+  if not isinstance(rollout, collections.abc.Mapping):
+    raise ValueError(f"{source} holds a {type(rollout).__name__}, not a "
+                     "rollout dict")
+  missing = [key for key in REQUIRED_KEYS if key not in rollout]
+  if missing:
+    raise ValueError(f"{source} is missing rollout keys {missing} (it has "
+                     f"{sorted(map(str, rollout))})")
+  checked = dict(rollout)
+  initial = np.asarray(rollout["initial_positions"])
+  if initial.ndim != 3 or initial.shape[-1] not in (2, 3):
+    raise ValueError(f"{source}: initial_positions must be [num_initial, "
+                     f"num_particles, dim] with dim 2 or 3, got shape "
+                     f"{initial.shape}")
+  num_particles, dim = initial.shape[1:]
+  for key in ("initial_positions", "predicted_rollout",
+              "ground_truth_rollout"):
+    positions = np.asarray(rollout[key])
+    if (positions.ndim != 3 or positions.shape[1:] != (num_particles, dim)
+        or not np.issubdtype(positions.dtype, np.number)):
+      raise ValueError(f"{source}: {key} must be numeric [num_frames, "
+                       f"{num_particles}, {dim}], got {positions.dtype} "
+                       f"shape {positions.shape}")
+    checked[key] = positions
+  if (checked["predicted_rollout"].shape !=
+      checked["ground_truth_rollout"].shape):
+    raise ValueError(
+        f"{source}: predicted_rollout {checked['predicted_rollout'].shape} "
+        "and ground_truth_rollout "
+        f"{checked['ground_truth_rollout'].shape} differ in shape")
+  particle_types = np.asarray(rollout["particle_types"])
+  if (particle_types.shape != (num_particles,) or
+      not np.issubdtype(particle_types.dtype, np.integer)):
+    raise ValueError(f"{source}: particle_types must be integer "
+                     f"[{num_particles}], got {particle_types.dtype} shape "
+                     f"{particle_types.shape}")
+  unknown = sorted(set(particle_types.tolist()) -
+                   set(range(common.NUM_PARTICLE_TYPES)))
+  if unknown:
+    raise ValueError(f"{source}: unknown particle types {unknown}; ids run "
+                     f"from 0 to {common.NUM_PARTICLE_TYPES - 1}")
+  checked["particle_types"] = particle_types.astype(np.int64)
+  metadata = rollout["metadata"]
+  if not isinstance(metadata, collections.abc.Mapping) or (
+      "bounds" not in metadata):
+    raise ValueError(f"{source}: metadata must be a dict with 'bounds'")
+  try:
+    bounds = np.asarray(metadata["bounds"], dtype=np.float64)
+  except (TypeError, ValueError):
+    bounds = np.zeros(0)
+  if bounds.shape != (dim, 2) or not np.all(bounds[:, 0] < bounds[:, 1]):
+    raise ValueError(f"{source}: metadata bounds must be [[lo, hi]] * {dim} "
+                     f"with lo < hi, got {metadata['bounds']!r}")
+  checked["metadata"] = dict(metadata, bounds=bounds)
+  return checked
+
+
+def load_rollout(path: str) -> Rollout:
+  """Reads and validates one rollout pickle.
+
+  Args:
+    path: a `rollout_{split}_{index}.pkl` file.
+
+  Returns:
+    The rollout (see `check_rollout`).
+
+  Raises:
+    FileNotFoundError: if there is no file at `path`.
+    ValueError: if the file is not a readable rollout pickle, lacks keys or
+      holds arrays of inconsistent shapes.
+  """
+  if not os.path.isfile(path):
+    what = "is a directory" if os.path.isdir(path) else "does not exist"
+    raise FileNotFoundError(f"Rollout pickle {path} {what}")
+  try:
+    with open(path, "rb") as f:
+      rollout = pickle.load(f)
+  except (pickle.UnpicklingError, EOFError, AttributeError, ImportError,
+          IndexError, TypeError, ValueError) as e:
+    raise ValueError(f"{path} is not a readable rollout pickle: {e}") from e
+  return check_rollout(rollout, source=path)
+
+
+def _natural_key(name: str) -> List[Any]:
+  # "rollout_test_10" after "rollout_test_9": digit runs compare as numbers.
+  return [(0, int(part)) if part.isdigit() else (1, part)
+          for part in re.split(r"(\d+)", name)]
+
+
+def find_rollouts(path: str) -> List[str]:
+  """The rollout pickles at `path`: the file itself, or a directory's.
+
+  Args:
+    path: a rollout pickle, or a directory holding `rollout_*.pkl` files.
+
+  Returns:
+    The pickle paths, a directory's sorted naturally (`rollout_test_2`
+    before `rollout_test_10`).
+
+  Raises:
+    FileNotFoundError: if nothing exists at `path`.
+    ValueError: if `path` is a directory without `rollout_*.pkl` files.
+  """
+  if os.path.isdir(path):
+    names = sorted((name for name in os.listdir(path)
+                    if _ROLLOUT_FILE_RE.match(name) and
+                    os.path.isfile(os.path.join(path, name))),
+                   key=_natural_key)
+    if not names:
+      raise ValueError(f"No rollout_*.pkl files in directory {path}")
+    return [os.path.join(path, name) for name in names]
+  if not os.path.exists(path):
+    raise FileNotFoundError(f"Rollout pickle {path} does not exist")
+  return [path]
+
+
+def _rollout_name(path: str) -> str:
+  return os.path.splitext(os.path.basename(path))[0]
+
+
+class LazyRollouts(collections.abc.Mapping):
+  """Name -> rollout over pickle files, each read only when looked up.
+
+  Lets `plot_error` walk a directory of large rollouts holding one at a time.
+  """
+
+  def __init__(self, paths: Sequence[str]):
+    self._paths = {_rollout_name(path): path for path in paths}
+
+  def __getitem__(self, name: str) -> Rollout:
+    return load_rollout(self._paths[name])
+
+  def __iter__(self) -> Iterator[str]:
+    return iter(self._paths)
+
+  def __len__(self) -> int:
+    return len(self._paths)
+
+
+# ---------------------------------------------------------------------------
+# Errors.
+
+
+def rollout_mse_per_step(rollout: Mapping[str, Any]) -> np.ndarray:
+  """Position MSE of a rollout at each predicted step.
+
+  Averages over every particle and dimension, as the `rollout_error_mse` of
+  evaluation does; kinematic particles follow ground truth and add zeros.
+
+  Args:
+    rollout: a dict with `predicted_rollout` and `ground_truth_rollout`, both
+      `[num_steps, num_particles, dim]`.
+
+  Returns:
+    `[num_steps]` float64, `mean((predicted - ground_truth) ** 2)` per step.
+
+  Raises:
+    ValueError: if a key is missing or the shapes differ or are not 3-D.
+  """
+  missing = [key for key in ("predicted_rollout", "ground_truth_rollout")
+             if key not in rollout]
+  if missing:
+    raise ValueError(f"rollout is missing keys {missing}")
+  predicted = np.asarray(rollout["predicted_rollout"], dtype=np.float64)
+  ground_truth = np.asarray(rollout["ground_truth_rollout"], dtype=np.float64)
+  if predicted.shape != ground_truth.shape or predicted.ndim != 3:
+    raise ValueError("predicted_rollout and ground_truth_rollout must both be "
+                     f"[num_steps, num_particles, dim], got {predicted.shape} "
+                     f"and {ground_truth.shape}")
+  return np.mean((predicted - ground_truth) ** 2, axis=(1, 2))
+
+
+# ---------------------------------------------------------------------------
+# Output files.
+
+
+def _extension(path: str, supported: Sequence[str], what: str) -> str:
+  extension = os.path.splitext(path)[1].lower()
+  if extension not in supported:
+    raise ValueError(f"Unsupported {what} extension {extension!r} in {path}; "
+                     f"supported: {', '.join(supported)}")
+  if os.path.isdir(path):
+    raise ValueError(f"{what} path {path} is a directory")
+  return extension
+
+
+def check_animation_path(output_path: str) -> str:
+  """Checks that an animation can be written to `output_path`.
+
+  Args:
+    output_path: a `.gif` or `.mp4` file name.
+
+  Returns:
+    The lower-case extension.
+
+  Raises:
+    ValueError: for any other extension, or a directory.
+    MissingWriterError: for `.mp4` when ffmpeg is not installed.
+  """
+  extension = _extension(output_path, ANIMATION_EXTENSIONS, "animation")
+  if extension == ".mp4" and not animation.writers.is_available("ffmpeg"):
+    raise MissingWriterError(
+        f"Cannot write {output_path}: .mp4 needs matplotlib's 'ffmpeg' "
+        f"writer, but {matplotlib.rcParams['animation.ffmpeg_path']!r} is not "
+        "on PATH; install ffmpeg or write a .gif")
+  return extension
+
+
+def _umask() -> int:
+  mask = os.umask(0o22)
+  os.umask(mask)
+  return mask
+
+
+@contextlib.contextmanager
+def _atomic_output(path: str) -> Iterator[str]:
+  """Yields a temporary path beside `path`, moved onto it on success."""
+  directory = os.path.dirname(os.path.abspath(path))
+  os.makedirs(directory, exist_ok=True)
+  stem, extension = os.path.splitext(os.path.basename(path))
+  # Keep the extension last: ffmpeg picks the container from it.
+  fd, temporary = tempfile.mkstemp(dir=directory, prefix=f".{stem}.",
+                                   suffix=f".tmp{extension}")
+  os.close(fd)
+  try:
+    yield temporary
+    os.chmod(temporary, 0o666 & ~_umask())  # mkstemp made it private
+    os.replace(temporary, path)
+  except BaseException:
+    with contextlib.suppress(FileNotFoundError):
+      os.remove(temporary)
+    raise
+
+
+class _StreamingGifWriter(animation.AbstractMovieWriter):
+  """A GIF writer holding one frame at a time (matplotlib's keeps them all).
+
+  Frames are read from the figure's Agg canvas at the figure's own dpi. The
+  256-colour palette is fitted on the first frame, which already shows every
+  particle type and the legend; later frames are mapped onto it without
+  dithering, and only the rectangle that changed since the previous frame is
+  encoded (Pillow's LZW encoder), with "leave in place" disposal.
+  """
+
+  def __init__(self, fps: float):
+    super().__init__(fps=fps)
+    self._delay_cs = max(2, int(round(100 / fps)))
+    self._file = None
+    self._palette_image = None
+    self._previous = None
+    self.frame_count = 0
+
+  def setup(self, fig, outfile, dpi=None):
+    super().setup(fig, outfile, dpi)
+    self._file = open(outfile, "wb")
+    self._palette_image = None
+    self._previous = None
+    self.frame_count = 0
+
+  def grab_frame(self, **savefig_kwargs):
+    if savefig_kwargs:
+      raise TypeError(f"Unsupported savefig arguments {sorted(savefig_kwargs)}")
+    canvas = self.fig.canvas
+    canvas.draw()
+    rgb = Image.fromarray(
+        np.ascontiguousarray(np.asarray(canvas.buffer_rgba())[..., :3]))
+    if self._palette_image is None:
+      self._palette_image = rgb.quantize(colors=256,
+                                         method=Image.Quantize.MEDIANCUT)
+      frame = self._palette_image
+      palette = bytes(frame.getpalette()[:768])
+      self._file.write(_gif_header(frame.size, palette))
+    else:
+      frame = rgb.quantize(palette=self._palette_image,
+                           dither=Image.Dither.NONE)
+    indices = np.asarray(frame)
+    box = (0, 0) + frame.size
+    if self._previous is not None:
+      changed = indices != self._previous
+      rows = np.flatnonzero(changed.any(axis=1))
+      if rows.size:
+        cols = np.flatnonzero(changed.any(axis=0))
+        box = (int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1)
+      else:
+        box = (0, 0, 1, 1)  # Still write a frame, so frame counts hold.
+    self._previous = indices
+    for chunk in GifImagePlugin.getdata(frame.crop(box), offset=box[:2],
+                                        duration=self._delay_cs * 10,
+                                        disposal=1):
+      self._file.write(chunk)
+    self.frame_count += 1
+
+  def finish(self):
+    if self._file is not None:
+      self._file.write(b";")  # GIF trailer.
+      self._file.close()
+      self._file = None
+
+
+def _gif_header(size: Tuple[int, int], palette: bytes) -> bytes:
+  """GIF89a header, 256-colour global palette, endless looping."""
+  palette = palette + bytes(768 - len(palette))
+  # Global colour table present, 8 bits per primary, 2 ** (7 + 1) entries.
+  screen = struct.pack("<HHBBB", size[0], size[1], 0x80 | 0x70 | 7, 0, 0)
+  loop = b"!\xff\x0bNETSCAPE2.0\x03\x01" + struct.pack("<H", 0) + b"\x00"
+  return b"GIF89a" + screen + palette + loop
+
+
+def _make_writer(extension: str, fps: float) -> animation.AbstractMovieWriter:
+  if extension == ".gif":
+    if fps > MAX_GIF_FPS:
+      raise ValueError(f"fps must be at most {MAX_GIF_FPS} for .gif (frame "
+                       f"delays are whole centiseconds, >= 2), got {fps}")
+    return _StreamingGifWriter(fps)
+  return animation.FFMpegWriter(fps=fps)
+
+
+# ---------------------------------------------------------------------------
+# Drawing.
+
+
+def _vertical_axis(metadata: Mapping[str, Any], dim: int) -> int:
+  acc_mean = np.asarray(metadata.get("acc_mean", ()), dtype=np.float64)
+  if acc_mean.shape == (dim,) and np.any(acc_mean):
+    return int(np.argmax(np.abs(acc_mean)))  # Gravity dominates.
+  return 1
+
+
+def new_figure(dpi: float = DEFAULT_DPI) -> mpl_figure.Figure:
+  """A `FIGURE_SIZE` figure on its own Agg canvas, independent of pyplot."""
+  fig = mpl_figure.Figure(figsize=FIGURE_SIZE, dpi=dpi)
+  backend_agg.FigureCanvasAgg(fig)
+  return fig
+
+
+class RolloutScene:
+  """Ground truth (left) and prediction (right) of one rollout on a figure.
+
+  Both panels share the metadata bounds; particles are coloured by type
+  (`TYPE_COLORS`) with a legend entry per type present, and a header reads
+  "step k/last" where k indexes the trajectory: the initial positions
+  followed by the rollout. `update` only moves the scatter offsets and the
+  counter text, so 2D scenes can be blitted.
+  """
+
+  def __init__(self, fig: mpl_figure.Figure, rollout: Mapping[str, Any],
+               marker_size: float = DEFAULT_MARKER_SIZE):
+    """Draws the static parts of the scene and the first frame.
+
+    Args:
+      fig: an empty figure, e.g. from `new_figure` or `pyplot.figure`.
+      rollout: a rollout dict (validated with `check_rollout`).
+      marker_size: particle marker diameter in points.
+
+    Raises:
+      ValueError: if the rollout is invalid or `marker_size` is not positive.
+    """
+    if not marker_size > 0:
+      raise ValueError(f"marker_size must be positive, got {marker_size}")
+    rollout = check_rollout(rollout)
+    self.figure = fig
+    bounds = rollout["metadata"]["bounds"]
+    self.dim = bounds.shape[0]
+    initial = rollout["initial_positions"]
+    # `[num_frames, num_particles, dim]` each.
+    self.trajectories = [
+        np.concatenate([initial, rollout[key]], axis=0)
+        for key in ("ground_truth_rollout", "predicted_rollout")]
+    self.num_frames = self.trajectories[0].shape[0]
+    particle_types = rollout["particle_types"]
+    face_colors = mpl_colors.to_rgba_array(
+        [TYPE_COLORS[t] for t in range(common.NUM_PARTICLE_TYPES)]
+    )[particle_types]
+
+    header = fig.add_axes((0.0, 0.92, 1.0, 0.08))
+    header.set_axis_off()
+    self.counter = header.text(0.5, 0.5, "", ha="center", va="center",
+                               fontsize="large")
+    self.axes = []
+    self.scatters = []
+    for i, title in enumerate(("Ground truth", "Prediction")):
+      rect = (0.01 + 0.5 * i, 0.1, 0.48, 0.76)
+      if self.dim == 2:
+        ax = fig.add_axes(rect)
+        ax.set_xlim(*bounds[0])
+        ax.set_ylim(*bounds[1])
+        ax.set_aspect("equal")
+        ax.set_xticks([])
+        ax.set_yticks([])
+        scatter = ax.scatter(initial[0, :, 0], initial[0, :, 1],
+                             s=marker_size**2, c=face_colors, linewidths=0)
+      else:
+        ax = fig.add_axes(rect, projection="3d")
+        ax.set_xlim(*bounds[0])
+        ax.set_ylim(*bounds[1])
+        ax.set_zlim(*bounds[2])
+        ax.set_box_aspect(bounds[:, 1] - bounds[:, 0])
+        ax.view_init(vertical_axis="xyz"[_vertical_axis(rollout["metadata"],
+                                                        self.dim)])
+        ax.set_xlabel("x")
+        ax.set_ylabel("y")
+        ax.set_zlabel("z")
+        for axis in (ax.xaxis, ax.yaxis, ax.zaxis):
+          axis.set_ticklabels([])
+        scatter = ax.scatter(initial[0, :, 0], initial[0, :, 1],
+                             initial[0, :, 2], s=marker_size**2,
+                             c=face_colors, linewidths=0, axlim_clip=True)
+      ax.set_title(title)
+      self.axes.append(ax)
+      self.scatters.append(scatter)
+
+    present = sorted(set(particle_types.tolist()))
+    handles = [mpl_lines.Line2D([], [], linestyle="none", marker="o",
+                                markersize=8, color=TYPE_COLORS[t],
+                                label=type_label(t)) for t in present]
+    fig.legend(handles=handles, loc="lower center", ncol=len(handles),
+               frameon=False, bbox_to_anchor=(0.5, 0.0))
+    self.update(0)
+
+  @property
+  def ground_truth_axes(self):
+    return self.axes[0]
+
+  @property
+  def prediction_axes(self):
+    return self.axes[1]
+
+  @property
+  def blittable(self) -> bool:
+    """Whether `update` can be blitted (2D: 3D axes reproject on draw)."""
+    return self.dim == 2
+
+  def update(self, frame: int) -> List[mpl_artist.Artist]:
+    """Shows trajectory frame `frame` and returns the artists it changed."""
+    for scatter, trajectory in zip(self.scatters, self.trajectories):
+      positions = trajectory[frame]
+      scatter.set_offsets(positions[:, :2])
+      if self.dim == 3:
+        scatter.set_3d_properties(positions[:, 2], "z", axlim_clip=True)
+    self.counter.set_text(f"step {frame}/{self.num_frames - 1}")
+    return [*self.scatters, self.counter]
+
+
+def animation_frames(num_frames: int, step_stride: int) -> np.ndarray:
+  """Trajectory frames shown: every `step_stride`-th, from the first."""
+  if step_stride < 1:
+    raise ValueError(f"step_stride must be at least 1, got {step_stride}")
+  return np.arange(0, num_frames, step_stride)
+
+
+def render_animation(rollout: Mapping[str, Any], output_path: str,
+                     step_stride: int = 3, fps: float = DEFAULT_FPS,
+                     dpi: float = DEFAULT_DPI,
+                     marker_size: float = DEFAULT_MARKER_SIZE) -> int:
+  """Writes the ground-truth vs prediction animation to a GIF or MP4 file.
+
+  Args:
+    rollout: a rollout dict (see `check_rollout`).
+    output_path: a `.gif` (Pillow) or `.mp4` (ffmpeg) file; its directory is
+      created if needed, and the file appears only once complete.
+    step_stride: show every `step_stride`-th frame of the trajectory.
+    fps: frames per second of the animation (at most 50 for GIF).
+    dpi: pixels per inch; the frames are `FIGURE_SIZE * dpi` pixels.
+    marker_size: particle marker diameter in points.
+
+  Returns:
+    The number of frames written, `ceil(num_frames / step_stride)`.
+
+  Raises:
+    ValueError: for an unsupported extension or invalid arguments/rollout.
+    MissingWriterError: for `.mp4` when ffmpeg is not installed.
+  """
+  extension = check_animation_path(output_path)
+  if not fps > 0 or not dpi > 0:
+    raise ValueError(f"fps and dpi must be positive, got {fps} and {dpi}")
+  writer = _make_writer(extension, fps)
+  fig = new_figure(dpi)
+  scene = RolloutScene(fig, rollout, marker_size)
+  frames = animation_frames(scene.num_frames, step_stride)
+  with _atomic_output(output_path) as temporary:
+    with writer.saving(fig, temporary, dpi):
+      for frame in frames:
+        scene.update(frame)
+        writer.grab_frame()
+  return len(frames)
+
+
+def show_animation(rollout: Mapping[str, Any], step_stride: int = 3,
+                   block: bool = True,
+                   marker_size: float = DEFAULT_MARKER_SIZE
+                  ) -> animation.FuncAnimation:
+  """Shows the animation in a pyplot window, as the original viewer does.
+
+  Args:
+    rollout: a rollout dict (see `check_rollout`).
+    step_stride: show every `step_stride`-th frame of the trajectory.
+    block: whether `pyplot.show` blocks until the window is closed.
+    marker_size: particle marker diameter in points.
+
+  Returns:
+    The animation; keep a reference while it plays when `block` is false.
+  """
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  fig = plt.figure(figsize=FIGURE_SIZE)
+  scene = RolloutScene(fig, rollout, marker_size)
+  frames = animation_frames(scene.num_frames, step_stride)
+  anim = animation.FuncAnimation(fig, scene.update, frames=frames,
+                                 interval=10, blit=scene.blittable)
+  plt.show(block=block)
+  return anim
+
+
+def plot_error(rollouts: Mapping[str, Mapping[str, Any]],
+               output_path: str) -> Dict[str, np.ndarray]:
+  """Plots the per-step rollout MSE, one line per rollout, log y axis.
+
+  Args:
+    rollouts: name -> rollout dict, in legend order; walked once, so a
+      `LazyRollouts` keeps one rollout in memory at a time.
+    output_path: a `.png`, `.pdf` or `.svg` file, written once complete.
+
+  Returns:
+    name -> the y values of its plotted line, `[num_steps]` (x is 1..T).
+
+  Raises:
+    ValueError: for an unsupported extension or no rollouts.
+  """
+  extension = _extension(output_path, ERROR_PLOT_EXTENSIONS, "error plot")
+  if not rollouts:
+    raise ValueError("plot_error needs at least one rollout")
+  fig = mpl_figure.Figure(figsize=(8.0, 5.0), dpi=DEFAULT_DPI)
+  backend_agg.FigureCanvasAgg(fig)
+  ax = fig.add_subplot()
+  plotted = {}
+  for name, rollout in rollouts.items():
+    mse = rollout_mse_per_step(rollout)
+    (line,) = ax.plot(np.arange(1, mse.size + 1), mse, label=name,
+                      linewidth=1)
+    plotted[name] = np.asarray(line.get_ydata())
+  ax.set_yscale("log")
+  ax.set_xlabel("rollout step (after the initial positions)")
+  ax.set_ylabel("position MSE (mean over particles and dims)")
+  ax.set_title("Rollout error")
+  ax.grid(True, which="both", alpha=0.3)
+  ax.legend(fontsize="small", ncol=1 + (len(plotted) - 1) // 12)
+  with _atomic_output(output_path) as temporary:
+    fig.savefig(temporary, format=extension[1:])
+  return plotted
+
+
+# ---------------------------------------------------------------------------
+# Command line.
+
+
+def display_available() -> bool:
+  """Whether pyplot can open a window here.
+
+  False on Linux without `DISPLAY` or `WAYLAND_DISPLAY`, and for
+  non-interactive matplotlib backends (e.g. `MPLBACKEND=agg`). Resolves
+  matplotlib's automatic backend choice, which imports pyplot.
+  """
+  if sys.platform.startswith("linux") and not (
+      os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+    return False
+  from matplotlib.backends import backend_registry  # pylint: disable=g-import-not-at-top
+  framework = backend_registry.resolve_backend(matplotlib.get_backend())[1]
+  return framework not in (None, "headless")
+
+
+_ROLLOUT_PATH = flags.DEFINE_string(
+    "rollout_path", None,
+    "Rollout pickle, or a directory of rollout_*.pkl files (the first one is "
+    "animated; all go into --error_plot_path).")
+_STEP_STRIDE = flags.DEFINE_integer("step_stride", 3,
+                                    "Show every step_stride-th frame.",
+                                    lower_bound=1)
+_BLOCK_ON_SHOW = flags.DEFINE_boolean(
+    "block_on_show", True, "Block until the window is closed (for tests).")
+_OUTPUT_PATH = flags.DEFINE_string(
+    "output_path", None,
+    "Write the animation to this .gif or .mp4 instead of showing it. Without "
+    "a display it defaults to <pickle stem>.gif next to the pickle.")
+_FPS = flags.DEFINE_integer("fps", DEFAULT_FPS,
+                            "Frames per second of a written animation.",
+                            lower_bound=1)
+_DPI = flags.DEFINE_integer(
+    "dpi", DEFAULT_DPI,
+    f"Pixels per inch of a written animation ({FIGURE_SIZE[0]:g} x "
+    f"{FIGURE_SIZE[1]:g} inches).", lower_bound=10)
+_ERROR_PLOT_PATH = flags.DEFINE_string(
+    "error_plot_path", None,
+    "Also write the per-step rollout MSE plot (.png, .pdf or .svg) here.")
+flags.mark_flag_as_required("rollout_path")
+
+
+def _run() -> None:
+  """Turns the flags into library calls; see the module docstring."""
+  paths = find_rollouts(_ROLLOUT_PATH.value)
+  output_path = _OUTPUT_PATH.value
+  if output_path is None and not display_available():
+    output_path = os.path.splitext(paths[0])[0] + ".gif"
+    logging.info("No display available: writing the animation to %s",
+                 output_path)
+  # Fail on bad paths before spending time on anything.
+  if output_path is not None:
+    extension = check_animation_path(output_path)
+    if extension == ".gif" and _FPS.value > MAX_GIF_FPS:
+      raise ValueError(f"--fps must be at most {MAX_GIF_FPS} for .gif, got "
+                       f"{_FPS.value}")
+  if _ERROR_PLOT_PATH.value is not None:
+    _extension(_ERROR_PLOT_PATH.value, ERROR_PLOT_EXTENSIONS, "error plot")
+    plot_error(LazyRollouts(paths), _ERROR_PLOT_PATH.value)
+    logging.info("Wrote the error plot of %d rollout(s) to %s", len(paths),
+                 _ERROR_PLOT_PATH.value)
+  rollout = load_rollout(paths[0])
+  if output_path is None:
+    show_animation(rollout, _STEP_STRIDE.value, _BLOCK_ON_SHOW.value)
+  else:
+    num_frames = render_animation(rollout, output_path, _STEP_STRIDE.value,
+                                  _FPS.value, _DPI.value)
+    logging.info("Wrote %d frames of %s to %s", num_frames, paths[0],
+                 output_path)
+
+
+def main(argv: Sequence[str]) -> None:
+  if len(argv) > 1:
+    raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
+  try:
+    _run()
+  except (OSError, ValueError, MissingWriterError) as e:
+    # Bad input ends as one line on stderr and exit status 1, no traceback.
+    sys.exit(f"render_rollout: error: {e}")
+
+
+if __name__ == "__main__":
+  app.run(main)

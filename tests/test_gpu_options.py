@@ -1,0 +1,117 @@
+"""--mixed_precision and --jit_compile against the default float32 path.
+
+They are GPU speed-ups; these tests run them on the CPU and check they
+compute the same model within stated tolerances.
+"""
+
+from absl.testing import parameterized
+import numpy as np
+import tensorflow as tf
+
+from learning_to_simulate import config as config_lib
+from learning_to_simulate import graph_network
+from learning_to_simulate import training
+from learning_to_simulate import synthetic
+
+METADATA = {
+    "dim": 2, "bounds": [[0.0, 1.0], [0.0, 1.0]],
+    "default_connectivity_radius": 0.05, "sequence_length": 10,
+    "vel_mean": [0.0, 0.0], "vel_std": [2e-3, 2e-3],
+    "acc_mean": [0.0, -1e-4], "acc_std": [2e-4, 2e-4],
+}
+
+
+def make_batch(seed=0):
+  rng = np.random.default_rng(seed)
+  positions = np.concatenate([
+      synthetic.jittered_lattice(70, 2, 0.02, rng, origin=0.3),
+      synthetic.jittered_lattice(50, 2, 0.02, rng, origin=0.4)])
+  walk = np.cumsum(rng.normal(0, 1e-3, [120, 7, 2]), axis=1)
+  sequence = (positions[:, None] + walk).astype(np.float32)
+  features = {
+      "position": tf.constant(sequence[:, :-1]),
+      "particle_type": tf.constant(rng.integers(0, 9, [120]), tf.int64),
+      "n_particles_per_example": tf.constant([70, 50], tf.int32),
+  }
+  return features, tf.constant(sequence[:, -1])
+
+
+def twin(reference, **kwargs):
+  """A simulator with `reference`'s weights and other runtime options."""
+  simulator = training.build_simulator(METADATA, config_lib.ModelConfig(),
+                                       **kwargs)
+  for target, source in zip(simulator.trainable_variables,
+                            reference.trainable_variables):
+    target.assign(source)
+  return simulator
+
+
+class GpuOptionsTest(tf.test.TestCase, parameterized.TestCase):
+
+  def setUp(self):
+    super().setUp()
+    tf.random.set_seed(0)
+    self.reference = training.build_simulator(METADATA,
+                                              config_lib.ModelConfig())
+    rng = np.random.default_rng(1)
+    for v in self.reference.trainable_variables:  # Non-trivial LayerNorms.
+      v.assign(v + rng.normal(0, 0.05, v.shape).astype(np.float32))
+    self.features, self.target = make_batch()
+
+  def _accelerations(self, simulator):
+    predicted, _ = simulator.get_predicted_and_target_normalized_accelerations(
+        self.target, tf.zeros_like(self.features["position"]),
+        self.features["position"], self.features["n_particles_per_example"],
+        particle_types=self.features["particle_type"])
+    return predicted
+
+  def test_jit_compile_matches_float32(self):
+    # Tolerance: float32 round-off of a different op order, 1e-4.
+    simulator = twin(self.reference, jit_compile=True)
+    self.assertAllClose(self._accelerations(simulator),
+                        self._accelerations(self.reference),
+                        rtol=1e-4, atol=1e-4)
+    loss = {}
+    for name, model in (("xla", simulator), ("default", self.reference)):
+      optimizer = training.make_optimizer(config_lib.OptimizerConfig(), model)
+      step = training.make_train_step(model, optimizer, 0.0, METADATA)
+      loss[name] = float(step((self.features, self.target)))
+    self.assertAllClose(loss["xla"], loss["default"], rtol=1e-4)
+
+  @parameterized.parameters("bfloat16", "float16")
+  def test_mixed_precision_matches_float32(self, dtype):
+    # Tolerance: bfloat16 keeps 8 significant bits (float16: 11), so the
+    # normalized accelerations (order 1) agree to ~0.1 absolute after the
+    # 10 message-passing steps; positions agree far closer because the
+    # acceleration is scaled by acc_std (2e-4).
+    simulator = twin(self.reference, mixed_precision=dtype)
+    predicted = self._accelerations(simulator)
+    self.assertEqual(predicted.dtype, tf.float32)
+    reference = self._accelerations(self.reference)
+    self.assertAllClose(predicted, reference, atol=0.1, rtol=0.05)
+    self.assertGreater(np.corrcoef(predicted.numpy().ravel(),
+                                   reference.numpy().ravel())[0, 1], 0.99)
+    optimizer = training.make_optimizer(
+        config_lib.OptimizerConfig(), simulator,
+        loss_scaling=dtype == "float16")
+    step = training.make_train_step(simulator, optimizer, 0.0, METADATA)
+    losses = [float(step((self.features, self.target))) for _ in range(3)]
+    self.assertTrue(np.all(np.isfinite(losses)))
+    for variable in simulator.trainable_variables:
+      self.assertEqual(variable.dtype, tf.float32)
+
+  def test_bucket_sizes(self):
+    sizes = [int(graph_network.bucket_size(n)) for n in
+             [1, 64, 65, 1000, 10000, 20001]]
+    self.assertEqual(sizes[:3], [64, 64, 128])
+    for n, size in zip([1, 64, 65, 1000, 10000, 20001], sizes):
+      self.assertGreaterEqual(size, n)
+      self.assertEqual(size % 64, 0)
+      self.assertLessEqual(size, 1.19 * n + 64)
+    distinct = {int(graph_network.bucket_size(n))
+                for n in range(1000, 100001, 97)}
+    self.assertLess(len(distinct), 30)
+
+
+if __name__ == "__main__":
+  tf.test.main()
