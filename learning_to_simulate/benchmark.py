@@ -1,4 +1,3 @@
-# pylint: disable=line-too-long
 """Throughput benchmark of the learned simulator on a seeded synthetic workload.
 
 Sanchez-Gonzalez et al. 2020 (arXiv:2002.09405) with the paper's default model
@@ -14,8 +13,9 @@ the median of several runs after warm-up. Throughput is also given as
 effective FLOP/s of the straightforward formulation (`model_flops`) against
 this machine's measured fp32 matmul peak, so algorithmic savings show up as
 speed. Peak RSS is the process peak (`ru_maxrss`); by default every point runs
-in its own subprocess, so the number is that point's. With `--profile` the
-train and inference steps are traced once and the time is split by op type.
+in its own subprocess, so the number is that point's. Last, a few train,
+inference and rollout steps are traced and their time is split by op type
+(`--profile_steps`).
 
 All points (the numbers in BENCHMARKS.md), from the repository root:
 `python -m learning_to_simulate.benchmark --output_json=/tmp/benchmark.json`
@@ -24,13 +24,12 @@ The main point only, or a smoke test:
 `python -m learning_to_simulate.benchmark --points=600x2`
 `python -m learning_to_simulate.benchmark --quick`
 """
-# pylint: enable=line-too-long
 
 import collections
 import dataclasses
+import functools
 import glob
 import json
-import math
 import os
 import platform
 import re
@@ -40,268 +39,34 @@ import subprocess
 import sys
 import tempfile
 import time
-from typing import Any, Callable, Dict, List, Mapping, NamedTuple, Optional, Sequence, Tuple
+from typing import (Any, Callable, Dict, List, Mapping, Optional, Sequence,
+                    Tuple)
 
 from absl import app
 from absl import flags
 from absl import logging
-import numpy as np
 import tensorflow as tf
+from tensorflow.tsl.profiler.protobuf import xplane_pb2
 
-from learning_to_simulate import common
 from learning_to_simulate import config as config_lib
-from learning_to_simulate import connectivity_utils
 from learning_to_simulate import device_utils
 from learning_to_simulate import rollout as rollout_lib
-from learning_to_simulate import synthetic
 from learning_to_simulate import training
+from learning_to_simulate.benchmark_workload import (
+    Point, parse_point, parse_points, Workload, make_workload, count_edges, rollout_features, model_flops, ROLLOUT_ACC_STD, TRAIN_FLOP_FACTOR)
 
-# WaterDrop's connectivity radius, in a unit box.
-RADIUS = 0.015
-# Expected particles (self included) in a ball of the radius at the lattice
-# density: `pi r**2 / spacing**2` in 2D, `4/3 pi r**3 / spacing**3` in 3D.
-# Particles near the edge of a block have fewer: 2 x 600 particles get ~17.3
-# on average (20.8k edges), 2 x 1000 particles in 3D ~23.
-NEIGHBOURS_PER_PARTICLE = {2: 17.5, 3: 30.0}
-# Lattice jitter, in spacings.
-JITTER = 0.1
-# Free space around the lattice, on each side of the box.
-MARGIN = 0.1
-# Per-frame motion of the input frames: velocity and acceleration stds (also
-# the metadata statistics). Small against the spacing (~6e-3), so the
-# neighbour counts stay those of the lattice.
-VEL_STD = 1e-4
-ACC_STD = 1e-5
-# Acceleration std of the rollout model (no training noise folded in): an
-# untrained model would push the particles apart within a few dozen steps and
-# later steps would see a thinner graph (cheaper than a real rollout); with
-# this std and the inputs at rest the particles move less than 1e-3 radius in
-# 300 steps, so every step sees the initial graph (checked: `final_edges`).
-ROLLOUT_ACC_STD = 1e-9
-# Backward pass ~ 2 x forward: a train step counts as 3 forward passes.
-TRAIN_FLOP_FACTOR = 3
+# Targets of the benchmark (issue 6), checked in the report.
+MAIN_POINT = "600x2"
+PYTORCH_REFERENCE_TRAIN_STEPS_PER_S = 0.92  # On the MAIN_POINT workload.
+TARGET_TRAIN_SPEEDUP = 1.5
+TARGET_ROLLOUT_EDGE_STEPS_PER_S = 1e5
+TARGET_TRAIN_RSS_MIB = 2048
 # Default benchmark points: `{particles per example}x{batch size}[x{dim}]`.
 DEFAULT_POINTS = "600x2,2000x1,8000x1,32000x1,2000x1x3"
+# `--quick`: tiny points, few short runs.
 QUICK_POINTS = "60x2,40x1x3"
-
-
-class Point(NamedTuple):
-  """One workload size."""
-  particles_per_example: int
-  batch_size: int
-  dim: int = 2
-
-  @property
-  def num_particles(self) -> int:
-    return self.particles_per_example * self.batch_size
-
-  @property
-  def name(self) -> str:
-    name = f"{self.particles_per_example}x{self.batch_size}"
-    return name if self.dim == 2 else f"{name}x{self.dim}"
-
-
-def parse_point(spec: str) -> Point:
-  """`"600x2"` -> 2 examples of 600 particles in 2D; `"2000x1x3"`: 3D.
-
-  Raises:
-    ValueError: the spec is malformed or a size is out of range.
-  """
-  match = re.fullmatch(r"\s*(\d+)x(\d+)(?:x(\d+))?\s*", spec)
-  if not match:
-    raise ValueError(f"point {spec!r} is not PARTICLESxBATCH[xDIM], e.g. "
-                     "600x2 or 2000x1x3")
-  particles, batch_size = int(match.group(1)), int(match.group(2))
-  dim = int(match.group(3) or 2)
-  if particles < 1 or batch_size < 1:
-    raise ValueError(f"point {spec!r}: particles and batch size must be >= 1")
-  if dim not in NEIGHBOURS_PER_PARTICLE:
-    raise ValueError(f"point {spec!r}: dim must be 2 or 3, got {dim}")
-  return Point(particles, batch_size, dim)
-
-
-def parse_points(specs: str) -> List[Point]:
-  """Comma-separated `parse_point` specs."""
-  points = [parse_point(spec) for spec in specs.split(",") if spec.strip()]
-  if not points:
-    raise ValueError("no benchmark points given")
-  return points
-
-
-# ---------------------------------------------------------------------------
-# Workload.
-
-
-class Workload(NamedTuple):
-  """A train batch and the metadata of its synthetic dataset.
-
-  `features`: `position` `[num_particles, INPUT_SEQUENCE_LENGTH, dim]`
-  float32, `particle_type` `[num_particles]` int64 (all water),
-  `n_particles_per_example` `[batch_size]` int32. `target`:
-  `[num_particles, dim]` float32 next positions.
-  """
-  features: Dict[str, np.ndarray]
-  target: np.ndarray
-  metadata: Dict[str, Any]
-
-
-def lattice_spacing(dim: int, radius: float = RADIUS) -> float:
-  """Spacing with `NEIGHBOURS_PER_PARTICLE[dim]` particles per radius ball."""
-  if dim not in NEIGHBOURS_PER_PARTICLE:
-    raise ValueError(f"dim must be 2 or 3, got {dim}")
-  ball = math.pi * radius**2 if dim == 2 else 4 / 3 * math.pi * radius**3
-  return (ball / NEIGHBOURS_PER_PARTICLE[dim]) ** (1 / dim)
-
-
-def make_workload(num_particles_per_example: int, batch_size: int,
-                  dim: int = 2, seed: int = 0) -> Workload:
-  """A seeded batch of water particles on jittered lattices.
-
-  Each example is a lattice block (`synthetic.jittered_lattice`, spacing
-  `lattice_spacing(dim)`) centred in the box `[0, extent]**dim`, extent >= 1,
-  moving by a random walk with the `VEL_STD` / `ACC_STD` statistics over
-  `INPUT_SEQUENCE_LENGTH + 1` frames.
-
-  Args:
-    num_particles_per_example: particles of one example.
-    batch_size: examples in the batch.
-    dim: 2 or 3.
-    seed: seed of the lattice jitter and the motion.
-
-  Returns:
-    The batch and its metadata (WaterDrop radius, `bounds` `[dim, 2]`,
-    velocity and acceleration statistics).
-  """
-  if num_particles_per_example < 1 or batch_size < 1:
-    raise ValueError("num_particles_per_example and batch_size must be >= 1, "
-                     f"got {num_particles_per_example} and {batch_size}")
-  spacing = lattice_spacing(dim)
-  side = math.ceil(num_particles_per_example ** (1 / dim) - 1e-9)
-  extent = max(1.0, (side - 1) * spacing + 2 * MARGIN)
-  origin = (extent - (side - 1) * spacing) / 2
-  rng = np.random.default_rng(seed)
-  num_frames = common.WINDOW_LENGTH
-  examples = []
-  for _ in range(batch_size):
-    start = synthetic.jittered_lattice(num_particles_per_example, dim,
-                                       spacing, rng, origin=origin,
-                                       jitter=JITTER)
-    velocity = rng.normal(0.0, VEL_STD, [1, num_particles_per_example, dim])
-    acceleration = rng.normal(0.0, ACC_STD,
-                              [num_frames - 2, num_particles_per_example,
-                               dim])
-    # x[t + 1] = x[t] + v[t], v[t + 1] = v[t] + a[t]  (dt = 1 frame).
-    velocities = np.cumsum(np.concatenate([velocity, acceleration]), axis=0)
-    displacement = np.concatenate(
-        [np.zeros([1, num_particles_per_example, dim]),
-         np.cumsum(velocities, axis=0)])
-    examples.append(start[np.newaxis] + displacement)
-  trajectory = np.concatenate(examples, axis=1).astype(np.float32)
-  trajectory = np.transpose(trajectory, [1, 0, 2])  # [N, frames, dim]
-  num_particles = num_particles_per_example * batch_size
-  features = {
-      "position": trajectory[:, :common.INPUT_SEQUENCE_LENGTH],
-      "particle_type": np.full([num_particles], common.ParticleType.WATER,
-                               np.int64),
-      "n_particles_per_example": np.full([batch_size],
-                                         num_particles_per_example, np.int32),
-  }
-  metadata = {
-      "dim": dim,
-      "bounds": [[0.0, extent]] * dim,
-      "default_connectivity_radius": RADIUS,
-      "sequence_length": num_frames - 1,
-      "dt": 0.0025,
-      "vel_mean": [0.0] * dim, "vel_std": [VEL_STD] * dim,
-      "acc_mean": [0.0] * dim, "acc_std": [ACC_STD] * dim,
-  }
-  return Workload(features, trajectory[:, common.INPUT_SEQUENCE_LENGTH],
-                  metadata)
-
-
-def count_edges(positions: np.ndarray, n_particles_per_example: np.ndarray,
-                radius: float = RADIUS) -> int:
-  """Edges of the model's radius graph (self edges included), numpy reference.
-
-  Args:
-    positions: `[num_particles, dim]` positions.
-    n_particles_per_example: `[batch_size]`.
-    radius: connectivity radius.
-  """
-  _, _, n_edge = connectivity_utils.compute_connectivity_for_batch(
-      positions, n_particles_per_example, radius, add_self_edges=True)
-  return int(n_edge.sum())
-
-
-def rollout_features(workload: Workload, num_steps: int
-                     ) -> Dict[str, np.ndarray]:
-  """The first example, at rest, as `rollout.rollout` inputs.
-
-  Its last input frame is repeated `INPUT_SEQUENCE_LENGTH + num_steps`
-  times: `position` `[particles_per_example, 6 + num_steps, dim]`.
-  """
-  count = int(workload.features["n_particles_per_example"][0])
-  last = workload.features["position"][:count, -1:]
-  return {
-      "position": np.repeat(last, common.INPUT_SEQUENCE_LENGTH + num_steps,
-                            axis=1),
-      "particle_type": workload.features["particle_type"][:count],
-      "n_particles_per_example": np.array([count], np.int32),
-  }
-
-
-# ---------------------------------------------------------------------------
-# FLOP counting.
-
-
-def mlp_macs(input_size: int, hidden_size: int, num_hidden_layers: int,
-             output_size: int) -> int:
-  """Multiply-accumulates of one MLP application (weights only)."""
-  sizes = [input_size] + [hidden_size] * num_hidden_layers + [output_size]
-  return sum(a * b for a, b in zip(sizes[:-1], sizes[1:]))
-
-
-def model_flops(num_nodes: int, num_edges: int, dim: int,
-                model_config: config_lib.ModelConfig,
-                num_particle_types: int = common.NUM_PARTICLE_TYPES,
-                embedding_size: int = common.PARTICLE_TYPE_EMBEDDING_SIZE,
-                context_size: int = 0) -> int:
-  """Forward FLOPs of the straightforward formulation: 2 x the Linear MACs.
-
-  Encoder: a node MLP on `5 dim` velocities + `2 dim` boundary distances
-  (+ the type embedding, + the context) and an edge MLP on `dim + 1`
-  features, both to the latent size. Each message-passing step: an edge MLP
-  on `[edge, receiver, sender]` latents (`3 latent`) per edge, a node MLP on
-  `[aggregated edges, node]` (`2 latent`) per node. Decoder: latent -> `dim`
-  per node. Biases, activations, LayerNorm, gathers and the aggregation are
-  not counted; an implementation that saves work counts as faster.
-
-  Args:
-    num_nodes: particles in the batch.
-    num_edges: edges in the batch, self edges included.
-    dim: spatial dimension.
-    model_config: latent and MLP sizes, message-passing steps.
-    num_particle_types: the type embedding is an input when > 1.
-    embedding_size: width of the type embedding.
-    context_size: width of the global context appended to the nodes.
-
-  Returns:
-    FLOPs of one forward pass (a train step: `TRAIN_FLOP_FACTOR` x this).
-  """
-  latent = model_config.latent_size
-  mlp = lambda n_in, n_out: mlp_macs(n_in, model_config.hidden_size,
-                                     model_config.hidden_layers, n_out)
-  velocities = (common.INPUT_SEQUENCE_LENGTH - 1) * dim
-  node_input = velocities + 2 * dim + context_size
-  if num_particle_types > 1:
-    node_input += embedding_size
-  encoder = num_nodes * mlp(node_input, latent) + num_edges * mlp(dim + 1,
-                                                                  latent)
-  processor = model_config.message_passing_steps * (
-      num_edges * mlp(3 * latent, latent) + num_nodes * mlp(2 * latent,
-                                                            latent))
-  decoder = num_nodes * mlp(latent, dim)
-  return 2 * (encoder + processor + decoder)
+QUICK_OPTIONS = dict(repeats=2, warmup=1, min_run_seconds=0.0,
+                     rollout_steps=5, rollout_repeats=2, profile_steps=1)
 
 
 # ---------------------------------------------------------------------------
@@ -348,13 +113,13 @@ def measure_matmul_peak(sizes: Sequence[Tuple[int, int, int]],
     `peak_gflops` (the best median) and `shapes`: per shape `m, k, n` and
     its median `gflops`.
   """
+  # Fetching one element waits for the product without copying it.
+  matmul = tf.function(lambda a, b: tf.linalg.matmul(a, b)[0, 0])
   shapes = []
   for m, k, n in sizes:
-    a = tf.random.normal([m, k])
-    b = tf.random.normal([k, n])
-    matmul = tf.function(lambda a, b: tf.linalg.matmul(a, b)[0, 0])
-    seconds = time_runs(lambda: matmul(a, b), repeats, warmup=2,  # pylint: disable=cell-var-from-loop
-                        min_run_seconds=0.2)
+    call = functools.partial(matmul, tf.random.normal([m, k]),
+                             tf.random.normal([k, n]))
+    seconds = time_runs(call, repeats, warmup=2, min_run_seconds=0.2)
     shapes.append({"m": m, "k": k, "n": n,
                    "gflops": 2 * m * k * n / statistics.median(seconds) / 1e9})
   return {"peak_gflops": max(s["gflops"] for s in shapes), "shapes": shapes}
@@ -373,25 +138,27 @@ _OP_EVENT = re.compile(r"^[^:]+:([A-Za-z_][A-Za-z0-9_]*)$")
 def _op_self_times(xspace) -> Dict[str, float]:
   """Picoseconds of self time by op type in a profiler `XSpace`.
 
-  Device planes (GPU kernels, named by their `tf_op` stat) when there are
-  any, else the host's TensorFlow thread-pool lines; an op event nested in
-  another (a function call) is subtracted from its parent.
+  GPU kernels (the `Stream` lines of the device planes, named by their
+  `tf_op` stat) when there is a device plane, else the TensorFlow op events
+  (`scope/name:Type`) of every host thread; an op event nested in another
+  (a function call) is subtracted from its parent.
   """
   device_planes = [p for p in xspace.planes
                    if p.name.startswith("/device:") and "CPU" not in p.name]
+  host_planes = [p for p in xspace.planes if p.name == "/host:CPU"]
   totals = collections.Counter()
-  for plane in device_planes or [p for p in xspace.planes
-                                 if p.name == "/host:CPU"]:
-    tf_op_stat = [k for k, m in plane.stat_metadata.items()
-                  if m.name == "tf_op"]
+  for plane in device_planes or host_planes:
+    tf_op = [k for k, m in plane.stat_metadata.items() if m.name == "tf_op"]
     for line in plane.lines:
-      if not device_planes and not line.name.startswith("tf_"):
+      # Device planes also hold derived lines ("TensorFlow Ops", ...) that
+      # repeat the kernels.
+      if device_planes and not line.name.startswith("Stream"):
         continue
-      stack = []  # [end_ps, op type]
+      stack = []  # (end_ps, op type) of the enclosing op events.
       for event in sorted(line.events, key=lambda e: e.offset_ps):
         name = plane.event_metadata[event.metadata_id].name
         for stat in event.stats:
-          if tf_op_stat and stat.metadata_id == tf_op_stat[0]:
+          if tf_op and stat.metadata_id == tf_op[0]:
             name = stat.str_value or plane.stat_metadata[stat.ref_value].name
         match = _OP_EVENT.match(name)
         if not match:
@@ -405,31 +172,37 @@ def _op_self_times(xspace) -> Dict[str, float]:
   return dict(totals)
 
 
-def profile_ops(fn: Callable[[], Any], steps: int,
+def profile_ops(fn: Callable[[], Any], calls: int, steps_per_call: int = 1,
                 top: int = 8) -> List[Dict[str, Any]]:
-  """Splits the time of `steps` calls of a warm `fn` by TensorFlow op type.
+  """Splits the time of `calls` calls of a warm `fn` by TensorFlow op type.
+
+  Args:
+    fn: the step (or a rollout of `steps_per_call` steps).
+    calls: calls traced.
+    steps_per_call: model steps in one call.
+    top: op types returned.
 
   Returns:
     The `top` op types by self time: `op`, `ms_per_step` and `fraction` of
     the time of all ops (threads run ops in parallel, so the sum can exceed
     the wall time).
   """
-  log_dir = tempfile.mkdtemp(prefix="benchmark_profile_")
-  tf.profiler.experimental.start(log_dir)
-  try:
-    for _ in range(steps):
-      _sync(fn())
-  finally:
-    tf.profiler.experimental.stop()
-  from tensorflow.tsl.profiler.protobuf import xplane_pb2  # pylint: disable=g-import-not-at-top
-  totals = collections.Counter()
-  for path in glob.glob(os.path.join(log_dir, "**", "*.xplane.pb"),
-                        recursive=True):
-    xspace = xplane_pb2.XSpace()
-    with open(path, "rb") as f:
-      xspace.ParseFromString(f.read())
-    totals.update(_op_self_times(xspace))
+  with tempfile.TemporaryDirectory(prefix="benchmark_profile_") as log_dir:
+    tf.profiler.experimental.start(log_dir)
+    try:
+      for _ in range(calls):
+        _sync(fn())
+    finally:
+      tf.profiler.experimental.stop()
+    totals = collections.Counter()
+    for path in glob.glob(os.path.join(log_dir, "**", "*.xplane.pb"),
+                          recursive=True):
+      xspace = xplane_pb2.XSpace()
+      with open(path, "rb") as f:
+        xspace.ParseFromString(f.read())
+      totals.update(_op_self_times(xspace))
   total = sum(totals.values()) or 1
+  steps = calls * steps_per_call
   return [{"op": op, "ms_per_step": ps / steps / 1e9, "fraction": ps / total}
           for op, ps in totals.most_common(top)]
 
@@ -448,8 +221,8 @@ class Options:
   train: bool = True
   inference: bool = True
   rollout: bool = True
-  # Steps traced for the op profile (0: no profile).
-  profile_steps: int = 0
+  # Steps traced for the op profile, after the timed runs (0: no profile).
+  profile_steps: int = 3
   seed: int = 0
 
   def validate(self) -> None:
@@ -495,7 +268,7 @@ def run_point(point: Point, options: Options = Options(),
     `steps_per_s`, `ms_per_step`, `runs_ms`, `gflops`, `percent_of_peak`;
     the rollout also `num_particles`, `num_edges`, `particle_steps_per_s`,
     `edge_steps_per_s`, `final_edges`), peak RSS, and with a profile the top
-    ops of the train and inference steps.
+    ops of the train, inference and rollout steps.
   """
   options.validate()
   tf.random.set_seed(options.seed)
@@ -526,10 +299,10 @@ def run_point(point: Point, options: Options = Options(),
     seconds = time_runs(lambda: train_step(batch), options.repeats,
                         options.warmup, options.min_run_seconds)
     result["train"] = _rate(seconds, TRAIN_FLOP_FACTOR * forward, peak_gflops)
-    if options.profile_steps:
-      profiles["train"] = profile_ops(lambda: train_step(batch),
-                                      options.profile_steps)
-  result["train_peak_rss_mib"] = peak_rss_mib()
+  result["train_peak_rss_mib"] = peak_rss_mib()  # Before the profiler runs.
+  if options.train and options.profile_steps:
+    profiles["train"] = profile_ops(lambda: train_step(batch),
+                                    options.profile_steps)
 
   if options.inference:
     features_spec = training.batch_signature(metadata)[0]
@@ -551,7 +324,7 @@ def run_point(point: Point, options: Options = Options(),
   if (options.rollout and
       point.particles_per_example <= options.rollout_max_particles):
     result["rollout"] = _measure_rollout(workload, options, model_config,
-                                         peak_gflops)
+                                         peak_gflops, profiles)
   if profiles:
     result["profile"] = profiles
   result["peak_rss_mib"] = peak_rss_mib()
@@ -560,8 +333,13 @@ def run_point(point: Point, options: Options = Options(),
 
 def _measure_rollout(workload: Workload, options: Options,
                      model_config: config_lib.ModelConfig,
-                     peak_gflops: Optional[float]) -> Dict[str, Any]:
-  """Rolls out the first example of the workload (see `ROLLOUT_ACC_STD`)."""
+                     peak_gflops: Optional[float],
+                     profiles: Dict[str, Any]) -> Dict[str, Any]:
+  """Rolls out the first example of the workload (see `ROLLOUT_ACC_STD`).
+
+  With `options.profile_steps`, adds the op profile of a rollout of that
+  many steps to `profiles["rollout"]`.
+  """
   metadata = dict(workload.metadata)
   metadata["acc_std"] = [ROLLOUT_ACC_STD] * metadata["dim"]
   simulator = training.build_simulator(
@@ -583,6 +361,11 @@ def _measure_rollout(workload: Workload, options: Options,
   # A short rollout traces the function (the step count is an input).
   _sync(rollout_fn(inputs, tf.constant(1))["predicted_rollout"])
   seconds = time_runs(run, options.rollout_repeats, warmup=0)
+  if options.profile_steps:
+    short = tf.constant(options.profile_steps)
+    profiles["rollout"] = profile_ops(
+        lambda: rollout_fn(inputs, short)["predicted_rollout"], calls=1,
+        steps_per_call=options.profile_steps)
   steps_per_s = options.rollout_steps / statistics.median(seconds)
   gflops = steps_per_s * model_flops(num_particles, num_edges,
                                      metadata["dim"], model_config) / 1e9
@@ -652,16 +435,15 @@ def run_point_in_subprocess(point: Point, options: Options,
 
 
 def _option_flags(options: Options) -> List[str]:
-  return [f"--repeats={options.repeats}", f"--warmup={options.warmup}",
-          f"--min_run_seconds={options.min_run_seconds}",
-          f"--rollout_steps={options.rollout_steps}",
-          f"--rollout_repeats={options.rollout_repeats}",
-          f"--rollout_max_particles={options.rollout_max_particles}",
-          f"--{'' if options.train else 'no'}train",
-          f"--{'' if options.inference else 'no'}inference",
-          f"--{'' if options.rollout else 'no'}rollout",
-          f"--profile_steps={options.profile_steps}",
-          f"--seed={options.seed}"]
+  """`options` as command-line flags (each field has a flag of its name)."""
+  args = []
+  for field in dataclasses.fields(options):
+    value = getattr(options, field.name)
+    if isinstance(value, bool):
+      args.append(f"--{'' if value else 'no'}{field.name}")
+    else:
+      args.append(f"--{field.name}={value}")
+  return args
 
 
 def run_benchmark(points: Sequence[Point], options: Options = Options(),
@@ -674,7 +456,8 @@ def run_benchmark(points: Sequence[Point], options: Options = Options(),
     points: workload sizes.
     options: what to measure.
     isolate: run each point in its own subprocess (per-point peak RSS).
-    matmul: `[m, k, n]` sizes for the peak (default: `matmul_sizes`).
+    matmul: `[m, k, n]` sizes for the peak (default: `matmul_sizes`; empty:
+      no peak, no `percent_of_peak`).
     peak_gflops: a known peak, instead of measuring one.
 
   Returns:
@@ -682,7 +465,7 @@ def run_benchmark(points: Sequence[Point], options: Options = Options(),
     `points` (the `run_point` dicts, or `{point, error}` for a failure).
   """
   options.validate()
-  if peak_gflops:
+  if peak_gflops or (matmul is not None and not matmul):
     matmul_result = {"peak_gflops": peak_gflops, "shapes": []}
   else:
     matmul_result = measure_matmul_peak(
@@ -718,6 +501,13 @@ def _fmt(value: Optional[float], digits: int = 3) -> str:
   return f"{value:.{digits}g}"
 
 
+def _plain(value: Optional[float]) -> str:
+  """Three significant digits, or the integer part of larger values."""
+  if value is None:
+    return "-"
+  return f"{value:.0f}" if abs(value) >= 100 else f"{value:.3g}"
+
+
 def _percent(value: Optional[float]) -> str:
   return "-" if value is None else f"{value:.0f}%"
 
@@ -740,7 +530,7 @@ def report_rows(results: Mapping[str, Any]) -> Tuple[List[str],
     rows.append([
         point["point"], str(point["dim"]), str(point["num_particles"]),
         str(point["num_edges"]), _fmt(train.get("steps_per_s")),
-        _fmt(train.get("ms_per_step")), _fmt(train.get("gflops")),
+        _plain(train.get("ms_per_step")), _fmt(train.get("gflops")),
         _percent(train.get("percent_of_peak")),
         _fmt(infer.get("steps_per_s")),
         str(roll["num_particles"]) if roll else "-",
@@ -770,8 +560,8 @@ def scaling_rows(results: Mapping[str, Any]) -> Tuple[List[str],
         continue
       # A rollout moves only the first example.
       particles = rate.get("num_particles", point["num_particles"])
-      row += [_fmt(rate["ms_per_step"]),
-              _fmt(1e3 * rate["ms_per_step"] / particles)]
+      row += [_plain(rate["ms_per_step"]),
+              _plain(1e3 * rate["ms_per_step"] / particles)]
     rows.append(row)
   return header, rows
 
@@ -793,10 +583,51 @@ def format_markdown_table(header: Sequence[str],
   return "\n".join(lines)
 
 
+def target_lines(results: Mapping[str, Any]) -> List[str]:
+  """The benchmark's targets against the measured numbers."""
+  ok = lambda passed: "ok" if passed else "MISSED"
+  lines = []
+  points = [p for p in results["points"] if "error" not in p]
+  for point in points:
+    if point["point"] == MAIN_POINT and "train" in point:
+      speedup = (point["train"]["steps_per_s"] /
+                 PYTORCH_REFERENCE_TRAIN_STEPS_PER_S)
+      lines.append(
+          f"train {MAIN_POINT}: {point['train']['steps_per_s']:.2f} steps/s "
+          f"= {speedup:.2f}x the PyTorch reference's "
+          f"{PYTORCH_REFERENCE_TRAIN_STEPS_PER_S} (target >= "
+          f"{TARGET_TRAIN_SPEEDUP}x): {ok(speedup >= TARGET_TRAIN_SPEEDUP)}")
+  for point in points:
+    if "rollout" in point:
+      rate = point["rollout"]["edge_steps_per_s"]
+      lines.append(
+          f"rollout {point['point']} ({point['rollout']['num_particles']} "
+          f"particles): {_fmt(rate)} edge-steps/s (target >= "
+          f"{_fmt(TARGET_ROLLOUT_EDGE_STEPS_PER_S)}): "
+          f"{ok(rate >= TARGET_ROLLOUT_EDGE_STEPS_PER_S)}")
+  for point in points:
+    if "train" in point:
+      rss = point["train_peak_rss_mib"]
+      lines.append(f"train peak RSS {point['point']}: {rss:.0f} MiB (target "
+                   f"< {TARGET_TRAIN_RSS_MIB}): "
+                   f"{ok(rss < TARGET_TRAIN_RSS_MIB)}")
+  curve = sorted((p["num_particles"], p["train"]["ms_per_step"], p["point"])
+                 for p in points if "train" in p and p["dim"] == 2 and
+                 p["num_particles"] >= 2000)
+  if len(curve) > 1:
+    (n0, t0, _), (n1, t1, _) = curve[0], curve[-1]
+    lines.append(
+        "train time per step, 2D: " + ", ".join(
+            f"{n} particles {_plain(t)} ms" for n, t, _ in curve) +
+        f"; {n1 / n0:.3g}x the particles take {t1 / t0:.3g}x the time "
+        "(linear: equal)")
+  return lines
+
+
 def format_report(results: Mapping[str, Any]) -> str:
   """Machine, matmul peak, the summary (text and markdown) and profiles."""
-  machine = results["machine"]
-  matmul = results["matmul"]
+  machine, matmul = results["machine"], results["matmul"]
+  options = results["options"]
   lines = [
       f"Machine: {machine['cpu']} ({machine['cpu_count']} CPUs); GPUs: "
       f"{', '.join(machine['gpus']) or 'none'}; TensorFlow "
@@ -806,13 +637,14 @@ def format_report(results: Mapping[str, Any]) -> str:
           for s in matmul["shapes"]) if matmul["peak_gflops"] else
       "fp32 matmul peak: not measured",
       "FLOPs: straightforward formulation, 2 x Linear MACs; train = "
-      f"{TRAIN_FLOP_FACTOR} x forward. Medians of "
-      f"{results['options']['repeats']} runs (rollouts: "
-      f"{results['options']['rollout_repeats']} of "
-      f"{results['options']['rollout_steps']} steps).", ""]
+      f"{TRAIN_FLOP_FACTOR} x forward. Medians over {options['repeats']} "
+      "timed runs" + (f" (rollouts: {options['rollout_repeats']} of "
+                      f"{options['rollout_steps']} steps)."
+                      if options["rollout"] else "."), ""]
   for table in (report_rows(results), scaling_rows(results)):
     lines += [format_text_table(*table), "", format_markdown_table(*table),
               ""]
+  lines += target_lines(results) + [""]
   for point in results["points"]:
     for name, ops in point.get("profile", {}).items():
       lines += [f"Profile {point['point']} {name} step (op self time):"]
@@ -851,9 +683,9 @@ def _define_flags() -> None:
   flags.DEFINE_boolean("inference", defaults.inference,
                        "Time one-step inference.")
   flags.DEFINE_boolean("rollout", defaults.rollout, "Time rollouts.")
-  flags.DEFINE_integer("profile_steps", 0,
-                       "Trace this many train and inference steps per point "
-                       "and report the top ops (0: no profile).")
+  flags.DEFINE_integer("profile_steps", defaults.profile_steps,
+                       "Trace this many train, inference and rollout steps "
+                       "per point and report the top ops (0: no profile).")
   flags.DEFINE_integer("seed", defaults.seed, "Workload and model seed.")
   flags.DEFINE_boolean("isolate", True,
                        "Run every point in its own subprocess, so peak RSS "
@@ -861,8 +693,8 @@ def _define_flags() -> None:
   flags.DEFINE_float("peak_gflops", 0.0,
                      "Use this matmul peak instead of measuring it.")
   flags.DEFINE_boolean("quick", False,
-                       f"Smoke test: points {QUICK_POINTS}, 2 repeats, "
-                       "5-step rollouts, a small matmul.")
+                       f"Smoke test: points {QUICK_POINTS}, a small matmul "
+                       f"and {QUICK_OPTIONS} unless given.")
   flags.DEFINE_string("output_json", None, "Also write the results here.")
 
 
@@ -870,29 +702,20 @@ def main(argv: Sequence[str]) -> None:
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
   f = flags.FLAGS
-  options = Options(
-      repeats=f.repeats, warmup=f.warmup, min_run_seconds=f.min_run_seconds,
-      rollout_steps=f.rollout_steps, rollout_repeats=f.rollout_repeats,
-      rollout_max_particles=f.rollout_max_particles, train=f.train,
-      inference=f.inference, rollout=f.rollout,
-      profile_steps=f.profile_steps, seed=f.seed)
+  values = {field.name: f[field.name].value
+            for field in dataclasses.fields(Options)}
+  if f.quick:  # Flags given explicitly still win.
+    values.update({name: value for name, value in QUICK_OPTIONS.items()
+                   if not f[name].present})
   specs = f.points
-  if f.quick:
-    options = dataclasses.replace(
-        options, repeats=2, warmup=1, min_run_seconds=0.0, rollout_steps=5,
-        rollout_repeats=2)
-    if not f["points"].present:
-      specs = QUICK_POINTS
+  if f.quick and not f["points"].present:
+    specs = QUICK_POINTS
   device_utils.configure_devices()
   try:
-    if f.point:
-      point = parse_point(f.point)
-      peak = f.peak_gflops or None
-      results = {"machine": machine_info(),
-                 "matmul": {"peak_gflops": peak or 0.0, "shapes": []},
-                 "model": dataclasses.asdict(config_lib.ModelConfig()),
-                 "options": dataclasses.asdict(options),
-                 "points": [run_point(point, options, peak_gflops=peak)]}
+    options = Options(**values)
+    if f.point:  # One point, in this process; no matmul unless one is given.
+      results = run_benchmark([parse_point(f.point)], options, isolate=False,
+                              matmul=[], peak_gflops=f.peak_gflops or None)
     else:
       results = run_benchmark(parse_points(specs), options, f.isolate,
                               matmul=matmul_sizes(f.quick),

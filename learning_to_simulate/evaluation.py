@@ -10,7 +10,7 @@ import os
 import pickle
 import tempfile
 import time
-from typing import Any, Dict, Mapping, Optional
+from typing import Any, Dict, Optional
 
 from absl import logging
 import numpy as np

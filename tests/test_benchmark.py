@@ -1,0 +1,289 @@
+"""The benchmark's workload, FLOP count, timing helpers and a tiny run."""
+
+import dataclasses
+
+from absl.testing import parameterized
+import numpy as np
+import tensorflow as tf
+
+from learning_to_simulate import benchmark
+from learning_to_simulate import benchmark_workload
+from learning_to_simulate import common
+from learning_to_simulate import config as config_lib
+
+# latent 4, MLPs of one hidden layer of 5, 2 message-passing steps.
+SMALL_MODEL = config_lib.ModelConfig(latent_size=4, hidden_size=5,
+                                     hidden_layers=1, message_passing_steps=2)
+
+
+class PointTest(tf.test.TestCase, parameterized.TestCase):
+
+  @parameterized.parameters(
+      ("600x2", benchmark_workload.Point(600, 2, 2), "600x2"),
+      (" 2000x1x3", benchmark_workload.Point(2000, 1, 3), "2000x1x3"),
+      ("8000x1x2", benchmark_workload.Point(8000, 1, 2), "8000x1"))
+  def test_parse(self, spec, expected, name):
+    point = benchmark_workload.parse_point(spec)
+    self.assertEqual(point, expected)
+    self.assertEqual(point.name, name)
+
+  @parameterized.parameters(
+      ("600", "PARTICLESxBATCH"), ("600x2x4", "dim must be 2 or 3"),
+      ("0x2", "must be >= 1"), ("ax2", "PARTICLESxBATCH"))
+  def test_parse_errors(self, spec, message):
+    with self.assertRaisesRegex(ValueError, message):
+      benchmark_workload.parse_point(spec)
+
+  def test_parse_points(self):
+    self.assertEqual(
+        benchmark_workload.parse_points("600x2,2000x1x3,"),
+        [benchmark_workload.Point(600, 2, 2), benchmark_workload.Point(2000, 1, 3)])
+    with self.assertRaisesRegex(ValueError, "no benchmark points"):
+      benchmark_workload.parse_points(" , ")
+
+
+class FlopsTest(tf.test.TestCase):
+
+  def test_mlp_macs(self):
+    self.assertEqual(benchmark_workload.mlp_macs(3, 5, 1, 4), 3 * 5 + 5 * 4)
+    self.assertEqual(benchmark_workload.mlp_macs(3, 5, 2, 4), 3 * 5 + 5 * 5 + 5 * 4)
+    self.assertEqual(benchmark_workload.mlp_macs(3, 5, 0, 4), 3 * 4)
+
+  def test_small_case_by_hand(self):
+    # 3 nodes, 4 edges in 2D: node input 5*2 velocities + 2*2 boundary
+    # distances + 16 embedding = 30; edge input 2 + 1 = 3.
+    encoder_nodes = 3 * (30 * 5 + 5 * 4)  # 510
+    encoder_edges = 4 * (3 * 5 + 5 * 4)  # 140
+    processor_edges = 4 * (12 * 5 + 5 * 4)  # 320 a step: input 3 * 4
+    processor_nodes = 3 * (8 * 5 + 5 * 4)  # 180 a step: input 2 * 4
+    decoder = 3 * (4 * 5 + 5 * 2)  # 90
+    macs = (encoder_nodes + encoder_edges +
+            2 * (processor_edges + processor_nodes) + decoder)
+    self.assertEqual(macs, 1740)
+    self.assertEqual(benchmark_workload.model_flops(3, 4, 2, SMALL_MODEL), 2 * 1740)
+
+  def test_no_embedding_and_context(self):
+    # Node input 5*3 + 2*3 + 2 context = 23 (no embedding with one type).
+    with_context = benchmark_workload.model_flops(
+        1, 0, 3, SMALL_MODEL, num_particle_types=1, context_size=2)
+    macs = (23 * 5 + 5 * 4) + 2 * (8 * 5 + 5 * 4) + (4 * 5 + 5 * 3)
+    self.assertEqual(with_context, 2 * macs)
+
+  def test_default_model_is_dominated_by_edges(self):
+    model = config_lib.ModelConfig()
+    per_edge = (benchmark_workload.model_flops(1, 1001, 2, model) -
+                benchmark_workload.model_flops(1, 1, 2, model)) / 1000
+    # Encoder (3 -> 128 -> 128 -> 128) + 10 x (384 -> 128 -> 128 -> 128).
+    self.assertEqual(per_edge, 2 * (
+        (3 * 128 + 2 * 128**2) + 10 * (384 * 128 + 2 * 128**2)))
+
+
+class WorkloadTest(tf.test.TestCase):
+
+  def test_batch_layout(self):
+    workload = benchmark_workload.make_workload(50, 3, dim=2, seed=1)
+    features = workload.features
+    self.assertEqual(features["position"].shape,
+                     (150, common.INPUT_SEQUENCE_LENGTH, 2))
+    self.assertEqual(features["position"].dtype, np.float32)
+    self.assertAllEqual(features["n_particles_per_example"], [50, 50, 50])
+    self.assertEqual(features["n_particles_per_example"].dtype, np.int32)
+    self.assertAllEqual(features["particle_type"],
+                        [common.ParticleType.WATER] * 150)
+    self.assertEqual(features["particle_type"].dtype, np.int64)
+    self.assertEqual(workload.target.shape, (150, 2))
+    metadata = workload.metadata
+    self.assertEqual(metadata["dim"], 2)
+    self.assertEqual(metadata["default_connectivity_radius"],
+                     benchmark_workload.RADIUS)
+    # Inside the bounds, with at least a margin of one radius.
+    lower, upper = np.array(metadata["bounds"]).T
+    positions = np.concatenate(
+        [features["position"], workload.target[:, np.newaxis]], axis=1)
+    self.assertAllGreater(positions - lower, benchmark_workload.RADIUS)
+    self.assertAllGreater(upper - positions, benchmark_workload.RADIUS)
+
+  def test_seeded(self):
+    first = benchmark_workload.make_workload(30, 2, seed=3)
+    self.assertAllEqual(first.features["position"],
+                        benchmark_workload.make_workload(30, 2, seed=3)
+                        .features["position"])
+    self.assertNotAllClose(first.features["position"],
+                           benchmark_workload.make_workload(30, 2, seed=4)
+                           .features["position"])
+
+  def test_small_motion(self):
+    position = benchmark_workload.make_workload(100, 1, seed=0).features["position"]
+    velocity = np.diff(position, axis=1)
+    self.assertAllClose(velocity.std(), benchmark_workload.VEL_STD, rtol=0.3)
+    # ~5 VEL_STD over the five input velocities: a small part of a spacing.
+    displacement = position[:, -1] - position[:, 0]
+    self.assertLess(np.sqrt(np.mean(displacement**2)),
+                    0.15 * benchmark_workload.lattice_spacing(2))
+
+  def test_main_point_neighbours(self):
+    # Self edges included: ~17 neighbours, about 21k edges for 2 x 600.
+    workload = benchmark_workload.make_workload(600, 2, dim=2, seed=0)
+    edges = benchmark_workload.count_edges(
+        workload.features["position"][:, -1],
+        workload.features["n_particles_per_example"])
+    self.assertBetween(edges, 18000, 24000)
+    self.assertBetween(edges / 1200, 15, 19)
+
+  def test_3d_neighbours(self):
+    workload = benchmark_workload.make_workload(1000, 1, dim=3, seed=0)
+    edges = benchmark_workload.count_edges(workload.features["position"][:, -1],
+                                  [1000])
+    self.assertBetween(edges / 1000, 20, 30)
+
+  def test_large_block_grows_the_box(self):
+    workload = benchmark_workload.make_workload(32000, 1, dim=2, seed=0)
+    upper = workload.metadata["bounds"][0][1]
+    self.assertGreater(upper, 1.0)
+    self.assertLess(workload.features["position"].max(), upper)
+
+  def test_rollout_features_rest_on_the_first_example(self):
+    workload = benchmark_workload.make_workload(20, 2, seed=0)
+    features = benchmark_workload.rollout_features(workload, num_steps=4)
+    self.assertEqual(features["position"].shape,
+                     (20, common.INPUT_SEQUENCE_LENGTH + 4, 2))
+    for frame in range(features["position"].shape[1]):
+      self.assertAllEqual(features["position"][:, frame],
+                          workload.features["position"][:20, -1])
+    self.assertAllEqual(features["n_particles_per_example"], [20])
+    self.assertEqual(features["particle_type"].shape, (20,))
+
+  def test_errors(self):
+    with self.assertRaisesRegex(ValueError, "must be >= 1"):
+      benchmark_workload.make_workload(0, 2)
+    with self.assertRaisesRegex(ValueError, "dim must be 2 or 3"):
+      benchmark_workload.lattice_spacing(4)
+
+
+class TimingTest(tf.test.TestCase):
+
+  def test_time_runs(self):
+    calls = []
+    seconds = benchmark.time_runs(lambda: calls.append(1) or tf.constant(1),
+                                  repeats=3, warmup=2, min_run_seconds=0.0)
+    self.assertLen(seconds, 3)
+    self.assertLen(calls, 5)
+    self.assertAllGreater(seconds, 0.0)
+    with self.assertRaisesRegex(ValueError, "repeats must be >= 1"):
+      benchmark.time_runs(lambda: None, repeats=0)
+
+  def test_matmul_peak(self):
+    peak = benchmark.measure_matmul_peak([(64, 32, 16)], repeats=1)
+    self.assertGreater(peak["peak_gflops"], 0.0)
+    self.assertEqual(peak["shapes"][0]["k"], 32)
+
+  def test_peak_rss(self):
+    self.assertGreater(benchmark.peak_rss_mib(), 10.0)
+
+
+class EndToEndTest(tf.test.TestCase):
+
+  def test_quick_run(self):
+    # The paper's model would take most of the time tracing: a small one.
+    options = benchmark.Options(repeats=1, warmup=1, min_run_seconds=0.0,
+                                rollout_steps=3, rollout_repeats=1,
+                                profile_steps=1)
+    point = benchmark.run_point(benchmark_workload.Point(12, 2, 2), options,
+                                model_config=SMALL_MODEL, peak_gflops=50.0)
+    self.assertEqual(point["point"], "12x2")
+    self.assertEqual(point["num_particles"], 24)
+    self.assertGreater(point["num_edges"], 24)  # Self edges and neighbours.
+    self.assertAllClose(point["forward_gflop"], benchmark_workload.model_flops(
+        24, point["num_edges"], 2, SMALL_MODEL) / 1e9)
+    for key in ("train", "inference", "rollout"):
+      for rate in ("steps_per_s", "ms_per_step", "gflops",
+                   "percent_of_peak"):
+        self.assertGreater(point[key][rate], 0.0, msg=f"{key} {rate}")
+    self.assertAllClose(point["train"]["gflops"], 3 * point["forward_gflop"]
+                        * point["train"]["steps_per_s"])
+    self.assertAllClose(point["inference"]["percent_of_peak"],
+                        2 * point["inference"]["gflops"])  # Of 50 GFLOP/s.
+    rollout = point["rollout"]
+    self.assertEqual(rollout["num_particles"], 12)
+    self.assertEqual(rollout["steps"], 3)
+    self.assertAllClose(rollout["particle_steps_per_s"],
+                        12 * rollout["steps_per_s"])
+    self.assertAllClose(rollout["edge_steps_per_s"],
+                        rollout["num_edges"] * rollout["steps_per_s"])
+    # The particles stay at rest: the graph does not thin out.
+    self.assertEqual(rollout["final_edges"], rollout["num_edges"])
+    self.assertGreater(point["train_peak_rss_mib"], 0.0)
+    self.assertGreaterEqual(point["peak_rss_mib"],
+                            point["train_peak_rss_mib"])
+    self.assertEqual(set(point["profile"]), {"train", "inference", "rollout"})
+    self.assertIn("MatMul", " ".join(op["op"] for op in
+                                     point["profile"]["train"]))
+    results = {"machine": benchmark.machine_info(),
+               "matmul": benchmark.measure_matmul_peak([(64, 64, 64)], 1),
+               "options": dataclasses.asdict(options), "points": [point]}
+    self.assertGreater(results["matmul"]["peak_gflops"], 0.0)
+    report = benchmark.format_report(results)
+    self.assertIn("| 12x2 | 2 | 24 |", report)
+    self.assertIn("train steps/s", report)
+    self.assertIn("Profile 12x2 rollout step", report)
+
+  def test_point_in_subprocess(self):
+    # The default run isolates points: the CLI runs one and writes JSON.
+    options = benchmark.Options(repeats=1, warmup=0, min_run_seconds=0.0,
+                                rollout=False, inference=False,
+                                profile_steps=0)
+    point = benchmark.run_point_in_subprocess(benchmark_workload.Point(10, 1, 2),
+                                              options, peak_gflops=100.0)
+    self.assertNotIn("error", point)
+    self.assertEqual(point["point"], "10x1")
+    self.assertGreater(point["train"]["steps_per_s"], 0.0)
+    self.assertAllClose(point["train"]["percent_of_peak"],
+                        point["train"]["gflops"])  # Of 100 GFLOP/s.
+    self.assertNotIn("inference", point)
+    self.assertNotIn("rollout", point)
+    self.assertNotIn("profile", point)
+
+  def test_targets(self):
+    def point(name, particles, train_ms, rss, rollout=None):
+      result = {"point": name, "dim": 2, "num_particles": particles,
+                "train": {"steps_per_s": 1e3 / train_ms,
+                          "ms_per_step": train_ms},
+                "train_peak_rss_mib": rss}
+      if rollout:
+        result["rollout"] = {"num_particles": particles // 2,
+                             "edge_steps_per_s": rollout}
+      return result
+
+    lines = benchmark.target_lines({"points": [
+        point("600x2", 1200, 500.0, 1500.0, rollout=2e5),
+        point("2000x1", 2000, 800.0, 1600.0, rollout=5e4),
+        point("8000x1", 8000, 3600.0, 2100.0),
+        {"point": "32000x1", "error": "killed"}]})
+    self.assertEqual(lines, [
+        "train 600x2: 2.00 steps/s = 2.17x the PyTorch reference's 0.92 "
+        "(target >= 1.5x): ok",
+        "rollout 600x2 (600 particles): 200k edge-steps/s (target >= 100k): "
+        "ok",
+        "rollout 2000x1 (1000 particles): 50k edge-steps/s (target >= 100k): "
+        "MISSED",
+        "train peak RSS 600x2: 1500 MiB (target < 2048): ok",
+        "train peak RSS 2000x1: 1600 MiB (target < 2048): ok",
+        "train peak RSS 8000x1: 2100 MiB (target < 2048): MISSED",
+        "train time per step, 2D: 2000 particles 800 ms, 8000 particles "
+        "3600 ms; 4x the particles take 4.5x the time (linear: equal)"])
+
+  def test_report_marks_failures(self):
+    results = {
+        "machine": {"cpu": "cpu", "cpu_count": 1, "gpus": [],
+                    "tensorflow": "x", "tf32": False},
+        "matmul": {"peak_gflops": 0.0, "shapes": []},
+        "options": dataclasses.asdict(benchmark.Options()),
+        "points": [{"point": "600x2", "error": "out of memory"}]}
+    report = benchmark.format_report(results)
+    self.assertIn("| 600x2 | failed |", report)
+    self.assertIn("Point 600x2 failed: out of memory", report)
+    self.assertIn("not measured", report)
+
+
+if __name__ == "__main__":
+  tf.test.main()
