@@ -45,7 +45,7 @@ import re
 import struct
 import sys
 import tempfile
-from typing import (Any, Dict, Iterator, List, Mapping, Optional, Sequence,
+from typing import (Any, Dict, Iterator, List, Mapping, Sequence,
                     Tuple)
 
 from absl import app
