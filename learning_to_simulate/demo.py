@@ -34,7 +34,7 @@ flags.DEFINE_string("data_path", None,
                     "Dataset directory (default: the bundled sample).")
 flags.DEFINE_string("output_dir", "outputs/demo",
                     "Where the model, rollouts, GIF and summary go.")
-flags.DEFINE_integer("num_steps", 4000, "Training steps.")
+flags.DEFINE_integer("num_steps", 6000, "Training steps.")
 flags.DEFINE_boolean("paper_model", False,
                      "Use the paper's model and learning-rate schedule "
                      "instead of the small demo configuration.")
