@@ -193,7 +193,8 @@ def load_trajectories(data_path: str, split: str,
   filename = split_file(data_path, split)
   return tf.data.TFRecordDataset([filename]).map(
       lambda proto: parse_serialized_simulation_example(
-          proto, metadata, filename))
+          proto, metadata, filename),
+      num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
 
 
 def split_trajectory(context: Dict[str, tf.Tensor],
