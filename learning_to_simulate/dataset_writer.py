@@ -10,11 +10,13 @@ Every file is written under a temporary name and moved into place only when
 complete, so an interrupted write never leaves a half-written dataset.
 """
 
+import contextlib
 import json
 import os
 import shutil
 import tempfile
-from typing import Any, Dict, Iterable, List, Mapping, NamedTuple, Optional
+from typing import (Any, Dict, Iterable, Iterator, List, Mapping, NamedTuple,
+                    Optional)
 
 import numpy as np
 import tensorflow as tf
@@ -71,46 +73,55 @@ def serialize_trajectory(trajectory: Trajectory, key: int) -> bytes:
   example = tf.train.SequenceExample(
       context=context,
       feature_lists=tf.train.FeatureLists(feature_list=feature_lists))
-  return example.SerializeToString()
+  # Deterministic: the context map is written in a fixed order, so the
+  # same trajectory gives the same bytes in every process.
+  return example.SerializeToString(deterministic=True)
 
 
-def _atomic_target(path: str):
-  """Returns a temporary path beside `path` for an atomic write."""
+def _umask() -> int:
+  mask = os.umask(0)
+  os.umask(mask)
+  return mask
+
+
+@contextlib.contextmanager
+def atomic_file(path: str) -> Iterator[str]:
+  """Yields a temporary path beside `path`; moves it to `path` on success.
+
+  The file gets the permissions a plain `open` would give (0666 less the
+  umask); on an exception it is removed and `path` is left untouched.
+  """
   directory = os.path.dirname(os.path.abspath(path))
   os.makedirs(directory, exist_ok=True)
   fd, tmp_path = tempfile.mkstemp(
       prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=directory)
   os.close(fd)
-  return tmp_path
-
-
-def write_tfrecord(path: str, trajectories: Iterable[Trajectory]) -> int:
-  """Writes `trajectories` (keys 0, 1, ...) to `path`; returns their number."""
-  tmp_path = _atomic_target(path)
-  count = 0
   try:
-    with tf.io.TFRecordWriter(tmp_path) as writer:
-      for key, trajectory in enumerate(trajectories):
-        writer.write(serialize_trajectory(trajectory, key))
-        count += 1
+    yield tmp_path
+    os.chmod(tmp_path, 0o666 & ~_umask())
     os.replace(tmp_path, path)
   finally:
     if os.path.exists(tmp_path):
       os.remove(tmp_path)
+
+
+def write_tfrecord(path: str, trajectories: Iterable[Trajectory]) -> int:
+  """Writes `trajectories` (keys 0, 1, ...) to `path`; returns their number."""
+  count = 0
+  with atomic_file(path) as tmp_path:
+    with tf.io.TFRecordWriter(tmp_path) as writer:
+      for key, trajectory in enumerate(trajectories):
+        writer.write(serialize_trajectory(trajectory, key))
+        count += 1
   return count
 
 
 def write_json(path: str, value: Any) -> None:
   """Writes `value` as indented JSON to `path`, atomically."""
-  tmp_path = _atomic_target(path)
-  try:
+  with atomic_file(path) as tmp_path:
     with open(tmp_path, "w") as f:
       json.dump(value, f, indent=2, sort_keys=True)
       f.write("\n")
-    os.replace(tmp_path, path)
-  finally:
-    if os.path.exists(tmp_path):
-      os.remove(tmp_path)
 
 
 def compute_statistics(trajectories: Iterable[Trajectory]) -> Dict[str, List[float]]:
@@ -170,6 +181,7 @@ def write_dataset(output_path: str,
   os.makedirs(parent, exist_ok=True)
   staging = tempfile.mkdtemp(prefix="." + os.path.basename(output_path) + ".",
                              dir=parent)
+  os.chmod(staging, 0o777 & ~_umask())
   try:
     for split, trajectories in splits.items():
       write_tfrecord(os.path.join(staging, f"{split}.tfrecord"), trajectories)

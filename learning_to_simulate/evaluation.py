@@ -8,7 +8,6 @@ original's keys and shapes and reports `rollout_error_mse`
 
 import os
 import pickle
-import tempfile
 import time
 from typing import Any, Dict, Optional
 
@@ -18,6 +17,7 @@ import numpy as np
 from learning_to_simulate import checkpoints
 from learning_to_simulate import common
 from learning_to_simulate import config as config_lib
+from learning_to_simulate import dataset_writer
 from learning_to_simulate import reading_utils
 from learning_to_simulate import rollout as rollout_lib
 from learning_to_simulate import training
@@ -84,15 +84,9 @@ def evaluate(data_path: str, model_path: str,
 
 def _write_pickle(path: str, value: Any) -> None:
   """Pickles `value` to `path` atomically (temporary file, then rename)."""
-  fd, tmp_path = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".",
-                                  suffix=".tmp", dir=os.path.dirname(path))
-  try:
-    with os.fdopen(fd, "wb") as f:
+  with dataset_writer.atomic_file(path) as tmp_path:
+    with open(tmp_path, "wb") as f:
       pickle.dump(value, f)
-    os.replace(tmp_path, path)
-  finally:
-    if os.path.exists(tmp_path):
-      os.remove(tmp_path)
 
 
 def rollout_filename(split: str, index: int) -> str:

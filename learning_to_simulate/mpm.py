@@ -9,9 +9,11 @@ APIC/MLS affine momentum, one background grid shared by all materials:
 - `WATER`: weakly compressible fluid, Kirchhoff stress `K J (J - 1) I`.
 - `SAND`: Drucker-Prager elastoplasticity on Hencky strain (Klar et al. 2016)
   with the volume correction of Tampubolon et al. 2017.
-- `GOOP`: fixed-corotated elasticity whose singular values are clamped to a
-  narrow yield range (Stomakhin et al. 2013, no hardening), so deformation
-  accumulates and the material flows like a viscoplastic paste.
+- `GOOP`: fixed-corotated elasticity whose shape (singular values over
+  `J^(1/dim)`) is clamped to a narrow yield range (Stomakhin et al. 2013, no
+  hardening, isochoric: the volume stays elastic), so shear deformation
+  accumulates and the material flows like a viscoplastic paste without
+  compacting.
 
 Units are SI on the unit square (cube): gravity 9.8 along axis 1, density 1.
 The box walls sit at `BOUNDS` with slip conditions; static obstacles enter as
@@ -30,8 +32,8 @@ from learning_to_simulate import common
 
 TAICHI_REQUIREMENT = "taichi==1.7.4"
 MISSING_TAICHI_MESSAGE = (
-    "generate_dataset needs Taichi: pip install 'learning_to_simulate[datagen]' "
-    f"(or pip install {TAICHI_REQUIREMENT})")
+    "generate_dataset needs Taichi: pip install "
+    f"'learning_to_simulate[datagen]' (or pip install {TAICHI_REQUIREMENT})")
 
 # Box walls, as in the DeepMind datasets: particles live in [0.1, 0.9]^dim.
 BOUNDS = (0.1, 0.9)
@@ -59,8 +61,16 @@ SAND_POISSON_RATIO = 0.3
 SAND_FRICTION_ANGLE_DEG = 40.0
 GOOP_YOUNGS_MODULUS = 500.0
 GOOP_POISSON_RATIO = 0.3
-GOOP_YIELD_COMPRESSION = 1e-2  # Singular values are clamped to
+GOOP_YIELD_COMPRESSION = 1e-2  # Shape singular values are clamped to
 GOOP_YIELD_STRETCH = 5e-3      # [1 - compression, 1 + stretch].
+# Coulomb friction of walls and obstacles, per material (water slips; grains
+# and paste grip, so sand piles up instead of sliding across the floor). A
+# node takes the mass-weighted mean of the materials around it.
+WALL_FRICTION = {
+    common.ParticleType.WATER: 0.0,
+    common.ParticleType.SAND: 0.5,
+    common.ParticleType.GOOP: 0.5,
+}
 # Smallest singular value used in the logarithm of the Hencky strain.
 MIN_SINGULAR_VALUE = 1e-4
 
@@ -209,12 +219,21 @@ class Solver:
   Building a solver (re)initializes Taichi, which invalidates any earlier
   solver in the process. On `cpu` Taichi runs on one thread so that the
   atomic scatter to the grid happens in a fixed order and results are
-  bit-reproducible; `gpu` is faster but not reproducible.
+  bit-reproducible; `gpu` is faster but not reproducible. Only the
+  constitutive models of `materials` are compiled, and only particles of
+  those types can be simulated.
   """
 
-  def __init__(self, config: SolverConfig, capacity: int):
+  def __init__(self, config: SolverConfig, capacity: int,
+               materials: Sequence[int] = SIMULATED_TYPES):
     if capacity < 1:
       raise ValueError(f"capacity must be >= 1, got {capacity}")
+    unknown = set(int(m) for m in materials) - set(SIMULATED_TYPES)
+    if unknown or not materials:
+      raise ValueError(f"materials must be a non-empty subset of "
+                       f"{[t.name for t in SIMULATED_TYPES]}, got "
+                       f"{list(materials)}")
+    self.materials = tuple(sorted(set(int(m) for m in materials)))
     ti = import_taichi()
     if config.arch == "cpu":
       ti.init(arch=ti.cpu, cpu_max_num_threads=1, fast_math=False,
@@ -234,6 +253,7 @@ class Solver:
     self._volume_correction = ti.field(ti.f32, capacity)
     self._grid_v = ti.Vector.field(dim, ti.f32, self._grid_shape)
     self._grid_m = ti.field(ti.f32, self._grid_shape)
+    self._grid_friction = ti.field(ti.f32, self._grid_shape)  # Mass * mu.
     self._obstacle_sdf = ti.field(ti.f32, self._grid_shape)
     self._obstacle_normal = ti.Vector.field(dim, ti.f32, self._grid_shape)
     self._substep = _build_substep_kernel(ti, self)
@@ -274,10 +294,10 @@ class Solver:
     if np.shape(particle_types) != (num_particles,):
       raise ValueError(f"particle_types must be [{num_particles}], got shape "
                        f"{np.shape(particle_types)}")
-    unknown = set(np.unique(particle_types).tolist()) - set(SIMULATED_TYPES)
+    unknown = set(np.unique(particle_types).tolist()) - set(self.materials)
     if unknown:
       raise ValueError(f"cannot simulate particle types {sorted(unknown)}; "
-                       f"expected {[t.name for t in SIMULATED_TYPES]}")
+                       f"this solver was built for {list(self.materials)}")
     if num_frames < 1:
       raise ValueError(f"num_frames must be >= 1, got {num_frames}")
 
@@ -322,6 +342,10 @@ def _build_substep_kernel(ti, solver: Solver):
   lo, hi = BOUNDS
   water = int(common.ParticleType.WATER)
   sand = int(common.ParticleType.SAND)
+  goop = int(common.ParticleType.GOOP)
+  # Only the constitutive models of materials in use are compiled (3D SVDs
+  # are slow to compile).
+  materials = tuple(int(m) for m in solver.materials)
   sand_mu, sand_lambda = lame_parameters(SAND_YOUNGS_MODULUS,
                                          SAND_POISSON_RATIO)
   sin_phi = math.sin(math.radians(SAND_FRICTION_ANGLE_DEG))
@@ -335,10 +359,25 @@ def _build_substep_kernel(ti, solver: Solver):
   material = solver._material  # pylint: disable=protected-access
   volume_correction = solver._volume_correction  # pylint: disable=protected-access
   grid_v, grid_m = solver._grid_v, solver._grid_m  # pylint: disable=protected-access
+  grid_friction = solver._grid_friction  # pylint: disable=protected-access
   obstacle_sdf = solver._obstacle_sdf  # pylint: disable=protected-access
   obstacle_normal = solver._obstacle_normal  # pylint: disable=protected-access
   gravity = [0.0] * dim
   gravity[GRAVITY_AXIS] = -GRAVITY
+  # Friction is compiled in only when a material in use has some.
+  has_friction = any(WALL_FRICTION[m] > 0.0 for m in materials)
+  sand_friction = WALL_FRICTION[common.ParticleType.SAND]
+  goop_friction = WALL_FRICTION[common.ParticleType.GOOP]
+  water_friction = WALL_FRICTION[common.ParticleType.WATER]
+
+  @ti.func
+  def friction_coefficient(p):
+    mu = water_friction
+    if material[p] == sand:
+      mu = sand_friction
+    elif material[p] == goop:
+      mu = goop_friction
+    return mu
 
   @ti.func
   def kirchhoff_stress(p):
@@ -346,46 +385,62 @@ def _build_substep_kernel(ti, solver: Solver):
     identity = ti.Matrix.identity(ti.f32, dim)
     f = deformation[p]
     stress = ti.Matrix.zero(ti.f32, dim, dim)
-    if material[p] == water:
-      # A fluid keeps no shear memory: reset F to its volume change.
-      j = f.determinant()
-      deformation[p] = identity * ti.pow(j, 1.0 / dim)
-      stress = WATER_BULK_MODULUS * j * (j - 1.0) * identity
-    elif material[p] == sand:
-      u, sigma, vt = ti.svd(f)
-      eps = ti.Vector.zero(ti.f32, dim)
-      for d in ti.static(range(dim)):
-        eps[d] = ti.log(ti.max(ti.abs(sigma[d, d]), MIN_SINGULAR_VALUE))
-      trace = eps.sum() + volume_correction[p]
-      if trace >= 0.0:
-        # Expansion: grains separate, no elastic strain is kept.
-        volume_correction[p] = trace
+    if ti.static(water in materials):
+      if material[p] == water:
+        # A fluid keeps no shear memory: reset F to its volume change.
+        j = f.determinant()
+        deformation[p] = identity * ti.pow(j, 1.0 / dim)
+        stress = WATER_BULK_MODULUS * j * (j - 1.0) * identity
+    if ti.static(sand in materials):
+      if material[p] == sand:
+        u, sigma, vt = ti.svd(f)
         eps = ti.Vector.zero(ti.f32, dim)
-      else:
-        volume_correction[p] = 0.0
-        deviator = eps - eps.sum() / dim
-        deviator_norm = deviator.norm() + 1e-20
-        plastic_strain = deviator_norm + sand_cone * trace
-        if plastic_strain > 0.0:  # Outside the cone: return to its surface.
-          eps -= plastic_strain / deviator_norm * deviator
-      sigma_new = ti.Matrix.zero(ti.f32, dim, dim)
-      tau = ti.Matrix.zero(ti.f32, dim, dim)
-      for d in ti.static(range(dim)):
-        sigma_new[d, d] = ti.exp(eps[d])
-        tau[d, d] = 2.0 * sand_mu * eps[d] + sand_lambda * eps.sum()
-      deformation[p] = u @ sigma_new @ vt.transpose()
-      stress = u @ tau @ u.transpose()
-    else:  # Goop.
-      u, sigma, vt = ti.svd(f)
-      for d in ti.static(range(dim)):
-        sigma[d, d] = ti.min(ti.max(sigma[d, d], 1.0 - GOOP_YIELD_COMPRESSION),
-                             1.0 + GOOP_YIELD_STRETCH)
-      f = u @ sigma @ vt.transpose()
-      deformation[p] = f
-      j = f.determinant()
-      rotation = u @ vt.transpose()
-      stress = (2.0 * goop_mu * (f - rotation) @ f.transpose() +
-                goop_lambda * j * (j - 1.0) * identity)
+        for d in ti.static(range(dim)):
+          eps[d] = ti.log(ti.max(ti.abs(sigma[d, d]), MIN_SINGULAR_VALUE))
+        trace = eps.sum() + volume_correction[p]
+        if trace >= 0.0:
+          # Expansion: grains separate, no elastic strain is kept.
+          volume_correction[p] = trace
+          eps = ti.Vector.zero(ti.f32, dim)
+        else:
+          volume_correction[p] = 0.0
+          deviator = eps - eps.sum() / dim
+          deviator_norm = deviator.norm() + 1e-20
+          plastic_strain = deviator_norm + sand_cone * trace
+          if plastic_strain > 0.0:  # Outside the cone: return to its surface.
+            eps -= plastic_strain / deviator_norm * deviator
+        sigma_new = ti.Matrix.zero(ti.f32, dim, dim)
+        tau = ti.Matrix.zero(ti.f32, dim, dim)
+        for d in ti.static(range(dim)):
+          sigma_new[d, d] = ti.exp(eps[d])
+          tau[d, d] = 2.0 * sand_mu * eps[d] + sand_lambda * eps.sum()
+        deformation[p] = u @ sigma_new @ vt.transpose()
+        stress = u @ tau @ u.transpose()
+    if ti.static(goop in materials):
+      if material[p] == goop:
+        u, sigma, vt = ti.svd(f)
+        # Isochoric plasticity: clamp the shape (the singular values over
+        # J^(1/dim)) and keep the volume elastic, so plastic flow neither
+        # compacts nor dilates the paste.
+        volume_scale = ti.pow(ti.abs(f.determinant()), 1.0 / dim)
+        shape = ti.Vector.zero(ti.f32, dim)
+        for d in ti.static(range(dim)):
+          shape[d] = ti.min(ti.max(sigma[d, d] / volume_scale,
+                                   1.0 - GOOP_YIELD_COMPRESSION),
+                            1.0 + GOOP_YIELD_STRETCH)
+        # The clamped shape keeps unit determinant: volume stays elastic.
+        shape_volume = 1.0
+        for d in ti.static(range(dim)):
+          shape_volume *= shape[d]
+        volume_scale /= ti.pow(shape_volume, 1.0 / dim)
+        for d in ti.static(range(dim)):
+          sigma[d, d] = volume_scale * shape[d]
+        f = u @ sigma @ vt.transpose()
+        deformation[p] = f
+        j = f.determinant()
+        rotation = u @ vt.transpose()
+        stress = (2.0 * goop_mu * (f - rotation) @ f.transpose() +
+                  goop_lambda * j * (j - 1.0) * identity)
     return stress
 
   @ti.kernel
@@ -393,6 +448,8 @@ def _build_substep_kernel(ti, solver: Solver):
     for node in ti.grouped(grid_m):
       grid_v[node] = ti.Vector.zero(ti.f32, dim)
       grid_m[node] = 0.0
+      if ti.static(has_friction):
+        grid_friction[node] = 0.0
     # Particle to grid: momentum plus the MLS stress impulse.
     for p in range(num_particles):
       xp = x[p] * inv_dx
@@ -412,21 +469,35 @@ def _build_substep_kernel(ti, solver: Solver):
         grid_v[base + offset] += weight * (particle_mass * v[p] +
                                            momentum_affine @ dpos)
         grid_m[base + offset] += weight * particle_mass
-    # Grid update: gravity, slip walls and slip obstacles.
+        if ti.static(has_friction):
+          grid_friction[base + offset] += (weight * particle_mass *
+                                           friction_coefficient(p))
+    # Grid update: gravity, then walls and obstacles that stop the inward
+    # velocity and, by Coulomb friction, slow the tangential velocity by
+    # `mu` times the normal speed they removed.
     for node in ti.grouped(grid_m):
       if grid_m[node] > 0.0:
         vel = grid_v[node] / grid_m[node]
+        stopped = 0.0  # Normal speed removed at this node.
         for d in ti.static(range(dim)):
           vel[d] += dt * gravity[d]
           position = node[d] * dx
           if position < lo and vel[d] < 0.0:
+            stopped -= vel[d]
             vel[d] = 0.0
           if position > hi and vel[d] > 0.0:
+            stopped += vel[d]
             vel[d] = 0.0
         if obstacle_sdf[node] < 0.0:
           normal_speed = vel.dot(obstacle_normal[node])
           if normal_speed < 0.0:
+            stopped -= normal_speed
             vel -= normal_speed * obstacle_normal[node]
+        if ti.static(has_friction):
+          speed = vel.norm()
+          if stopped > 0.0 and speed > 0.0:
+            mu = grid_friction[node] / grid_m[node]
+            vel *= ti.max(0.0, 1.0 - mu * stopped / speed)
         grid_v[node] = vel
     # Grid to particle: velocity, APIC affine field, advection.
     for p in range(num_particles):

@@ -45,20 +45,20 @@ import re
 import struct
 import sys
 import tempfile
-from typing import (Any, Dict, Iterator, List, Mapping, Sequence,
-                    Tuple)
+from typing import Any, Dict, Iterator, List, Mapping, Sequence, Tuple
 
 from absl import app
 from absl import flags
 from absl import logging
 import matplotlib
+import matplotlib.axes
 from matplotlib import animation
 from matplotlib import artist as mpl_artist
 from matplotlib import colors as mpl_colors
 from matplotlib import figure as mpl_figure
 from matplotlib import lines as mpl_lines
 from matplotlib.backends import backend_agg
-from mpl_toolkits import mplot3d  # pylint: disable=unused-import  (registers "3d")
+from matplotlib.backends import backend_registry
 import numpy as np
 from PIL import GifImagePlugin
 from PIL import Image
@@ -326,20 +326,26 @@ def _extension(path: str, supported: Sequence[str], what: str) -> str:
   return extension
 
 
-def check_animation_path(output_path: str) -> str:
-  """Checks that an animation can be written to `output_path`.
+def check_animation_path(output_path: str, fps: float = DEFAULT_FPS) -> str:
+  """Checks that an animation can be written to `output_path` at `fps`.
 
   Args:
     output_path: a `.gif` or `.mp4` file name.
+    fps: frames per second: positive, and at most `MAX_GIF_FPS` for GIF.
 
   Returns:
     The lower-case extension.
 
   Raises:
-    ValueError: for any other extension, or a directory.
+    ValueError: for any other extension, a directory or a bad `fps`.
     MissingWriterError: for `.mp4` when ffmpeg is not installed.
   """
   extension = _extension(output_path, ANIMATION_EXTENSIONS, "animation")
+  if not fps > 0:
+    raise ValueError(f"fps must be positive, got {fps}")
+  if extension == ".gif" and fps > MAX_GIF_FPS:
+    raise ValueError(f"fps must be at most {MAX_GIF_FPS} for .gif (frame "
+                     f"delays are whole centiseconds, >= 2), got {fps}")
   if extension == ".mp4" and not animation.writers.is_available("ffmpeg"):
     raise MissingWriterError(
         f"Cannot write {output_path}: .mp4 needs matplotlib's 'ffmpeg' "
@@ -377,60 +383,84 @@ def _atomic_output(path: str) -> Iterator[str]:
 class _StreamingGifWriter(animation.AbstractMovieWriter):
   """A GIF writer holding one frame at a time (matplotlib's keeps them all).
 
-  Frames are read from the figure's Agg canvas at the figure's own dpi. The
-  256-colour palette is fitted on the first frame, which already shows every
-  particle type and the legend; later frames are mapped onto it without
-  dithering, and only the rectangle that changed since the previous frame is
-  encoded (Pillow's LZW encoder), with "leave in place" disposal.
+  Frames are read from the figure's Agg canvas as last drawn (so at the
+  figure's own dpi), which lets the caller blit; `FuncAnimation.save` draws
+  before each grab, so it works there too. A 255-colour palette is fitted
+  (median cut) on the first frame, which already shows every particle type
+  and the legend; every pixel then takes its nearest palette colour, through
+  a lookup table over all 2 ** 24 colours, filled in as colours appear
+  (255 colours leave 0 to mark those not seen yet, in one byte each). Only
+  the rectangle that changed since the previous frame is encoded (Pillow's
+  LZW encoder), with "leave in place" disposal. Frame delays are rounded to
+  whole centiseconds.
   """
 
   def __init__(self, fps: float):
     super().__init__(fps=fps)
     self._delay_cs = max(2, int(round(100 / fps)))
     self._file = None
-    self._palette_image = None
+    self._palette = None  # `[num_colors, 3]` int32.
+    self._lookup = None  # `[2 ** 24]` packed RGB -> palette index + 1.
     self._previous = None
-    self.frame_count = 0
 
   def setup(self, fig, outfile, dpi=None):
     super().setup(fig, outfile, dpi)
     self._file = open(outfile, "wb")
-    self._palette_image = None
+    self._palette = None
+    self._lookup = None
     self._previous = None
-    self.frame_count = 0
+
+  def _palette_indices(self, rgb: np.ndarray) -> np.ndarray:
+    """`[height, width, 3]` uint8 -> `[height, width]` uint8 indices."""
+    packed = ((rgb[..., 0].astype(np.uint32) << 16) |
+              (rgb[..., 1].astype(np.uint32) << 8) | rgb[..., 2])
+    indices = self._lookup[packed]
+    unseen = np.unique(packed[indices == 0])
+    for start in range(0, unseen.size, 4096):  # Bounded temporaries.
+      colors = unseen[start:start + 4096]
+      channels = np.stack([colors >> 16, (colors >> 8) & 255, colors & 255],
+                          axis=-1).astype(np.int32)
+      distances = np.sum(
+          (channels[:, None, :] - self._palette[None, :, :])**2, axis=-1)
+      self._lookup[colors] = np.argmin(distances, axis=1) + 1
+    if unseen.size:
+      indices = self._lookup[packed]
+    return indices - 1
 
   def grab_frame(self, **savefig_kwargs):
+    """Appends the canvas as last drawn: the caller draws (and may blit)."""
     if savefig_kwargs:
       raise TypeError(f"Unsupported savefig arguments {sorted(savefig_kwargs)}")
-    canvas = self.fig.canvas
-    canvas.draw()
-    rgb = Image.fromarray(
-        np.ascontiguousarray(np.asarray(canvas.buffer_rgba())[..., :3]))
-    if self._palette_image is None:
-      self._palette_image = rgb.quantize(colors=256,
-                                         method=Image.Quantize.MEDIANCUT)
-      frame = self._palette_image
-      palette = bytes(frame.getpalette()[:768])
-      self._file.write(_gif_header(frame.size, palette))
-    else:
-      frame = rgb.quantize(palette=self._palette_image,
-                           dither=Image.Dither.NONE)
-    indices = np.asarray(frame)
-    box = (0, 0) + frame.size
+    rgb = np.asarray(self.fig.canvas.buffer_rgba())[..., :3]
+    if self._palette is None:
+      quantized = Image.fromarray(np.ascontiguousarray(rgb)).quantize(
+          colors=255, method=Image.Quantize.MEDIANCUT)
+      palette = bytes(quantized.getpalette()[:3 * 255])
+      self._palette = np.frombuffer(palette, np.uint8).reshape(-1, 3).astype(
+          np.int32)
+      # Zeros are allocated lazily: only the pages of colours seen cost RAM.
+      self._lookup = np.zeros(1 << 24, np.uint8)
+      height, width = rgb.shape[:2]
+      self._file.write(_gif_header((width, height), palette))
+    indices = self._palette_indices(rgb)
+    top, left = 0, 0
+    bottom, right = indices.shape
     if self._previous is not None:
       changed = indices != self._previous
       rows = np.flatnonzero(changed.any(axis=1))
       if rows.size:
         cols = np.flatnonzero(changed.any(axis=0))
-        box = (int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1)
+        top, bottom = rows[0], rows[-1] + 1
+        left, right = cols[0], cols[-1] + 1
       else:
-        box = (0, 0, 1, 1)  # Still write a frame, so frame counts hold.
+        bottom, right = 1, 1  # Still write a frame, so frame counts hold.
     self._previous = indices
-    for chunk in GifImagePlugin.getdata(frame.crop(box), offset=box[:2],
+    changed_box = Image.fromarray(indices[top:bottom, left:right])
+    for chunk in GifImagePlugin.getdata(changed_box,
+                                        offset=(int(left), int(top)),
                                         duration=self._delay_cs * 10,
                                         disposal=1):
       self._file.write(chunk)
-    self.frame_count += 1
 
   def finish(self):
     if self._file is not None:
@@ -450,9 +480,6 @@ def _gif_header(size: Tuple[int, int], palette: bytes) -> bytes:
 
 def _make_writer(extension: str, fps: float) -> animation.AbstractMovieWriter:
   if extension == ".gif":
-    if fps > MAX_GIF_FPS:
-      raise ValueError(f"fps must be at most {MAX_GIF_FPS} for .gif (frame "
-                       f"delays are whole centiseconds, >= 2), got {fps}")
     return _StreamingGifWriter(fps)
   return animation.FFMpegWriter(fps=fps)
 
@@ -482,7 +509,7 @@ class RolloutScene:
   (`TYPE_COLORS`) with a legend entry per type present, and a header reads
   "step k/last" where k indexes the trajectory: the initial positions
   followed by the rollout. `update` only moves the scatter offsets and the
-  counter text, so 2D scenes can be blitted.
+  counter text, so frames can be blitted (see `draw`).
   """
 
   def __init__(self, fig: mpl_figure.Figure, rollout: Mapping[str, Any],
@@ -557,20 +584,44 @@ class RolloutScene:
                                 label=type_label(t)) for t in present]
     fig.legend(handles=handles, loc="lower center", ncol=len(handles),
                frameon=False, bbox_to_anchor=(0.5, 0.0))
+    self._background = None  # Static parts, for `draw`.
     self.update(0)
 
+  def draw(self) -> None:
+    """Renders the current frame on the figure's (Agg-based) canvas.
+
+    Draws everything once and keeps the static background; later calls
+    redraw only the scatters and the counter (blitting), which is two to
+    three times faster. 3D scatters are reprojected first; the view is fixed.
+    """
+    canvas = self.figure.canvas
+    # Drawn in this order over the background, as a full draw would.
+    moving = []
+    for scatter in self.scatters:
+      moving.append(scatter)
+      if self.dim == 2:  # Spines go over particles.
+        moving.extend(scatter.axes.spines.values())
+    moving.append(self.counter)
+    if self._background is None:
+      for moving_artist in moving:
+        moving_artist.set_visible(False)
+      canvas.draw()
+      self._background = canvas.copy_from_bbox(self.figure.bbox)
+      for moving_artist in moving:
+        moving_artist.set_visible(True)
+    canvas.restore_region(self._background)
+    for moving_artist in moving:
+      if self.dim == 3 and moving_artist in self.scatters:
+        moving_artist.do_3d_projection()
+      moving_artist.axes.draw_artist(moving_artist)
+
   @property
-  def ground_truth_axes(self):
+  def ground_truth_axes(self) -> matplotlib.axes.Axes:
     return self.axes[0]
 
   @property
-  def prediction_axes(self):
+  def prediction_axes(self) -> matplotlib.axes.Axes:
     return self.axes[1]
-
-  @property
-  def blittable(self) -> bool:
-    """Whether `update` can be blitted (2D: 3D axes reproject on draw)."""
-    return self.dim == 2
 
   def update(self, frame: int) -> List[mpl_artist.Artist]:
     """Shows trajectory frame `frame` and returns the artists it changed."""
@@ -612,9 +663,9 @@ def render_animation(rollout: Mapping[str, Any], output_path: str,
     ValueError: for an unsupported extension or invalid arguments/rollout.
     MissingWriterError: for `.mp4` when ffmpeg is not installed.
   """
-  extension = check_animation_path(output_path)
-  if not fps > 0 or not dpi > 0:
-    raise ValueError(f"fps and dpi must be positive, got {fps} and {dpi}")
+  extension = check_animation_path(output_path, fps)
+  if not dpi > 0:
+    raise ValueError(f"dpi must be positive, got {dpi}")
   writer = _make_writer(extension, fps)
   fig = new_figure(dpi)
   scene = RolloutScene(fig, rollout, marker_size)
@@ -623,6 +674,8 @@ def render_animation(rollout: Mapping[str, Any], output_path: str,
     with writer.saving(fig, temporary, dpi):
       for frame in frames:
         scene.update(frame)
+        if extension == ".gif":
+          scene.draw()  # ffmpeg's writer draws through savefig itself.
         writer.grab_frame()
   return len(frames)
 
@@ -647,7 +700,8 @@ def show_animation(rollout: Mapping[str, Any], step_stride: int = 3,
   scene = RolloutScene(fig, rollout, marker_size)
   frames = animation_frames(scene.num_frames, step_stride)
   anim = animation.FuncAnimation(fig, scene.update, frames=frames,
-                                 interval=10, blit=scene.blittable)
+                                 # 3D views can be rotated: redraw in full.
+                                 interval=10, blit=scene.dim == 2)
   plt.show(block=block)
   return anim
 
@@ -704,7 +758,6 @@ def display_available() -> bool:
   if sys.platform.startswith("linux") and not (
       os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
     return False
-  from matplotlib.backends import backend_registry  # pylint: disable=g-import-not-at-top
   framework = backend_registry.resolve_backend(matplotlib.get_backend())[1]
   return framework not in (None, "headless")
 
@@ -745,10 +798,7 @@ def _run() -> None:
                  output_path)
   # Fail on bad paths before spending time on anything.
   if output_path is not None:
-    extension = check_animation_path(output_path)
-    if extension == ".gif" and _FPS.value > MAX_GIF_FPS:
-      raise ValueError(f"--fps must be at most {MAX_GIF_FPS} for .gif, got "
-                       f"{_FPS.value}")
+    check_animation_path(output_path, _FPS.value)
   if _ERROR_PLOT_PATH.value is not None:
     _extension(_ERROR_PLOT_PATH.value, ERROR_PLOT_EXTENSIONS, "error plot")
     plot_error(LazyRollouts(paths), _ERROR_PLOT_PATH.value)

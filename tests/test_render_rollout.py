@@ -1,12 +1,20 @@
-"""Headless rendering of rollouts: GIF frames, particle placement, error plot."""
+"""Rollout rendering: reading, per-step error, GIF/MP4 and plot files, CLI.
 
+Everything renders headless into temp dirs and is read back with Pillow.
+"""
+
+import math
 import os
 import pickle
 import shutil
 import subprocess
 import sys
+from unittest import mock
 
+from absl.testing import flagsaver
 from absl.testing import parameterized
+import matplotlib
+from matplotlib import colors as mpl_colors
 import numpy as np
 from PIL import Image
 import tensorflow as tf
@@ -15,38 +23,178 @@ from learning_to_simulate import common
 from learning_to_simulate import render_rollout
 
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+KINEMATIC = common.ParticleType.KINEMATIC
 WATER = common.ParticleType.WATER
 SAND = common.ParticleType.SAND
-KINEMATIC = common.ParticleType.KINEMATIC
+
+NUM_STEPS = 4  # 6 initial positions + 4 steps = 10 trajectory frames.
+NUM_FRAMES = common.INPUT_SEQUENCE_LENGTH + NUM_STEPS
+DPI = 40  # Frames of 400 x 220 pixels: small and fast.
+TYPES = np.array([KINEMATIC, KINEMATIC, WATER, WATER, SAND], np.int64)
 
 
-def make_rollout(dim, num_steps=10, seed=0, corner=False):
-  """A rollout of 6 particles (water, sand, kinematic) in [0, 1]^dim."""
+def make_rollout(dim, seed=0, types=TYPES):
+  """A rollout of `len(types)` particles in the bounds [0.1, 0.9]^dim."""
   rng = np.random.default_rng(seed)
-  num_frames = 6 + num_steps
-  positions = rng.uniform(0.3, 0.7, [num_frames, 6, dim]).astype(np.float32)
-  if corner:  # Every particle near the top-left corner (x low, y high).
-    positions[:] = 0.05
-    positions[..., 1] = 0.95
-  predicted = positions[6:] + rng.normal(0, 0.01, positions[6:].shape)
+  num_particles = len(types)
+  truth = rng.uniform(0.3, 0.7, [NUM_FRAMES, num_particles, dim])
+  predicted = truth[common.INPUT_SEQUENCE_LENGTH:] + rng.normal(
+      0, 0.01, [NUM_STEPS, num_particles, dim])
+  kinematic = types == KINEMATIC
+  predicted[:, kinematic] = truth[common.INPUT_SEQUENCE_LENGTH:, kinematic]
   return {
-      "initial_positions": positions[:6],
+      "initial_positions":
+          truth[:common.INPUT_SEQUENCE_LENGTH].astype(np.float32),
       "predicted_rollout": predicted.astype(np.float32),
-      "ground_truth_rollout": positions[6:],
-      "particle_types": np.array([WATER] * 3 + [SAND] * 2 + [KINEMATIC],
-                                 np.int64),
-      "metadata": {"bounds": [[0.0, 1.0]] * dim, "dim": dim,
-                   "sequence_length": num_frames},
+      "ground_truth_rollout":
+          truth[common.INPUT_SEQUENCE_LENGTH:].astype(np.float32),
+      "particle_types": np.array(types, np.int64),
+      "metadata": {"bounds": [[0.1, 0.9]] * dim, "dim": dim,
+                   "sequence_length": NUM_FRAMES,
+                   "default_connectivity_radius": 0.015, "dt": 0.0025},
   }
 
 
+def write_pickle(path, rollout):
+  with open(path, "wb") as f:
+    pickle.dump(rollout, f)
+
+
 def rgb_frames(path):
-  image = Image.open(path)
-  frames = []
-  for index in range(image.n_frames):
-    image.seek(index)
-    frames.append(np.asarray(image.convert("RGB"), np.int32))
-  return frames
+  """`[num_frames, height, width, 3]` int, the frames as a viewer shows them."""
+  with Image.open(path) as image:
+    frames = []
+    for index in range(image.n_frames):
+      image.seek(index)
+      frames.append(np.asarray(image.convert("RGB"), np.int32))
+  return np.stack(frames)
+
+
+def full_draw(rollout, frame, marker_size=render_rollout.DEFAULT_MARKER_SIZE):
+  """`[height, width, 3]` int: frame `frame` drawn in full, no blitting."""
+  fig = render_rollout.new_figure(DPI)
+  scene = render_rollout.RolloutScene(fig, rollout, marker_size)
+  scene.update(frame)
+  fig.canvas.draw()
+  return np.asarray(fig.canvas.buffer_rgba())[..., :3].astype(np.int32)
+
+
+class ColorsTest(tf.test.TestCase):
+
+  def test_every_type_has_a_distinct_colour_and_label(self):
+    self.assertCountEqual(render_rollout.TYPE_COLORS,
+                          range(common.NUM_PARTICLE_TYPES))
+    rgba = {mpl_colors.to_rgba(color)
+            for color in render_rollout.TYPE_COLORS.values()}
+    self.assertLen(rgba, common.NUM_PARTICLE_TYPES)
+    self.assertEqual(render_rollout.TYPE_COLORS[KINEMATIC], "black")
+    self.assertEqual(render_rollout.type_label(KINEMATIC), "Kinematic (3)")
+    self.assertEqual(render_rollout.type_label(WATER), "Water (5)")
+    self.assertEqual(render_rollout.type_label(1), "Type 1")
+
+
+class MseTest(tf.test.TestCase):
+
+  def test_by_hand(self):
+    truth = np.zeros([2, 2, 2], np.float32)
+    predicted = np.array([[[1, 0], [0, 0]], [[1, 1], [2, 0]]], np.float32)
+    mse = render_rollout.rollout_mse_per_step(
+        {"predicted_rollout": predicted, "ground_truth_rollout": truth})
+    self.assertAllClose(mse, [1 / 4, 6 / 4])
+    self.assertEqual(mse.dtype, np.float64)
+
+  def test_matches_numpy(self):
+    rollout = make_rollout(3, seed=4)
+    expected = np.mean(
+        (rollout["predicted_rollout"].astype(np.float64) -
+         rollout["ground_truth_rollout"].astype(np.float64))**2, axis=(1, 2))
+    self.assertAllEqual(render_rollout.rollout_mse_per_step(rollout),
+                        expected)
+
+  def test_shape_mismatch(self):
+    rollout = make_rollout(2)
+    rollout["predicted_rollout"] = rollout["predicted_rollout"][:-1]
+    with self.assertRaisesRegex(ValueError, r"got \(3, 5, 2\) and \(4, 5, 2\)"):
+      render_rollout.rollout_mse_per_step(rollout)
+
+
+class ReadTest(tf.test.TestCase, parameterized.TestCase):
+
+  def setUp(self):
+    super().setUp()
+    self.out = self.create_tempdir().full_path
+
+  def test_round_trip(self):
+    path = os.path.join(self.out, "rollout_test_0.pkl")
+    rollout = make_rollout(2)
+    rollout["global_context"] = np.ones([NUM_FRAMES, 1], np.float32)
+    write_pickle(path, rollout)
+    loaded = render_rollout.load_rollout(path)
+    for key in ("initial_positions", "predicted_rollout",
+                "ground_truth_rollout", "particle_types", "global_context"):
+      self.assertAllEqual(loaded[key], rollout[key])
+    self.assertAllEqual(loaded["metadata"]["bounds"], [[0.1, 0.9]] * 2)
+    self.assertEqual(loaded["metadata"]["dt"], 0.0025)
+
+  def test_missing_pickle(self):
+    path = os.path.join(self.out, "nope.pkl")
+    with self.assertRaisesRegex(FileNotFoundError,
+                                r"Rollout pickle .*nope\.pkl does not exist"):
+      render_rollout.load_rollout(path)
+
+  def test_missing_keys(self):
+    path = os.path.join(self.out, "rollout_test_0.pkl")
+    rollout = make_rollout(2)
+    del rollout["predicted_rollout"], rollout["metadata"]
+    write_pickle(path, rollout)
+    with self.assertRaisesRegex(
+        ValueError, r"rollout_test_0\.pkl is missing rollout keys "
+        r"\['predicted_rollout', 'metadata'\]"):
+      render_rollout.load_rollout(path)
+
+  def test_not_a_pickle(self):
+    path = os.path.join(self.out, "rollout_test_0.pkl")
+    with open(path, "wb") as f:
+      f.write(b"GIF89a")
+    with self.assertRaisesRegex(ValueError, "is not a readable rollout pickle"):
+      render_rollout.load_rollout(path)
+
+  @parameterized.named_parameters(
+      ("not_a_dict", lambda r: [r], "holds a list, not a rollout dict"),
+      ("dim_4", lambda r: dict(r, initial_positions=np.zeros([6, 5, 4])),
+       r"initial_positions must be .* dim 2 or 3, got shape \(6, 5, 4\)"),
+      ("particle_count",
+       lambda r: dict(r, ground_truth_rollout=r["ground_truth_rollout"][:, 1:]),
+       r"ground_truth_rollout must be numeric \[num_frames, 5, 2\]"),
+      ("type_shape", lambda r: dict(r, particle_types=r["particle_types"][1:]),
+       r"particle_types must be integer \[5\]"),
+      ("unknown_type",
+       lambda r: dict(r, particle_types=np.array([0, 1, 9, 3, 12])),
+       r"unknown particle types \[9, 12\]; ids run from 0 to 8"),
+      ("bounds", lambda r: dict(r, metadata={"bounds": [[0.9, 0.1]] * 2}),
+       r"metadata bounds must be \[\[lo, hi\]\] \* 2 with lo < hi"),
+      ("no_bounds", lambda r: dict(r, metadata={"dim": 2}),
+       "metadata must be a dict with 'bounds'"),
+  )
+  def test_invalid(self, corrupt, message):
+    with self.assertRaisesRegex(ValueError, "^my_source.*" + message):
+      render_rollout.check_rollout(corrupt(make_rollout(2)), "my_source")
+
+  def test_find_rollouts_sorts_naturally(self):
+    for name in ("rollout_test_10.pkl", "rollout_test_2.pkl",
+                 "rollout_test_1.pkl", "notes.txt", "rollout_test_3.gif"):
+      write_pickle(os.path.join(self.out, name), make_rollout(2))
+    found = render_rollout.find_rollouts(self.out)
+    self.assertEqual([os.path.basename(path) for path in found],
+                     ["rollout_test_1.pkl", "rollout_test_2.pkl",
+                      "rollout_test_10.pkl"])
+    self.assertEqual(render_rollout.find_rollouts(found[0]), [found[0]])
+
+  def test_find_rollouts_errors(self):
+    with self.assertRaisesRegex(ValueError, "No rollout_.*pkl files in"):
+      render_rollout.find_rollouts(self.out)
+    with self.assertRaisesRegex(FileNotFoundError, "does not exist"):
+      render_rollout.find_rollouts(os.path.join(self.out, "missing"))
 
 
 class RenderTest(tf.test.TestCase, parameterized.TestCase):
@@ -55,128 +203,264 @@ class RenderTest(tf.test.TestCase, parameterized.TestCase):
     super().setUp()
     self.out = self.create_tempdir().full_path
 
-  @parameterized.parameters(2, 3)
-  def test_gif_has_one_frame_per_stride(self, dim):
-    path = os.path.join(self.out, f"rollout_{dim}d.gif")
-    count = render_rollout.render_animation(make_rollout(dim), path,
-                                            step_stride=3, dpi=40)
-    # 16 trajectory frames (6 initial + 10 steps) at stride 3: 0, 3, ..., 15.
-    self.assertEqual(count, 6)
+  @parameterized.product(dim=(2, 3), step_stride=(1, 3))
+  def test_gif_frames_match_full_draws(self, dim, step_stride):
+    path = os.path.join(self.out, "rollout.gif")
+    rollout = make_rollout(dim)
+    count = render_rollout.render_animation(rollout, path, step_stride,
+                                            fps=20, dpi=DPI)
+    self.assertEqual(count, math.ceil(NUM_FRAMES / step_stride))
     frames = rgb_frames(path)
-    self.assertLen(frames, 6)
-    width, height = (np.array(render_rollout.FIGURE_SIZE) * 40).astype(int)
-    self.assertEqual(frames[0].shape, (height, width, 3))
-    # Something is drawn in both halves (ground truth and prediction).
-    for half in (frames[0][:, :width // 2], frames[0][:, width // 2:]):
-      self.assertGreater(np.sum(half.sum(-1) < 600), 10)
-    self.assertEqual(sorted(os.listdir(self.out)), [f"rollout_{dim}d.gif"])
+    self.assertEqual(frames.shape, (count, 220, 400, 3))
+    with Image.open(path) as image:
+      self.assertEqual(image.info["duration"], 50)  # ms, at 20 fps.
+      self.assertEqual(image.info["loop"], 0)
+    # Blitting, the shared palette and delta frames change nothing visible.
+    for index, frame in enumerate(frames):
+      reference = full_draw(rollout, index * step_stride)
+      self.assertLess(np.mean(np.abs(frame - reference)), 1.0)
+    # The counter changes, so consecutive frames differ.
+    self.assertTrue(np.all(np.any(frames[1:] != frames[:-1], axis=(1, 2, 3))))
+    # Only the finished file is left: no temporary.
+    self.assertEqual(os.listdir(self.out), ["rollout.gif"])
 
   def test_particles_are_drawn_where_the_data_puts_them(self):
+    # One big water particle: near the lower-left corner in ground truth,
+    # near the upper-right corner in the prediction.
+    rollout = make_rollout(2, types=np.array([WATER]))
+    low, high = 0.1 + 0.1 * 0.8, 0.9 - 0.1 * 0.8
+    rollout["initial_positions"][:] = low
+    rollout["ground_truth_rollout"][:] = low
+    rollout["predicted_rollout"][:] = high
     path = os.path.join(self.out, "corner.gif")
-    rollout = make_rollout(2, corner=True)
-    rollout["particle_types"][:] = WATER  # Blue, unlike the black text.
-    render_rollout.render_animation(rollout, path,
-                                    step_stride=100, dpi=50, marker_size=15)
-    frame = rgb_frames(path)[0]
-    height, width = frame.shape[:2]
-    left = frame[:, :width // 2]
+    marker_size = 12.0
+    render_rollout.render_animation(rollout, path, step_stride=7, dpi=DPI,
+                                    marker_size=marker_size)
+    frames = rgb_frames(path)
+    self.assertLen(frames, 2)  # Trajectory frames 0 and 7.
 
-    def colourful(region):  # Neither background white nor black text.
-      spread = region.max(-1) - region.min(-1)
-      return np.sum(spread > 80)
+    # Where the data points land, from the same layout drawn in full.
+    fig = render_rollout.new_figure(DPI)
+    scene = render_rollout.RolloutScene(fig, rollout, marker_size)
+    fig.canvas.draw()
+    height = frames.shape[1]
 
-    # The ground-truth panel: particles sit at (0.05, 0.95) of its axes, i.e.
-    # in the top-left quarter of the panel, none in the bottom-right.
-    top_left = left[int(0.1 * height):int(0.5 * height), :width // 4]
-    bottom_right = left[int(0.5 * height):int(0.9 * height),
-                        width // 4:width // 2]
-    self.assertGreater(colourful(top_left), 10)
-    self.assertEqual(colourful(bottom_right), 0)
+    def patch(frame, ax, xy):
+      x, y = ax.transData.transform(xy)
+      row, col = int(round(height - y)), int(round(x))
+      return frame[row - 1:row + 2, col - 1:col + 2].reshape(-1, 3)
 
-  def test_error_plot_values(self):
-    rollouts = {"a": make_rollout(2, seed=1), "b": make_rollout(3, seed=2)}
-    path = os.path.join(self.out, "error.png")
-    plotted = render_rollout.plot_error(rollouts, path)
-    for name, rollout in rollouts.items():
-      expected = np.mean((rollout["predicted_rollout"].astype(np.float64) -
-                          rollout["ground_truth_rollout"])**2, axis=(1, 2))
-      self.assertAllClose(plotted[name], expected)
-      self.assertAllClose(render_rollout.rollout_mse_per_step(rollout),
-                          expected)
-    with Image.open(path) as image:
-      self.assertEqual(image.format, "PNG")
-      self.assertGreater(image.size[0], 100)
+    water = np.array(mpl_colors.to_rgb(render_rollout.TYPE_COLORS[WATER]))
+    for frame_index, frame in enumerate(frames):
+      truth_xy, predicted_xy = (low, low), ((low, low) if frame_index == 0
+                                            else (high, high))
+      for ax, xy in ((scene.ground_truth_axes, truth_xy),
+                     (scene.prediction_axes, predicted_xy)):
+        opposite = tuple(low + high - v for v in xy)
+        self.assertAllClose(patch(frame, ax, xy).mean(0), water * 255, atol=30)
+        self.assertAllGreater(patch(frame, ax, opposite), 240)  # Background.
 
-  def test_cli_renders_a_directory_headless(self):
-    for index in range(2):
-      with open(os.path.join(self.out, f"rollout_test_{index}.pkl"),
-                "wb") as f:
-        pickle.dump(make_rollout(2, seed=index), f)
-    env = dict(os.environ, PYTHONPATH=_ROOT, TF_CPP_MIN_LOG_LEVEL="2")
-    env.pop("DISPLAY", None)
-    error_plot = os.path.join(self.out, "error.png")
-    result = subprocess.run(
-        [sys.executable, "-m", "learning_to_simulate.render_rollout",
-         f"--rollout_path={self.out}", f"--error_plot_path={error_plot}"],
-        env=env, capture_output=True, text=True, timeout=120, check=False)
-    self.assertEqual(result.returncode, 0, result.stderr[-2000:])
-    # No display and no --output_path: the GIF goes next to the pickle.
-    self.assertTrue(os.path.exists(os.path.join(self.out,
-                                                "rollout_test_0.gif")))
-    self.assertTrue(os.path.exists(error_plot))
-
-  def test_mp4_when_ffmpeg_is_present(self):
-    if shutil.which("ffmpeg") is None:
+  def test_mp4(self):
+    path = os.path.join(self.out, "rollout.mp4")
+    if shutil.which(matplotlib.rcParams["animation.ffmpeg_path"]) is None:
       with self.assertRaisesRegex(render_rollout.MissingWriterError,
+                                  "needs matplotlib's 'ffmpeg' writer.*"
                                   "install ffmpeg or write a .gif"):
-        render_rollout.render_animation(
-            make_rollout(2), os.path.join(self.out, "a.mp4"))
-      return
-    path = os.path.join(self.out, "a.mp4")
-    render_rollout.render_animation(make_rollout(2), path, dpi=40)
+        render_rollout.render_animation(make_rollout(2), path)
+      self.assertEqual(os.listdir(self.out), [])
+      self.skipTest("ffmpeg is not installed")
+    count = render_rollout.render_animation(make_rollout(2), path, dpi=DPI)
+    self.assertEqual(count, math.ceil(NUM_FRAMES / 3))
     self.assertGreater(os.path.getsize(path), 0)
+    self.assertEqual(os.listdir(self.out), ["rollout.mp4"])
+
+  def test_missing_ffmpeg(self):
+    with mock.patch.object(render_rollout.animation.writers, "is_available",
+                           return_value=False):
+      with self.assertRaisesRegex(render_rollout.MissingWriterError,
+                                  r"Cannot write .*a\.mp4: .mp4 needs"):
+        render_rollout.render_animation(make_rollout(2),
+                                        os.path.join(self.out, "a.mp4"))
+
+  @parameterized.named_parameters(
+      ("extension", "a.avi", {},
+       r"Unsupported animation extension '\.avi' in .*a\.avi; supported: "
+       r"\.gif, \.mp4"),
+      ("gif_fps", "a.gif", {"fps": 60}, "fps must be at most 50 for .gif"),
+      ("fps", "a.gif", {"fps": 0}, "fps must be positive, got 0"),
+      ("dpi", "a.gif", {"dpi": 0}, "dpi must be positive, got 0"),
+      ("stride", "a.gif", {"step_stride": 0},
+       "step_stride must be at least 1, got 0"),
+      ("marker", "a.gif", {"marker_size": -1},
+       "marker_size must be positive, got -1"),
+  )
+  def test_bad_arguments(self, name, kwargs, message):
+    with self.assertRaisesRegex(ValueError, message):
+      render_rollout.render_animation(make_rollout(2),
+                                      os.path.join(self.out, name), **kwargs)
+    self.assertEqual(os.listdir(self.out), [])
+
+  def test_failure_leaves_existing_file_untouched(self):
+    path = os.path.join(self.out, "rollout.gif")
+    with open(path, "wb") as f:
+      f.write(b"old")
+    original_update = render_rollout.RolloutScene.update
+
+    def failing_update(scene, frame):
+      if frame == 6:
+        raise RuntimeError("interrupted")
+      return original_update(scene, frame)
+
+    with mock.patch.object(render_rollout.RolloutScene, "update",
+                           failing_update):
+      with self.assertRaisesRegex(RuntimeError, "interrupted"):
+        render_rollout.render_animation(make_rollout(2), path, dpi=DPI)
+    self.assertEqual(os.listdir(self.out), ["rollout.gif"])
+    with open(path, "rb") as f:
+      self.assertEqual(f.read(), b"old")
 
 
-class BadInputTest(tf.test.TestCase):
+class ErrorPlotTest(tf.test.TestCase):
 
   def setUp(self):
     super().setUp()
     self.out = self.create_tempdir().full_path
 
-  def test_missing_pickle(self):
-    with self.assertRaisesRegex(FileNotFoundError, "does not exist"):
-      render_rollout.load_rollout(os.path.join(self.out, "nope.pkl"))
+  def test_plotted_values(self):
+    rollouts = {"rollout_test_0": make_rollout(2, seed=1),
+                "rollout_test_1": make_rollout(3, seed=2)}
+    path = os.path.join(self.out, "error.png")
+    plotted = render_rollout.plot_error(rollouts, path)
+    self.assertEqual(list(plotted), list(rollouts))
+    for name, rollout in rollouts.items():
+      expected = np.mean(
+          (rollout["predicted_rollout"].astype(np.float64) -
+           rollout["ground_truth_rollout"].astype(np.float64))**2, axis=(1, 2))
+      self.assertAllClose(plotted[name], expected, rtol=1e-12, atol=0)
+    with Image.open(path) as image:
+      self.assertEqual(image.format, "PNG")
+      self.assertEqual(image.size, (800, 500))
+    self.assertEqual(os.listdir(self.out), ["error.png"])
 
-  def test_pickle_without_expected_keys(self):
-    path = os.path.join(self.out, "rollout_test_0.pkl")
-    rollout = make_rollout(2)
-    del rollout["predicted_rollout"]
-    with open(path, "wb") as f:
-      pickle.dump(rollout, f)
-    with self.assertRaisesRegex(ValueError,
-                                r"is missing rollout keys \['predicted_rollout'\]"):
-      render_rollout.load_rollout(path)
+  def test_lazy_rollouts_from_a_directory(self):
+    for index in (10, 2):
+      write_pickle(os.path.join(self.out, f"rollout_test_{index}.pkl"),
+                   make_rollout(2, seed=index))
+    rollouts = render_rollout.LazyRollouts(
+        render_rollout.find_rollouts(self.out))
+    plotted = render_rollout.plot_error(
+        rollouts, os.path.join(self.out, "plots", "error.svg"))
+    self.assertEqual(list(plotted), ["rollout_test_2", "rollout_test_10"])
+    self.assertAllClose(
+        plotted["rollout_test_10"],
+        render_rollout.rollout_mse_per_step(make_rollout(2, seed=10)))
 
-  def test_unknown_output_extension(self):
-    with self.assertRaisesRegex(ValueError,
-                                r"Unsupported animation extension '\.avi'"):
-      render_rollout.render_animation(make_rollout(2),
-                                      os.path.join(self.out, "a.avi"))
-    with self.assertRaisesRegex(ValueError,
-                                r"Unsupported error plot extension '\.gif'"):
+  def test_bad_inputs(self):
+    with self.assertRaisesRegex(
+        ValueError, r"Unsupported error plot extension '\.gif' .*; "
+        r"supported: \.png, \.pdf, \.svg"):
       render_rollout.plot_error({"a": make_rollout(2)},
                                 os.path.join(self.out, "a.gif"))
+    with self.assertRaisesRegex(ValueError, "needs at least one rollout"):
+      render_rollout.plot_error({}, os.path.join(self.out, "a.png"))
+    self.assertEqual(os.listdir(self.out), [])
 
-  def test_cli_error_is_one_line(self):
-    env = dict(os.environ, PYTHONPATH=_ROOT, TF_CPP_MIN_LOG_LEVEL="2")
+
+class CommandLineTest(tf.test.TestCase):
+
+  def setUp(self):
+    super().setUp()
+    self.out = self.create_tempdir().full_path
+
+  def test_display_available(self):
+    with mock.patch.dict(os.environ, {"DISPLAY": ":0"}):
+      with mock.patch.object(render_rollout.matplotlib, "get_backend",
+                             return_value="agg"):
+        self.assertFalse(render_rollout.display_available())
+      with mock.patch.object(render_rollout.matplotlib, "get_backend",
+                             return_value="tkagg"):
+        self.assertTrue(render_rollout.display_available())
+    if sys.platform.startswith("linux"):
+      environ = {key: value for key, value in os.environ.items()
+                 if key not in ("DISPLAY", "WAYLAND_DISPLAY")}
+      with mock.patch.dict(os.environ, environ, clear=True):
+        self.assertFalse(render_rollout.display_available())
+
+  def test_show_animation(self):
+    import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+    with mock.patch.object(plt, "show") as show:
+      anim = render_rollout.show_animation(make_rollout(2), step_stride=2,
+                                           block=False)
+    show.assert_called_once_with(block=False)
+    self.assertIsInstance(anim, render_rollout.animation.FuncAnimation)
+    fig = plt.gcf()
+    self.assertLen(fig.axes, 3)  # Counter header and the two panels.
+    fig.canvas.draw()  # Starts the animation: draws its first frame.
+    anim.pause()
+    self.assertEqual(fig.axes[0].texts[0].get_text(),
+                     f"step 0/{NUM_FRAMES - 1}")
+    plt.close(fig)
+
+  def test_main_writes_to_output_path(self):
+    write_pickle(os.path.join(self.out, "rollout_valid_0.pkl"),
+                 make_rollout(3))
+    gif = os.path.join(self.out, "anim", "rollout.gif")
+    with flagsaver.flagsaver(rollout_path=self.out, output_path=gif,
+                             step_stride=5, dpi=DPI):
+      render_rollout.main(["render_rollout"])
+    self.assertLen(rgb_frames(gif), 2)
+
+  def test_main_bad_input_exits_with_one_line(self):
+    path = os.path.join(self.out, "rollout_test_0.pkl")
+    write_pickle(path, make_rollout(2))
+    for flag_values, message in (
+        ({"rollout_path": os.path.join(self.out, "nope.pkl")},
+         "Rollout pickle .*nope.pkl does not exist"),
+        ({"rollout_path": path, "output_path": path + ".avi"},
+         r"Unsupported animation extension '\.avi'"),
+        ({"rollout_path": path, "output_path": path + ".gif",
+          "error_plot_path": path + ".jpg"},
+         r"Unsupported error plot extension '\.jpg'")):
+      with flagsaver.flagsaver(**flag_values):
+        with self.assertRaises(SystemExit) as raised:
+          render_rollout.main(["render_rollout"])
+      self.assertRegex(raised.exception.code,
+                       "^render_rollout: error: " + message)
+    # Paths are checked first: nothing was written.
+    self.assertEqual(os.listdir(self.out), ["rollout_test_0.pkl"])
+
+  def test_cli_renders_a_directory_headless(self):
+    for index in range(2):
+      write_pickle(os.path.join(self.out, f"rollout_test_{index}.pkl"),
+                   make_rollout(2, seed=index))
+    env = {key: value for key, value in os.environ.items()
+           if key not in ("DISPLAY", "WAYLAND_DISPLAY")}
+    env.update(PYTHONPATH=_ROOT, TF_CPP_MIN_LOG_LEVEL="2")
+    error_plot = os.path.join(self.out, "error.png")
     result = subprocess.run(
         [sys.executable, "-m", "learning_to_simulate.render_rollout",
-         f"--rollout_path={self.out}/missing.pkl",
-         f"--output_path={self.out}/a.gif"],
+         f"--rollout_path={self.out}", f"--error_plot_path={error_plot}",
+         "--dpi=40"],
         env=env, capture_output=True, text=True, timeout=120, check=False)
-    self.assertNotEqual(result.returncode, 0)
+    self.assertEqual(result.returncode, 0, result.stderr[-2000:])
+    # No display and no --output_path: the GIF goes next to the first pickle.
+    gif = os.path.join(self.out, "rollout_test_0.gif")
+    self.assertIn("No display available: writing the animation to " + gif,
+                  result.stderr)
+    self.assertLen(rgb_frames(gif), math.ceil(NUM_FRAMES / 3))
+    with Image.open(error_plot) as image:
+      self.assertEqual(image.format, "PNG")
+
+    # Bad input: one line on stderr, exit status 1, no traceback.
+    result = subprocess.run(
+        [sys.executable, "-m", "learning_to_simulate.render_rollout",
+         f"--rollout_path={self.out}", f"--output_path={self.out}/a.webm"],
+        env=env, capture_output=True, text=True, timeout=120, check=False)
+    self.assertEqual(result.returncode, 1)
+    self.assertNotIn("Traceback", result.stderr)
     self.assertRegex(result.stderr.strip().splitlines()[-1],
-                     r"^render_rollout: error: .*missing\.pkl")
+                     r"^render_rollout: error: Unsupported animation "
+                     r"extension '\.webm'")
 
 
 if __name__ == "__main__":

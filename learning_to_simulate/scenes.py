@@ -1,0 +1,231 @@
+"""Scenes for dataset generation: randomized initial conditions per seed.
+
+Each scene draws, from a `numpy.random.Generator`, the initial state of one
+trajectory in the spirit of the paper's datasets (arXiv:2002.09405, Sec. 4 and
+Appendix B): blocks of material dropped in the `[0.1, 0.9]^dim` box, for
+WaterDrop, Sand, Goop and MultiMaterial, and water poured onto static ramps
+for WaterRamps. Material particles sit on a lattice of spacing
+`mpm.particle_spacing(resolution)`, so the particle count scales with the
+resolution. Obstacles are capsules for the solver and, for the learned model,
+static `KINEMATIC` particles on their surface.
+
+Pure numpy: no Taichi here.
+"""
+
+import dataclasses
+import math
+from typing import Callable, Dict, NamedTuple, Sequence, Tuple
+
+import numpy as np
+
+from learning_to_simulate import common
+from learning_to_simulate import mpm
+
+# Gap, in particle spacings, between seeded material and the walls.
+WALL_MARGIN_SPACINGS = 2.0
+# Side length range of a block of material, in box units.
+BLOCK_SIZE_RANGE = (0.1, 0.25)
+# Initial block velocity components are drawn uniformly from +-this, m/s.
+MAX_INITIAL_SPEED = 1.0
+# Ramps: length range (box units), tilt range (degrees), thickness (cells).
+RAMP_LENGTH_RANGE = (0.2, 0.35)
+RAMP_TILT_RANGE_DEG = (10.0, 35.0)
+RAMP_RADIUS_CELLS = 1.0
+RAMP_MAX_HEIGHT = 0.6
+# Smallest gap between two ramps, in particle spacings; draws per scene.
+RAMP_GAP_SPACINGS = 4.0
+RAMP_MAX_TRIES = 50
+
+
+class InitialState(NamedTuple):
+  """Initial condition of one trajectory.
+
+  Attributes:
+    positions: `[num_simulated, dim]` float32 positions of simulated particles.
+    velocities: `[num_simulated, dim]` float32 initial velocities, m/s.
+    particle_types: `[num_simulated]` int64 WATER, SAND or GOOP.
+    obstacles: static capsules the solver treats as slip boundaries.
+    kinematic_positions: `[num_kinematic, dim]` float32 positions of the
+      static KINEMATIC particles that show the obstacles to the model.
+  """
+  positions: np.ndarray
+  velocities: np.ndarray
+  particle_types: np.ndarray
+  obstacles: Tuple[mpm.Capsule, ...]
+  kinematic_positions: np.ndarray
+
+
+@dataclasses.dataclass(frozen=True)
+class SceneSpec:
+  """A named scene.
+
+  Attributes:
+    name: the `--scene` value.
+    dim: 2 or 3.
+    default_resolution: grid cells per unit length used when none is given.
+    build: `(rng, resolution) -> InitialState`.
+  """
+  name: str
+  dim: int
+  default_resolution: int
+  build: Callable[[np.random.Generator, int], InitialState]
+
+
+def _lattice_block(lower: np.ndarray, upper: np.ndarray,
+                   spacing: float) -> np.ndarray:
+  """Indices `[n, dim]` of the lattice points `(i + 0.5) * spacing` in a box."""
+  ranges = []
+  for lo, hi in zip(lower, upper):
+    first = math.ceil(lo / spacing - 0.5)
+    last = math.floor(hi / spacing - 0.5)
+    ranges.append(np.arange(first, max(first, last) + 1))
+  grids = np.meshgrid(*ranges, indexing="ij")
+  return np.stack([g.reshape(-1) for g in grids], axis=-1).astype(np.int64)
+
+
+def _random_blocks(rng: np.random.Generator, dim: int, resolution: int,
+                   num_blocks: int,
+                   materials: Sequence[common.ParticleType]
+                   ) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+  """Random axis-aligned blocks of material, each with its own velocity.
+
+  Overlapping blocks merge: a lattice point belongs to the first block drawn
+  that covers it.
+
+  Returns:
+    `[n, dim]` float32 positions, `[n, dim]` float32 velocities and `[n]`
+    int64 particle types.
+  """
+  spacing = mpm.particle_spacing(resolution)
+  margin = WALL_MARGIN_SPACINGS * spacing
+  lo, hi = mpm.BOUNDS
+  indices, velocities, types = [], [], []
+  for block in range(num_blocks):
+    size = rng.uniform(*BLOCK_SIZE_RANGE, size=dim)
+    lower = rng.uniform(lo + margin, hi - margin - size)
+    velocity = rng.uniform(-MAX_INITIAL_SPEED, MAX_INITIAL_SPEED, size=dim)
+    points = _lattice_block(lower, lower + size, spacing)
+    indices.append(points)
+    velocities.append(np.tile(velocity, (len(points), 1)))
+    types.append(np.full(len(points), int(materials[block]), np.int64))
+  indices = np.concatenate(indices)
+  _, first = np.unique(indices, axis=0, return_index=True)
+  first = np.sort(first)  # Keep the drawing order.
+  positions = (indices[first] + 0.5) * spacing
+  return (positions.astype(np.float32),
+          np.concatenate(velocities)[first].astype(np.float32),
+          np.concatenate(types)[first])
+
+
+def _no_obstacles(dim: int) -> Tuple[Tuple[mpm.Capsule, ...], np.ndarray]:
+  return (), np.zeros((0, dim), np.float32)
+
+
+def _blocks_scene(materials: Sequence[common.ParticleType], dim: int,
+                  num_blocks_range: Tuple[int, int],
+                  mixed: bool = False) -> Callable[..., InitialState]:
+  """A scene of random blocks of `materials` (one each, shuffled, if `mixed`)."""
+
+  def build(rng: np.random.Generator, resolution: int) -> InitialState:
+    num_blocks = int(rng.integers(num_blocks_range[0],
+                                  num_blocks_range[1] + 1))
+    if mixed:
+      block_materials = [materials[i] for i in
+                         rng.permutation(len(materials))[:num_blocks]]
+    else:
+      block_materials = [materials[0]] * num_blocks
+    positions, velocities, types = _random_blocks(rng, dim, resolution,
+                                                  num_blocks, block_materials)
+    obstacles, kinematic = _no_obstacles(dim)
+    return InitialState(positions, velocities, types, obstacles, kinematic)
+
+  return build
+
+
+def capsule_surface_points(capsule: mpm.Capsule,
+                           spacing: float) -> np.ndarray:
+  """`[n, 2]` points about `spacing` apart on the outline of a 2D capsule."""
+  start = np.asarray(capsule.start, np.float64)
+  end = np.asarray(capsule.end, np.float64)
+  axis = end - start
+  length = np.linalg.norm(axis)
+  tangent = axis / length
+  normal = np.array([-tangent[1], tangent[0]])
+  num_side = max(2, int(round(length / spacing)) + 1)
+  t = np.linspace(0.0, 1.0, num_side)[:, None]
+  sides = [start + t * axis + side * capsule.radius * normal
+           for side in (1.0, -1.0)]
+  # Half circles around the end points, without the points the sides hold.
+  num_cap = max(1, int(round(math.pi * capsule.radius / spacing)))
+  angles = np.linspace(0.0, math.pi, num_cap + 1)[1:-1]
+  base = math.atan2(normal[1], normal[0])
+  caps = []
+  for center, sign in ((end, -1.0), (start, 1.0)):
+    a = base + sign * angles
+    caps.append(center + capsule.radius * np.stack([np.cos(a), np.sin(a)], -1))
+  return np.concatenate(sides + caps).astype(np.float32)
+
+
+def _water_ramps(rng: np.random.Generator, resolution: int) -> InitialState:
+  """Water blocks above 1-3 tilted static ramps that do not touch (2D)."""
+  spacing = mpm.particle_spacing(resolution)
+  radius = RAMP_RADIUS_CELLS / resolution
+  lo, hi = mpm.BOUNDS
+  obstacles = []
+  num_ramps = int(rng.integers(1, 4))
+  for _ in range(RAMP_MAX_TRIES):
+    if len(obstacles) == num_ramps:
+      break
+    length = rng.uniform(*RAMP_LENGTH_RANGE)
+    tilt = (math.radians(rng.uniform(*RAMP_TILT_RANGE_DEG)) *
+            rng.choice([-1, 1]))
+    half = 0.5 * length * np.array([math.cos(tilt), math.sin(tilt)])
+    reach = np.abs(half) + radius + 2 * spacing
+    # Ramps sit in the lower part of the box, below the water.
+    low = lo + reach
+    high = np.maximum(low, np.array([hi, RAMP_MAX_HEIGHT]) - reach)
+    center = rng.uniform(low, high)
+    ramp = mpm.Capsule(center - half, center + half, radius)
+    # Ramps must not touch: water has to fit between them.
+    axis_points = np.linspace(ramp.start, ramp.end, 32)
+    if all(mpm.capsule_distance(axis_points, other)[0].min() >
+           radius + RAMP_GAP_SPACINGS * spacing for other in obstacles):
+      obstacles.append(ramp)
+  positions, velocities, types = _random_blocks(
+      rng, 2, resolution, int(rng.integers(1, 3)),
+      [common.ParticleType.WATER] * 2)
+  # Drop material seeded inside or against an obstacle.
+  clear = np.ones(len(positions), bool)
+  for capsule in obstacles:
+    distance, _ = mpm.capsule_distance(positions.astype(np.float64), capsule)
+    clear &= distance > spacing
+  if not clear.any():  # Keep at least one particle (statistics need one).
+    clear[np.argmax(positions[:, 1])] = True
+  kinematic = np.concatenate(
+      [capsule_surface_points(c, spacing) for c in obstacles])
+  kinematic = np.clip(kinematic, lo, hi)
+  return InitialState(positions[clear], velocities[clear], types[clear],
+                      tuple(obstacles), kinematic)
+
+
+WATER, SAND, GOOP = (common.ParticleType.WATER, common.ParticleType.SAND,
+                     common.ParticleType.GOOP)
+
+SCENES: Dict[str, SceneSpec] = {
+    spec.name: spec for spec in (
+        SceneSpec("water_drop", 2, 32, _blocks_scene([WATER], 2, (1, 3))),
+        SceneSpec("sand", 2, 32, _blocks_scene([SAND], 2, (1, 3))),
+        SceneSpec("goop", 2, 32, _blocks_scene([GOOP], 2, (1, 3))),
+        SceneSpec("multi_material", 2, 32,
+                  _blocks_scene([WATER, SAND, GOOP], 2, (2, 3), mixed=True)),
+        SceneSpec("water_ramps", 2, 32, _water_ramps),
+        SceneSpec("water_3d", 3, 16, _blocks_scene([WATER], 3, (1, 2))),
+    )
+}
+
+
+def get_scene(name: str) -> SceneSpec:
+  """The scene called `name`; raises `ValueError` naming `--scene` otherwise."""
+  if name not in SCENES:
+    raise ValueError(f"--scene must be one of {sorted(SCENES)}, got {name!r}")
+  return SCENES[name]
