@@ -17,7 +17,7 @@ Usage:
 import os
 import sys
 import time
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Sequence, TextIO, Tuple
 
 from absl import app
 from absl import flags
@@ -31,16 +31,17 @@ from learning_to_simulate import scenes
 
 # Rollouts need the 6 input frames plus at least two targets.
 MIN_NUM_FRAMES = common.INPUT_SEQUENCE_LENGTH + 2
-# Connectivity radius in particle spacings: 20 neighbours inside the seeding
-# lattice in 2D (pi * 2.5^2), 26 in 3D (4/3 pi * 1.8^3); fewer near surfaces.
-RADIUS_SPACINGS = {2: 2.5, 3: 1.8}
-# Particles used to measure the mean neighbour count (brute force).
-MAX_NEIGHBOUR_SAMPLE = 2000
+# Frames per trajectory at which the mean neighbour count is measured.
+NEIGHBOUR_COUNT_FRAMES = 11
+# Seconds between redraws of the progress bar, and its width in characters.
+PROGRESS_INTERVAL = 0.25
+PROGRESS_WIDTH = 30
 
 
 def _validate(scene: str, output_path: str, num_train: int, num_valid: int,
-              num_test: int, num_frames: int, resolution: Optional[int],
-              substeps: Optional[int], arch: str) -> scenes.SceneSpec:
+              num_test: int, num_frames: int, seed: int,
+              resolution: Optional[int], substeps: Optional[int],
+              arch: str) -> scenes.SceneSpec:
   """Checks the arguments; raises `ValueError` naming the flag."""
   spec = scenes.get_scene(scene)
   if not output_path:
@@ -57,6 +58,8 @@ def _validate(scene: str, output_path: str, num_train: int, num_valid: int,
   if num_frames < MIN_NUM_FRAMES:
     raise ValueError(f"--num_frames must be >= {MIN_NUM_FRAMES} (6 input "
                      f"frames and 2 targets), got {num_frames}")
+  if seed < 0:
+    raise ValueError(f"--seed must be >= 0, got {seed}")
   if resolution is not None and resolution < mpm.MIN_RESOLUTION:
     raise ValueError(f"--resolution must be >= {mpm.MIN_RESOLUTION}, got "
                      f"{resolution}")
@@ -70,26 +73,70 @@ def _validate(scene: str, output_path: str, num_train: int, num_valid: int,
   return spec
 
 
-def connectivity_radius(dim: int, resolution: int) -> float:
-  """`default_connectivity_radius` for particles seeded at `resolution`."""
-  return RADIUS_SPACINGS[dim] * mpm.particle_spacing(resolution)
+class Progress:
+  """Generation progress: trajectories done / total, frames/s and ETA.
+
+  Logs one line per finished trajectory and, when stderr is a terminal,
+  redraws a bar in place (`\\r`) as frames are simulated.
+  """
+
+  def __init__(self, num_trajectories: int, num_frames: int,
+               stream: TextIO = sys.stderr):
+    self._total_frames = num_trajectories * (num_frames - 1)
+    self._num_trajectories = num_trajectories
+    self._stream = stream
+    self._interactive = stream.isatty()
+    self._frames = 0
+    self._trajectories = 0
+    self._start = time.time()
+    self._last_draw = 0.0
+
+  def _rate_and_eta(self) -> Tuple[float, float]:
+    elapsed = max(time.time() - self._start, 1e-9)
+    rate = self._frames / elapsed
+    return rate, (self._total_frames - self._frames) / max(rate, 1e-9)
+
+  def frame_done(self) -> None:
+    self._frames += 1
+    now = time.time()
+    if self._interactive and now - self._last_draw >= PROGRESS_INTERVAL:
+      self._last_draw = now
+      rate, eta = self._rate_and_eta()
+      filled = int(PROGRESS_WIDTH * self._frames / max(self._total_frames, 1))
+      self._stream.write(
+          f"\r[{'#' * filled}{'.' * (PROGRESS_WIDTH - filled)}] "
+          f"{self._trajectories}/{self._num_trajectories} trajectories, "
+          f"{rate:.0f} frames/s, ETA {eta:.0f} s ")
+      self._stream.flush()
+
+  def trajectory_done(self, split: str, num_particles: int) -> None:
+    self._trajectories += 1
+    if self._interactive:
+      self._stream.write("\r\033[K")  # Clear the bar before the log line.
+    rate, eta = self._rate_and_eta()
+    logging.info("trajectory %d/%d (%s): %d particles, %.0f frames/s, "
+                 "ETA %.0f s", self._trajectories, self._num_trajectories,
+                 split, num_particles, rate, eta)
 
 
-def mean_neighbour_count(positions: np.ndarray, radius: float) -> float:
-  """Mean number of other particles within `radius` (inclusive).
+def mean_neighbour_count(trajectories: Sequence[dataset_writer.Trajectory],
+                         radius: float) -> float:
+  """Mean neighbours within `radius`, over particles and sampled frames.
 
   Args:
-    positions: `[num_particles, dim]`; at most `MAX_NEIGHBOUR_SAMPLE` of them
-      are used as query points.
+    trajectories: trajectories with `[num_frames, num_particles, dim]`
+      positions; `NEIGHBOUR_COUNT_FRAMES` evenly spaced frames of each
+      (first and last included) are measured.
     radius: the connectivity radius.
   """
-  positions = np.asarray(positions, np.float64)
-  queries = positions[:MAX_NEIGHBOUR_SAMPLE]
   counts = []
-  for chunk in np.array_split(queries, max(1, len(queries) // 64)):
-    distances = np.linalg.norm(chunk[:, None] - positions[None], axis=-1)
-    counts.append((distances <= radius).sum(axis=1) - 1)  # Not itself.
-  return float(np.concatenate(counts).mean())
+  for trajectory in trajectories:
+    num_frames = len(trajectory.positions)
+    frames = np.unique(np.linspace(0, num_frames - 1,
+                                   NEIGHBOUR_COUNT_FRAMES).astype(int))
+    counts += [scenes.mean_neighbour_count(trajectory.positions[frame], radius)
+               for frame in frames]
+  return float(np.mean(counts))
 
 
 def generate_dataset(scene: str,
@@ -104,15 +151,20 @@ def generate_dataset(scene: str,
                      arch: str = "cpu") -> Dict[str, Any]:
   """Simulates a dataset and writes it to `output_path`.
 
+  The initial conditions of the train, valid and test trajectories, in this
+  order, are drawn from one `numpy.random.default_rng(seed)`; one solver
+  simulates them all.
+
   Args:
     scene: a name in `scenes.SCENES` (`water_drop`, `sand`, `goop`,
       `multi_material`, `water_ramps`, `water_3d`).
-    output_path: dataset directory to write (created if needed).
+    output_path: dataset directory to write (created if needed; files are
+      moved into place only when complete).
     num_train: trajectories in the train split (>= 1).
     num_valid: trajectories in the valid split (>= 0).
     num_test: trajectories in the test split (>= 0).
     num_frames: frames per trajectory (>= 8); `sequence_length` is one less.
-    seed: seeds every initial condition (numpy `default_rng`).
+    seed: seeds every initial condition (>= 0).
     resolution: grid cells per unit length; the scene's default if None.
       Particles are seeded `mpm.PARTICLES_PER_CELL` per cell and axis.
     substeps: MPM substeps per frame; the CFL minimum if None.
@@ -126,59 +178,39 @@ def generate_dataset(scene: str,
     mpm.TaichiNotFoundError: Taichi is not installed.
   """
   spec = _validate(scene, output_path, num_train, num_valid, num_test,
-                   num_frames, resolution, substeps, arch)
+                   num_frames, seed, resolution, substeps, arch)
   resolution = resolution or spec.default_resolution
   if substeps is None:
     substeps = mpm.min_substeps(resolution)
-  config = mpm.SolverConfig(dim=spec.dim, resolution=resolution,
-                            substeps=substeps, arch=arch)
   mpm.import_taichi()  # Fail early, before any work, without Taichi.
 
   rng = np.random.default_rng(seed)
   counts = {"train": num_train, "valid": num_valid, "test": num_test}
   initial_states = {split: [spec.build(rng, resolution) for _ in range(n)]
                     for split, n in counts.items()}
-  capacity = max(len(s.positions) for states in initial_states.values()
-                 for s in states)
-  materials = sorted(set(int(t) for states in initial_states.values()
-                         for s in states for t in np.unique(s.particle_types)))
-  solver = mpm.Solver(config, capacity, materials)
-  radius = connectivity_radius(spec.dim, resolution)
+  solver = scenes.make_solver(
+      spec, [s for states in initial_states.values() for s in states],
+      resolution, substeps, arch)
+  logging.info("%s: resolution %d, %d substeps per frame, %d trajectories "
+               "of %d frames", scene, resolution, substeps,
+               sum(counts.values()), num_frames)
 
-  total = sum(counts.values())
-  done = 0
   start = time.time()
+  progress = Progress(sum(counts.values()), num_frames)
   splits: Dict[str, List[dataset_writer.Trajectory]] = {}
   for split, states in initial_states.items():
     splits[split] = []
     for state in states:
-      tic = time.time()
-      frames = solver.simulate(state.positions, state.velocities,
-                               state.particle_types, num_frames,
-                               capsules=state.obstacles)
-      kinematic = np.broadcast_to(
-          state.kinematic_positions,
-          (num_frames,) + state.kinematic_positions.shape)
-      positions = np.concatenate([frames, kinematic], axis=1)
-      types = np.concatenate([
-          state.particle_types,
-          np.full(len(state.kinematic_positions),
-                  int(common.ParticleType.KINEMATIC), np.int64)])
-      splits[split].append(dataset_writer.Trajectory(
-          positions.astype(np.float32), types.astype(np.int64)))
-      done += 1
-      elapsed = time.time() - start
-      logging.info(
-          "trajectory %d/%d (%s): %d particles, %.0f frames/s, ETA %.0f s",
-          done, total, split, positions.shape[1],
-          (num_frames - 1) / max(time.time() - tic, 1e-9),
-          elapsed / done * (total - done))
+      trajectory = scenes.simulate_state(solver, state, num_frames,
+                                         on_frame=progress.frame_done)
+      splits[split].append(trajectory)
+      progress.trajectory_done(split, len(trajectory.particle_types))
 
-  first = splits["train"][0].positions
-  logging.info("connectivity radius %.5f: mean neighbour count %.1f (first "
-               "frame), %.1f (last frame) of the first train trajectory",
-               radius, mean_neighbour_count(first[0], radius),
-               mean_neighbour_count(first[-1], radius))
+  radius = scenes.connectivity_radius(spec.dim, resolution)
+  logging.info("connectivity radius %.5f: mean neighbour count %.1f over the "
+               "train split (%d evenly spaced frames per trajectory)", radius,
+               mean_neighbour_count(splits["train"], radius),
+               NEIGHBOUR_COUNT_FRAMES)
   lo, hi = mpm.BOUNDS
   metadata = {
       "bounds": [[lo, hi]] * spec.dim,
@@ -189,8 +221,8 @@ def generate_dataset(scene: str,
   }
   metadata.update(dataset_writer.compute_statistics(splits["train"]))
   dataset_writer.write_dataset(output_path, splits, metadata)
-  logging.info("wrote %s (%d trajectories) in %.1f s", output_path, total,
-               time.time() - start)
+  logging.info("wrote %s (%d trajectories) in %.1f s", output_path,
+               sum(counts.values()), time.time() - start)
   return metadata
 
 

@@ -18,13 +18,15 @@ APIC/MLS affine momentum, one background grid shared by all materials:
 Units are SI on the unit square (cube): gravity 9.8 along axis 1, density 1.
 The box walls sit at `BOUNDS` with slip conditions; static obstacles enter as
 capsules (segments with a radius) whose signed distance drives a slip
-condition on the grid. Taichi is an optional dependency (the `datagen` extra):
-it is imported only when a `Solver` is built.
+condition on the grid. Grid conditions let particles sink up to about a cell
+into a wall, so after each substep particles are also clamped into the box
+and pushed out of the capsules. Taichi is an optional dependency (the
+`datagen` extra): it is imported only when a `Solver` is built.
 """
 
 import dataclasses
 import math
-from typing import NamedTuple, Optional, Sequence, Tuple
+from typing import Callable, NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -53,6 +55,8 @@ MIN_RESOLUTION = 8
 # padding keeps every stencil of a particle in [0, 1] inside the grid.
 GRID_PADDING = 3
 ARCHS = ("cpu", "gpu")
+# Capacity of the solver's obstacle table.
+MAX_OBSTACLES = 16
 
 # Material constants (SI units, density 1).
 WATER_BULK_MODULUS = 1000.0
@@ -256,7 +260,11 @@ class Solver:
     self._grid_friction = ti.field(ti.f32, self._grid_shape)  # Mass * mu.
     self._obstacle_sdf = ti.field(ti.f32, self._grid_shape)
     self._obstacle_normal = ti.Vector.field(dim, ti.f32, self._grid_shape)
-    self._substep = _build_substep_kernel(ti, self)
+    self._capsule_start = ti.Vector.field(dim, ti.f32, MAX_OBSTACLES)
+    self._capsule_end = ti.Vector.field(dim, ti.f32, MAX_OBSTACLES)
+    self._capsule_radius = ti.field(ti.f32, MAX_OBSTACLES)
+    self._num_capsules = ti.field(ti.i32, ())
+    self._substep = self._build_substep_kernel(ti)
 
   def simulate(self,
                positions: np.ndarray,
@@ -264,7 +272,7 @@ class Solver:
                particle_types: np.ndarray,
                num_frames: int,
                capsules: Sequence[Capsule] = (),
-               on_frame: Optional[callable] = None) -> np.ndarray:
+               on_frame: Optional[Callable[[], None]] = None) -> np.ndarray:
     """Runs the simulation from rest state `F = I`.
 
     Args:
@@ -272,7 +280,7 @@ class Solver:
       velocities: `[num_particles, dim]` initial velocities, m/s.
       particle_types: `[num_particles]` WATER, SAND or GOOP.
       num_frames: frames to return, the initial one included.
-      capsules: static obstacles.
+      capsules: static obstacles, at most `MAX_OBSTACLES`.
       on_frame: optional callback, called after each simulated frame.
 
     Returns:
@@ -300,6 +308,9 @@ class Solver:
                        f"this solver was built for {list(self.materials)}")
     if num_frames < 1:
       raise ValueError(f"num_frames must be >= 1, got {num_frames}")
+    if len(capsules) > MAX_OBSTACLES:
+      raise ValueError(f"at most {MAX_OBSTACLES} capsules, got "
+                       f"{len(capsules)}")
 
     def padded(array, dtype):
       out = np.zeros((self.capacity,) + np.shape(array)[1:], dtype)
@@ -316,6 +327,14 @@ class Solver:
     sdf, normal = obstacle_field(capsules, dim, self.config.resolution)
     self._obstacle_sdf.from_numpy(sdf)
     self._obstacle_normal.from_numpy(normal)
+    table = np.zeros((3, MAX_OBSTACLES, dim), np.float32)
+    for k, capsule in enumerate(capsules):
+      table[0, k], table[1, k] = capsule.start, capsule.end
+      table[2, k] = capsule.radius
+    self._capsule_start.from_numpy(table[0])
+    self._capsule_end.from_numpy(table[1])
+    self._capsule_radius.from_numpy(table[2, :, 0])
+    self._num_capsules[None] = len(capsules)
 
     frames = np.empty((num_frames, num_particles, dim), np.float32)
     frames[0] = positions
@@ -329,196 +348,212 @@ class Solver:
       raise FloatingPointError("MPM simulation diverged (non-finite positions)")
     return frames
 
+  def _build_substep_kernel(self, ti):
+    """Compiles one MLS-MPM substep (P2G, grid update, G2P) on the fields."""
+    dim = self.config.dim
+    resolution = self.config.resolution
+    dx = 1.0 / resolution
+    inv_dx = float(resolution)
+    dt = FRAME_DT / self.config.substeps
+    particle_volume = particle_spacing(resolution) ** dim
+    particle_mass = DENSITY * particle_volume
+    lo, hi = BOUNDS
+    water = int(common.ParticleType.WATER)
+    sand = int(common.ParticleType.SAND)
+    goop = int(common.ParticleType.GOOP)
+    # Only the constitutive models of materials in use are compiled (3D SVDs
+    # are slow to compile).
+    materials = tuple(int(m) for m in self.materials)
+    sand_mu, sand_lambda = lame_parameters(SAND_YOUNGS_MODULUS,
+                                           SAND_POISSON_RATIO)
+    sin_phi = math.sin(math.radians(SAND_FRICTION_ANGLE_DEG))
+    # Drucker-Prager cone slope (Klar et al. 2016, Eq. 27).
+    sand_alpha = math.sqrt(2 / 3) * 2 * sin_phi / (3 - sin_phi)
+    sand_cone = (dim * sand_lambda + 2 * sand_mu) / (2 * sand_mu) * sand_alpha
+    goop_mu, goop_lambda = lame_parameters(GOOP_YOUNGS_MODULUS,
+                                           GOOP_POISSON_RATIO)
+    x, v, affine, deformation = (self._x, self._v, self._affine,
+                                 self._deformation)
+    material = self._material
+    volume_correction = self._volume_correction
+    grid_v, grid_m = self._grid_v, self._grid_m
+    grid_friction = self._grid_friction
+    obstacle_sdf = self._obstacle_sdf
+    obstacle_normal = self._obstacle_normal
+    capsule_start = self._capsule_start
+    capsule_end = self._capsule_end
+    capsule_radius = self._capsule_radius
+    num_capsules = self._num_capsules
+    gravity = [0.0] * dim
+    gravity[GRAVITY_AXIS] = -GRAVITY
+    # Friction is compiled in only when a material in use has some.
+    has_friction = any(WALL_FRICTION[m] > 0.0 for m in materials)
+    sand_friction = WALL_FRICTION[common.ParticleType.SAND]
+    goop_friction = WALL_FRICTION[common.ParticleType.GOOP]
+    water_friction = WALL_FRICTION[common.ParticleType.WATER]
 
-def _build_substep_kernel(ti, solver: Solver):
-  """Compiles one MLS-MPM substep (P2G, grid update, G2P) for `solver`."""
-  dim = solver.config.dim
-  resolution = solver.config.resolution
-  dx = 1.0 / resolution
-  inv_dx = float(resolution)
-  dt = FRAME_DT / solver.config.substeps
-  particle_volume = particle_spacing(resolution) ** dim
-  particle_mass = DENSITY * particle_volume
-  lo, hi = BOUNDS
-  water = int(common.ParticleType.WATER)
-  sand = int(common.ParticleType.SAND)
-  goop = int(common.ParticleType.GOOP)
-  # Only the constitutive models of materials in use are compiled (3D SVDs
-  # are slow to compile).
-  materials = tuple(int(m) for m in solver.materials)
-  sand_mu, sand_lambda = lame_parameters(SAND_YOUNGS_MODULUS,
-                                         SAND_POISSON_RATIO)
-  sin_phi = math.sin(math.radians(SAND_FRICTION_ANGLE_DEG))
-  # Drucker-Prager cone slope (Klar et al. 2016, Eq. 27).
-  sand_alpha = math.sqrt(2 / 3) * 2 * sin_phi / (3 - sin_phi)
-  sand_cone = (dim * sand_lambda + 2 * sand_mu) / (2 * sand_mu) * sand_alpha
-  goop_mu, goop_lambda = lame_parameters(GOOP_YOUNGS_MODULUS,
-                                         GOOP_POISSON_RATIO)
-  x, v, affine, deformation = (solver._x, solver._v, solver._affine,  # pylint: disable=protected-access
-                               solver._deformation)  # pylint: disable=protected-access
-  material = solver._material  # pylint: disable=protected-access
-  volume_correction = solver._volume_correction  # pylint: disable=protected-access
-  grid_v, grid_m = solver._grid_v, solver._grid_m  # pylint: disable=protected-access
-  grid_friction = solver._grid_friction  # pylint: disable=protected-access
-  obstacle_sdf = solver._obstacle_sdf  # pylint: disable=protected-access
-  obstacle_normal = solver._obstacle_normal  # pylint: disable=protected-access
-  gravity = [0.0] * dim
-  gravity[GRAVITY_AXIS] = -GRAVITY
-  # Friction is compiled in only when a material in use has some.
-  has_friction = any(WALL_FRICTION[m] > 0.0 for m in materials)
-  sand_friction = WALL_FRICTION[common.ParticleType.SAND]
-  goop_friction = WALL_FRICTION[common.ParticleType.GOOP]
-  water_friction = WALL_FRICTION[common.ParticleType.WATER]
-
-  @ti.func
-  def friction_coefficient(p):
-    mu = water_friction
-    if material[p] == sand:
-      mu = sand_friction
-    elif material[p] == goop:
-      mu = goop_friction
-    return mu
-
-  @ti.func
-  def kirchhoff_stress(p):
-    """Applies plasticity to `F[p]` and returns the Kirchhoff stress."""
-    identity = ti.Matrix.identity(ti.f32, dim)
-    f = deformation[p]
-    stress = ti.Matrix.zero(ti.f32, dim, dim)
-    if ti.static(water in materials):
-      if material[p] == water:
-        # A fluid keeps no shear memory: reset F to its volume change.
-        j = f.determinant()
-        deformation[p] = identity * ti.pow(j, 1.0 / dim)
-        stress = WATER_BULK_MODULUS * j * (j - 1.0) * identity
-    if ti.static(sand in materials):
+    @ti.func
+    def friction_coefficient(p):
+      mu = water_friction
       if material[p] == sand:
-        u, sigma, vt = ti.svd(f)
-        eps = ti.Vector.zero(ti.f32, dim)
-        for d in ti.static(range(dim)):
-          eps[d] = ti.log(ti.max(ti.abs(sigma[d, d]), MIN_SINGULAR_VALUE))
-        trace = eps.sum() + volume_correction[p]
-        if trace >= 0.0:
-          # Expansion: grains separate, no elastic strain is kept.
-          volume_correction[p] = trace
+        mu = sand_friction
+      elif material[p] == goop:
+        mu = goop_friction
+      return mu
+
+    @ti.func
+    def kirchhoff_stress(p):
+      """Applies plasticity to `F[p]` and returns the Kirchhoff stress."""
+      identity = ti.Matrix.identity(ti.f32, dim)
+      f = deformation[p]
+      stress = ti.Matrix.zero(ti.f32, dim, dim)
+      if ti.static(water in materials):
+        if material[p] == water:
+          # A fluid keeps no shear memory: reset F to its volume change.
+          j = f.determinant()
+          deformation[p] = identity * ti.pow(j, 1.0 / dim)
+          stress = WATER_BULK_MODULUS * j * (j - 1.0) * identity
+      if ti.static(sand in materials):
+        if material[p] == sand:
+          u, sigma, vt = ti.svd(f)
           eps = ti.Vector.zero(ti.f32, dim)
-        else:
-          volume_correction[p] = 0.0
-          deviator = eps - eps.sum() / dim
-          deviator_norm = deviator.norm() + 1e-20
-          plastic_strain = deviator_norm + sand_cone * trace
-          if plastic_strain > 0.0:  # Outside the cone: return to its surface.
-            eps -= plastic_strain / deviator_norm * deviator
-        sigma_new = ti.Matrix.zero(ti.f32, dim, dim)
-        tau = ti.Matrix.zero(ti.f32, dim, dim)
-        for d in ti.static(range(dim)):
-          sigma_new[d, d] = ti.exp(eps[d])
-          tau[d, d] = 2.0 * sand_mu * eps[d] + sand_lambda * eps.sum()
-        deformation[p] = u @ sigma_new @ vt.transpose()
-        stress = u @ tau @ u.transpose()
-    if ti.static(goop in materials):
-      if material[p] == goop:
-        u, sigma, vt = ti.svd(f)
-        # Isochoric plasticity: clamp the shape (the singular values over
-        # J^(1/dim)) and keep the volume elastic, so plastic flow neither
-        # compacts nor dilates the paste.
-        volume_scale = ti.pow(ti.abs(f.determinant()), 1.0 / dim)
-        shape = ti.Vector.zero(ti.f32, dim)
-        for d in ti.static(range(dim)):
-          shape[d] = ti.min(ti.max(sigma[d, d] / volume_scale,
-                                   1.0 - GOOP_YIELD_COMPRESSION),
-                            1.0 + GOOP_YIELD_STRETCH)
-        # The clamped shape keeps unit determinant: volume stays elastic.
-        shape_volume = 1.0
-        for d in ti.static(range(dim)):
-          shape_volume *= shape[d]
-        volume_scale /= ti.pow(shape_volume, 1.0 / dim)
-        for d in ti.static(range(dim)):
-          sigma[d, d] = volume_scale * shape[d]
-        f = u @ sigma @ vt.transpose()
-        deformation[p] = f
-        j = f.determinant()
-        rotation = u @ vt.transpose()
-        stress = (2.0 * goop_mu * (f - rotation) @ f.transpose() +
-                  goop_lambda * j * (j - 1.0) * identity)
-    return stress
+          for d in ti.static(range(dim)):
+            eps[d] = ti.log(ti.max(ti.abs(sigma[d, d]), MIN_SINGULAR_VALUE))
+          trace = eps.sum() + volume_correction[p]
+          if trace >= 0.0:
+            # Expansion: grains separate, no elastic strain is kept.
+            volume_correction[p] = trace
+            eps = ti.Vector.zero(ti.f32, dim)
+          else:
+            volume_correction[p] = 0.0
+            deviator = eps - eps.sum() / dim
+            deviator_norm = deviator.norm() + 1e-20
+            plastic_strain = deviator_norm + sand_cone * trace
+            if plastic_strain > 0.0:  # Outside the cone: return to its surface.
+              eps -= plastic_strain / deviator_norm * deviator
+          sigma_new = ti.Matrix.zero(ti.f32, dim, dim)
+          tau = ti.Matrix.zero(ti.f32, dim, dim)
+          for d in ti.static(range(dim)):
+            sigma_new[d, d] = ti.exp(eps[d])
+            tau[d, d] = 2.0 * sand_mu * eps[d] + sand_lambda * eps.sum()
+          deformation[p] = u @ sigma_new @ vt.transpose()
+          stress = u @ tau @ u.transpose()
+      if ti.static(goop in materials):
+        if material[p] == goop:
+          u, sigma, vt = ti.svd(f)
+          # Isochoric plasticity: clamp the shape (the singular values over
+          # J^(1/dim)) and keep the volume elastic, so plastic flow neither
+          # compacts nor dilates the paste.
+          volume_scale = ti.pow(ti.abs(f.determinant()), 1.0 / dim)
+          shape = ti.Vector.zero(ti.f32, dim)
+          for d in ti.static(range(dim)):
+            shape[d] = ti.min(ti.max(sigma[d, d] / volume_scale,
+                                     1.0 - GOOP_YIELD_COMPRESSION),
+                              1.0 + GOOP_YIELD_STRETCH)
+          # The clamped shape keeps unit determinant: volume stays elastic.
+          shape_volume = 1.0
+          for d in ti.static(range(dim)):
+            shape_volume *= shape[d]
+          volume_scale /= ti.pow(shape_volume, 1.0 / dim)
+          for d in ti.static(range(dim)):
+            sigma[d, d] = volume_scale * shape[d]
+          f = u @ sigma @ vt.transpose()
+          deformation[p] = f
+          j = f.determinant()
+          rotation = u @ vt.transpose()
+          stress = (2.0 * goop_mu * (f - rotation) @ f.transpose() +
+                    goop_lambda * j * (j - 1.0) * identity)
+      return stress
 
-  @ti.kernel
-  def substep(num_particles: ti.i32):
-    for node in ti.grouped(grid_m):
-      grid_v[node] = ti.Vector.zero(ti.f32, dim)
-      grid_m[node] = 0.0
-      if ti.static(has_friction):
-        grid_friction[node] = 0.0
-    # Particle to grid: momentum plus the MLS stress impulse.
-    for p in range(num_particles):
-      xp = x[p] * inv_dx
-      base = ti.cast(xp - 0.5, ti.i32)
-      fx = xp - base
-      w = [0.5 * (1.5 - fx)**2, 0.75 - (fx - 1.0)**2, 0.5 * (fx - 0.5)**2]
-      deformation[p] = (ti.Matrix.identity(ti.f32, dim) +
-                        dt * affine[p]) @ deformation[p]
-      stress = kirchhoff_stress(p)
-      momentum_affine = (-dt * particle_volume * 4.0 * inv_dx * inv_dx * stress
-                         + particle_mass * affine[p])
-      for offset in ti.static(ti.grouped(ti.ndrange(*((3,) * dim)))):
-        dpos = (offset - fx) * dx
-        weight = 1.0
-        for d in ti.static(range(dim)):
-          weight *= w[offset[d]][d]
-        grid_v[base + offset] += weight * (particle_mass * v[p] +
-                                           momentum_affine @ dpos)
-        grid_m[base + offset] += weight * particle_mass
+    @ti.kernel
+    def substep(num_particles: ti.i32):
+      for node in ti.grouped(grid_m):
+        grid_v[node] = ti.Vector.zero(ti.f32, dim)
+        grid_m[node] = 0.0
         if ti.static(has_friction):
-          grid_friction[base + offset] += (weight * particle_mass *
-                                           friction_coefficient(p))
-    # Grid update: gravity, then walls and obstacles that stop the inward
-    # velocity and, by Coulomb friction, slow the tangential velocity by
-    # `mu` times the normal speed they removed.
-    for node in ti.grouped(grid_m):
-      if grid_m[node] > 0.0:
-        vel = grid_v[node] / grid_m[node]
-        stopped = 0.0  # Normal speed removed at this node.
-        for d in ti.static(range(dim)):
-          vel[d] += dt * gravity[d]
-          position = node[d] * dx
-          if position < lo and vel[d] < 0.0:
-            stopped -= vel[d]
-            vel[d] = 0.0
-          if position > hi and vel[d] > 0.0:
-            stopped += vel[d]
-            vel[d] = 0.0
-        if obstacle_sdf[node] < 0.0:
-          normal_speed = vel.dot(obstacle_normal[node])
-          if normal_speed < 0.0:
-            stopped -= normal_speed
-            vel -= normal_speed * obstacle_normal[node]
-        if ti.static(has_friction):
-          speed = vel.norm()
-          if stopped > 0.0 and speed > 0.0:
-            mu = grid_friction[node] / grid_m[node]
-            vel *= ti.max(0.0, 1.0 - mu * stopped / speed)
-        grid_v[node] = vel
-    # Grid to particle: velocity, APIC affine field, advection.
-    for p in range(num_particles):
-      xp = x[p] * inv_dx
-      base = ti.cast(xp - 0.5, ti.i32)
-      fx = xp - base
-      w = [0.5 * (1.5 - fx)**2, 0.75 - (fx - 1.0)**2, 0.5 * (fx - 0.5)**2]
-      new_v = ti.Vector.zero(ti.f32, dim)
-      new_affine = ti.Matrix.zero(ti.f32, dim, dim)
-      for offset in ti.static(ti.grouped(ti.ndrange(*((3,) * dim)))):
-        dpos = offset - fx
-        weight = 1.0
-        for d in ti.static(range(dim)):
-          weight *= w[offset[d]][d]
-        node_v = grid_v[base + offset]
-        new_v += weight * node_v
-        new_affine += 4.0 * inv_dx * weight * node_v.outer_product(dpos)
-      v[p] = new_v
-      affine[p] = new_affine
-      # The wall conditions act on nodes; clamping keeps the particles that
-      # sit on a wall inside the bounds.
-      x[p] = ti.min(ti.max(x[p] + dt * new_v, lo), hi)
+          grid_friction[node] = 0.0
+      # Particle to grid: momentum plus the MLS stress impulse.
+      for p in range(num_particles):
+        xp = x[p] * inv_dx
+        base = ti.cast(xp - 0.5, ti.i32)
+        fx = xp - base
+        w = [0.5 * (1.5 - fx)**2, 0.75 - (fx - 1.0)**2, 0.5 * (fx - 0.5)**2]
+        deformation[p] = (ti.Matrix.identity(ti.f32, dim) +
+                          dt * affine[p]) @ deformation[p]
+        stress = kirchhoff_stress(p)
+        # MLS stress impulse; 4 / dx^2 is the inverse inertia of the
+        # quadratic B-spline.
+        stress_impulse = -dt * particle_volume * 4.0 * inv_dx * inv_dx * stress
+        momentum_affine = stress_impulse + particle_mass * affine[p]
+        for offset in ti.static(ti.grouped(ti.ndrange(*((3,) * dim)))):
+          dpos = (offset - fx) * dx
+          weight = 1.0
+          for d in ti.static(range(dim)):
+            weight *= w[offset[d]][d]
+          grid_v[base + offset] += weight * (particle_mass * v[p] +
+                                             momentum_affine @ dpos)
+          grid_m[base + offset] += weight * particle_mass
+          if ti.static(has_friction):
+            grid_friction[base + offset] += (weight * particle_mass *
+                                             friction_coefficient(p))
+      # Grid update: gravity, then walls and obstacles that stop the inward
+      # velocity and, by Coulomb friction, slow the tangential velocity by
+      # `mu` times the normal speed they removed.
+      for node in ti.grouped(grid_m):
+        if grid_m[node] > 0.0:
+          vel = grid_v[node] / grid_m[node]
+          stopped = 0.0  # Normal speed removed at this node.
+          for d in ti.static(range(dim)):
+            vel[d] += dt * gravity[d]
+            position = node[d] * dx
+            if position < lo and vel[d] < 0.0:
+              stopped -= vel[d]
+              vel[d] = 0.0
+            if position > hi and vel[d] > 0.0:
+              stopped += vel[d]
+              vel[d] = 0.0
+          if obstacle_sdf[node] < 0.0:
+            normal_speed = vel.dot(obstacle_normal[node])
+            if normal_speed < 0.0:
+              stopped -= normal_speed
+              vel -= normal_speed * obstacle_normal[node]
+          if ti.static(has_friction):
+            speed = vel.norm()
+            if stopped > 0.0 and speed > 0.0:
+              mu = grid_friction[node] / grid_m[node]
+              vel *= ti.max(0.0, 1.0 - mu * stopped / speed)
+          grid_v[node] = vel
+      # Grid to particle: velocity, APIC affine field, advection.
+      for p in range(num_particles):
+        xp = x[p] * inv_dx
+        base = ti.cast(xp - 0.5, ti.i32)
+        fx = xp - base
+        w = [0.5 * (1.5 - fx)**2, 0.75 - (fx - 1.0)**2, 0.5 * (fx - 0.5)**2]
+        new_v = ti.Vector.zero(ti.f32, dim)
+        new_affine = ti.Matrix.zero(ti.f32, dim, dim)
+        for offset in ti.static(ti.grouped(ti.ndrange(*((3,) * dim)))):
+          dpos = offset - fx
+          weight = 1.0
+          for d in ti.static(range(dim)):
+            weight *= w[offset[d]][d]
+          node_v = grid_v[base + offset]
+          new_v += weight * node_v
+          new_affine += 4.0 * inv_dx * weight * node_v.outer_product(dpos)
+        v[p] = new_v
+        affine[p] = new_affine
+        # The wall conditions act on nodes; clamping keeps the particles that
+        # sit on a wall inside the bounds, and projection outside the capsules.
+        position = ti.min(ti.max(x[p] + dt * new_v, lo), hi)
+        for k in range(num_capsules[None]):
+          start = capsule_start[k]
+          axis = capsule_end[k] - start
+          t = ti.min(ti.max((position - start).dot(axis) /
+                            ti.max(axis.dot(axis), 1e-12), 0.0), 1.0)
+          offset = position - (start + t * axis)
+          distance = offset.norm()
+          if 1e-9 < distance < capsule_radius[k]:
+            position += (capsule_radius[k] / distance - 1.0) * offset
+            position = ti.min(ti.max(position, lo), hi)
+        x[p] = position
 
-  return substep
+    return substep

@@ -9,16 +9,21 @@ for WaterRamps. Material particles sit on a lattice of spacing
 resolution. Obstacles are capsules for the solver and, for the learned model,
 static `KINEMATIC` particles on their surface.
 
-Pure numpy: no Taichi here.
+`generate_trajectory` turns a scene and a generator into one simulated
+`dataset_writer.Trajectory`; `connectivity_radius` and `mean_neighbour_count`
+size the graph for the learned model. The scenes themselves are pure numpy;
+only simulating needs Taichi.
 """
 
 import dataclasses
 import math
-from typing import Callable, Dict, NamedTuple, Sequence, Tuple
+from typing import Callable, Dict, NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
+from scipy import spatial
 
 from learning_to_simulate import common
+from learning_to_simulate import dataset_writer
 from learning_to_simulate import mpm
 
 # Gap, in particle spacings, between seeded material and the walls.
@@ -31,10 +36,14 @@ MAX_INITIAL_SPEED = 1.0
 RAMP_LENGTH_RANGE = (0.2, 0.35)
 RAMP_TILT_RANGE_DEG = (10.0, 35.0)
 RAMP_RADIUS_CELLS = 1.0
-RAMP_MAX_HEIGHT = 0.6
+# Ramps stay below this height and the water starts above it.
+RAMP_MAX_HEIGHT = 0.55
 # Smallest gap between two ramps, in particle spacings; draws per scene.
 RAMP_GAP_SPACINGS = 4.0
 RAMP_MAX_TRIES = 50
+# Connectivity radius in particle spacings: 20 neighbours inside the seeding
+# lattice in 2D (pi * 2.5^2), 26 in 3D (4/3 pi * 1.8^3); fewer near surfaces.
+RADIUS_SPACINGS = {2: 2.5, 3: 1.8}
 
 
 class InitialState(NamedTuple):
@@ -85,12 +94,14 @@ def _lattice_block(lower: np.ndarray, upper: np.ndarray,
 
 def _random_blocks(rng: np.random.Generator, dim: int, resolution: int,
                    num_blocks: int,
-                   materials: Sequence[common.ParticleType]
+                   materials: Sequence[common.ParticleType],
+                   floor: Optional[float] = None
                    ) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
   """Random axis-aligned blocks of material, each with its own velocity.
 
   Overlapping blocks merge: a lattice point belongs to the first block drawn
-  that covers it.
+  that covers it. With a `floor`, blocks start above that height (axis 1),
+  shrunk to fit if needed.
 
   Returns:
     `[n, dim]` float32 positions, `[n, dim]` float32 velocities and `[n]`
@@ -100,9 +111,13 @@ def _random_blocks(rng: np.random.Generator, dim: int, resolution: int,
   margin = WALL_MARGIN_SPACINGS * spacing
   lo, hi = mpm.BOUNDS
   indices, velocities, types = [], [], []
+  lowest = np.full(dim, lo + margin)
+  if floor is not None:
+    lowest[mpm.GRAVITY_AXIS] = max(lowest[mpm.GRAVITY_AXIS], floor + margin)
   for block in range(num_blocks):
-    size = rng.uniform(*BLOCK_SIZE_RANGE, size=dim)
-    lower = rng.uniform(lo + margin, hi - margin - size)
+    size = np.minimum(rng.uniform(*BLOCK_SIZE_RANGE, size=dim),
+                      hi - margin - lowest)
+    lower = rng.uniform(lowest, hi - margin - size)
     velocity = rng.uniform(-MAX_INITIAL_SPEED, MAX_INITIAL_SPEED, size=dim)
     points = _lattice_block(lower, lower + size, spacing)
     indices.append(points)
@@ -124,7 +139,7 @@ def _no_obstacles(dim: int) -> Tuple[Tuple[mpm.Capsule, ...], np.ndarray]:
 def _blocks_scene(materials: Sequence[common.ParticleType], dim: int,
                   num_blocks_range: Tuple[int, int],
                   mixed: bool = False) -> Callable[..., InitialState]:
-  """A scene of random blocks of `materials` (one each, shuffled, if `mixed`)."""
+  """Random blocks of `materials` (one each, shuffled, if `mixed`)."""
 
   def build(rng: np.random.Generator, resolution: int) -> InitialState:
     num_blocks = int(rng.integers(num_blocks_range[0],
@@ -142,28 +157,26 @@ def _blocks_scene(materials: Sequence[common.ParticleType], dim: int,
   return build
 
 
-def capsule_surface_points(capsule: mpm.Capsule,
-                           spacing: float) -> np.ndarray:
-  """`[n, 2]` points about `spacing` apart on the outline of a 2D capsule."""
+def capsule_particles(capsule: mpm.Capsule, spacing: float) -> np.ndarray:
+  """`[n, 2]` points of a lattice, `spacing` apart, filling a 2D capsule.
+
+  Rows run along the segment, and the outermost points sit about one spacing
+  inside the surface, where the next layer of material rests: the obstacle
+  looks to the learned model like material it cannot enter.
+  """
   start = np.asarray(capsule.start, np.float64)
-  end = np.asarray(capsule.end, np.float64)
-  axis = end - start
+  axis = np.asarray(capsule.end, np.float64) - start
   length = np.linalg.norm(axis)
   tangent = axis / length
   normal = np.array([-tangent[1], tangent[0]])
-  num_side = max(2, int(round(length / spacing)) + 1)
-  t = np.linspace(0.0, 1.0, num_side)[:, None]
-  sides = [start + t * axis + side * capsule.radius * normal
-           for side in (1.0, -1.0)]
-  # Half circles around the end points, without the points the sides hold.
-  num_cap = max(1, int(round(math.pi * capsule.radius / spacing)))
-  angles = np.linspace(0.0, math.pi, num_cap + 1)[1:-1]
-  base = math.atan2(normal[1], normal[0])
-  caps = []
-  for center, sign in ((end, -1.0), (start, 1.0)):
-    a = base + sign * angles
-    caps.append(center + capsule.radius * np.stack([np.cos(a), np.sin(a)], -1))
-  return np.concatenate(sides + caps).astype(np.float32)
+  inset = max(capsule.radius - spacing, 0.0)
+  num_rows = 2 * int(round(inset / spacing)) + 1
+  offsets = np.linspace(-inset, inset, num_rows)
+  num_along = int(round((length + 2 * inset) / spacing)) + 1
+  along = np.linspace(-inset, length + inset, max(num_along, 2))
+  points = (start + along[:, None, None] * tangent +
+            offsets[None, :, None] * normal)
+  return points.reshape(-1, 2).astype(np.float32)
 
 
 def _water_ramps(rng: np.random.Generator, resolution: int) -> InitialState:
@@ -193,7 +206,7 @@ def _water_ramps(rng: np.random.Generator, resolution: int) -> InitialState:
       obstacles.append(ramp)
   positions, velocities, types = _random_blocks(
       rng, 2, resolution, int(rng.integers(1, 3)),
-      [common.ParticleType.WATER] * 2)
+      [common.ParticleType.WATER] * 2, floor=RAMP_MAX_HEIGHT)
   # Drop material seeded inside or against an obstacle.
   clear = np.ones(len(positions), bool)
   for capsule in obstacles:
@@ -202,7 +215,7 @@ def _water_ramps(rng: np.random.Generator, resolution: int) -> InitialState:
   if not clear.any():  # Keep at least one particle (statistics need one).
     clear[np.argmax(positions[:, 1])] = True
   kinematic = np.concatenate(
-      [capsule_surface_points(c, spacing) for c in obstacles])
+      [capsule_particles(c, spacing) for c in obstacles])
   kinematic = np.clip(kinematic, lo, hi)
   return InitialState(positions[clear], velocities[clear], types[clear],
                       tuple(obstacles), kinematic)
@@ -229,3 +242,92 @@ def get_scene(name: str) -> SceneSpec:
   if name not in SCENES:
     raise ValueError(f"--scene must be one of {sorted(SCENES)}, got {name!r}")
   return SCENES[name]
+
+
+def connectivity_radius(dim: int, resolution: int) -> float:
+  """`default_connectivity_radius` for particles seeded at `resolution`."""
+  return RADIUS_SPACINGS[dim] * mpm.particle_spacing(resolution)
+
+
+def mean_neighbour_count(positions: np.ndarray, radius: float) -> float:
+  """Mean number of other particles within `radius` (inclusive) of each.
+
+  Args:
+    positions: `[num_particles, dim]`.
+    radius: the connectivity radius.
+  """
+  positions = np.asarray(positions, np.float64)
+  tree = spatial.cKDTree(positions)
+  counts = tree.query_ball_point(positions, radius, return_length=True)
+  return float(np.mean(counts) - 1.0)  # Each particle finds itself.
+
+
+def make_solver(scene: SceneSpec, states: Sequence[InitialState],
+                resolution: int, substeps: int, arch: str) -> mpm.Solver:
+  """A solver able to simulate every state in `states` (Taichi is reset)."""
+  config = mpm.SolverConfig(dim=scene.dim, resolution=resolution,
+                            substeps=substeps, arch=arch)
+  capacity = max(len(state.positions) for state in states)
+  materials = sorted({int(t) for state in states
+                      for t in np.unique(state.particle_types)})
+  return mpm.Solver(config, capacity, materials)
+
+
+def simulate_state(solver: mpm.Solver, state: InitialState, num_frames: int,
+                   on_frame: Optional[Callable[[], None]] = None
+                   ) -> dataset_writer.Trajectory:
+  """Simulates `state`, then appends its static KINEMATIC particles.
+
+  Returns:
+    A trajectory with `[num_frames, num_particles, dim]` float32 positions,
+    the simulated particles first, then the kinematic ones.
+  """
+  frames = solver.simulate(state.positions, state.velocities,
+                           state.particle_types, num_frames,
+                           capsules=state.obstacles, on_frame=on_frame)
+  kinematic = np.broadcast_to(
+      state.kinematic_positions,
+      (num_frames,) + state.kinematic_positions.shape)
+  types = np.concatenate([
+      state.particle_types,
+      np.full(len(state.kinematic_positions),
+              int(common.ParticleType.KINEMATIC), np.int64)])
+  return dataset_writer.Trajectory(
+      np.concatenate([frames, kinematic], axis=1).astype(np.float32),
+      types.astype(np.int64))
+
+
+def generate_trajectory(scene: str,
+                        num_frames: int,
+                        rng: np.random.Generator,
+                        resolution: Optional[int] = None,
+                        substeps: Optional[int] = None,
+                        arch: str = "cpu") -> dataset_writer.Trajectory:
+  """Draws one initial state of `scene` from `rng` and simulates it.
+
+  Builds (and compiles) a solver for this one trajectory, which resets
+  Taichi; `generate_dataset` shares one solver among many trajectories.
+
+  Args:
+    scene: a name in `SCENES`.
+    num_frames: frames to return, the initial one included (>= 1).
+    rng: source of the random initial condition.
+    resolution: grid cells per unit length; the scene's default if None.
+    substeps: MPM substeps per frame; the CFL minimum if None.
+    arch: `cpu` (single-threaded, reproducible) or `gpu`.
+
+  Returns:
+    The trajectory: `[num_frames, num_particles, dim]` float32 positions,
+    `[num_particles]` int64 particle types.
+
+  Raises:
+    ValueError: an unknown scene or an out-of-range argument.
+    mpm.TaichiNotFoundError: Taichi is not installed.
+  """
+  spec = get_scene(scene)
+  resolution = resolution or spec.default_resolution
+  if substeps is None:
+    substeps = mpm.min_substeps(resolution)
+  state = spec.build(rng, resolution)
+  solver = make_solver(spec, [state], resolution, substeps, arch)
+  return simulate_state(solver, state, num_frames)

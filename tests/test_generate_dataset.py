@@ -1,6 +1,8 @@
 """Tests for the MLS-MPM dataset generator and the bundled sample dataset."""
 
 import hashlib
+import io
+import json
 import os
 import re
 import shutil
@@ -18,10 +20,11 @@ from learning_to_simulate import common
 from learning_to_simulate import dataset_writer
 from learning_to_simulate import generate_dataset
 from learning_to_simulate import mpm
-from learning_to_simulate import reading_utils
 from learning_to_simulate import scenes
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SAMPLE_PATH = os.path.join(REPO_ROOT, "learning_to_simulate", "data",
+                           "water_drop_sample")
 # A tiny water_drop dataset: a coarse grid and a few frames.
 TINY = dict(scene="water_drop", num_train=2, num_valid=1, num_test=1,
             num_frames=10, seed=3, resolution=12)
@@ -40,10 +43,57 @@ def taichi_available() -> bool:
   return True
 
 
+def read_metadata(path):
+  with open(os.path.join(path, "metadata.json")) as f:
+    return json.load(f)
+
+
 def read_split(path, split):
-  """`[(particle_types [N], positions [T, N, dim])]` of one split, numpy."""
-  return [(context["particle_type"].numpy(), features["position"].numpy())
-          for context, features in reading_utils.load_trajectories(path, split)]
+  """`[(particle_types [N], positions [T, N, dim])]` of one split, numpy.
+
+  Parses the records independently of the package's reader, checking the
+  DeepMind layout on the way: context `key` (the record index) and
+  `particle_type` (raw int64 bytes), feature list `position` (one raw
+  float32 `[N, dim]` frame per value).
+  """
+  dim = read_metadata(path)["dim"]
+  trajectories = []
+  records = tf.data.TFRecordDataset(os.path.join(path, f"{split}.tfrecord"))
+  for index, record in enumerate(records):
+    example = tf.train.SequenceExample.FromString(record.numpy())
+    context = example.context.feature
+    if set(context) != {"key", "particle_type"}:
+      raise AssertionError(f"context features {set(context)}")
+    if list(context["key"].int64_list.value) != [index]:
+      raise AssertionError(f"record {index} has key {context['key']}")
+    particle_types = np.frombuffer(
+        context["particle_type"].bytes_list.value[0], dtype=np.int64)
+    feature_lists = example.feature_lists.feature_list
+    if set(feature_lists) != {"position"}:
+      raise AssertionError(f"feature lists {set(feature_lists)}")
+    positions = np.stack([
+        np.frombuffer(frame.bytes_list.value[0], dtype=np.float32).reshape(
+            len(particle_types), dim)
+        for frame in feature_lists["position"].feature])
+    trajectories.append((particle_types, positions))
+  return trajectories
+
+
+def parse_in_graph(record, dim):
+  """The same record decoded with `tf.io` ops: `(key, types, positions)`."""
+  context, features = tf.io.parse_single_sequence_example(
+      record,
+      context_features={
+          "key": tf.io.FixedLenFeature([], tf.int64),
+          "particle_type": tf.io.FixedLenFeature([], tf.string),
+      },
+      sequence_features={
+          "position": tf.io.FixedLenSequenceFeature([], tf.string),
+      })
+  particle_types = tf.io.decode_raw(context["particle_type"], tf.int64)
+  positions = tf.io.decode_raw(features["position"], tf.float32)
+  positions = tf.reshape(positions, [tf.shape(positions)[0], -1, dim])
+  return context["key"], particle_types, positions
 
 
 def file_bytes(path):
@@ -91,8 +141,11 @@ class GenerateDatasetTest(tf.test.TestCase, parameterized.TestCase):
 
   def test_format_reads_back(self):
     self.require_taichi()
-    metadata = reading_utils.read_metadata(self.path)
+    metadata = read_metadata(self.path)
     self.assertEqual(metadata, self.metadata)
+    self.assertCountEqual(
+        metadata, ["bounds", "sequence_length", "default_connectivity_radius",
+                   "dim", "dt", "vel_mean", "vel_std", "acc_mean", "acc_std"])
     self.assertEqual(metadata["sequence_length"], TINY["num_frames"] - 1)
     self.assertEqual(metadata["dim"], 2)
     self.assertEqual(metadata["bounds"], [[0.1, 0.9], [0.1, 0.9]])
@@ -108,6 +161,22 @@ class GenerateDatasetTest(tf.test.TestCase, parameterized.TestCase):
         self.assertEqual(positions.shape,
                          (TINY["num_frames"], particle_types.shape[0], 2))
         self.assertTrue(np.all(particle_types == common.ParticleType.WATER))
+
+  @parameterized.parameters("train", "valid", "test")
+  def test_records_decode_in_graph(self, split):
+    self.require_taichi()
+    records = tf.data.TFRecordDataset(
+        os.path.join(self.path, f"{split}.tfrecord"))
+    expected = read_split(self.path, split)
+    self.assertLen(expected, TINY_COUNTS[split])
+    for index, record in enumerate(records):
+      key, particle_types, positions = parse_in_graph(record, 2)
+      self.assertEqual(key, index)
+      self.assertEqual(particle_types.dtype, tf.int64)
+      self.assertEqual(positions.dtype, tf.float32)
+      self.assertEqual(positions.shape[0], self.metadata["sequence_length"] + 1)
+      self.assertAllEqual(particle_types, expected[index][0])
+      self.assertAllEqual(positions, expected[index][1])
 
   def test_statistics_are_those_of_the_train_split(self):
     self.require_taichi()
@@ -175,6 +244,7 @@ class GenerateDatasetTest(tf.test.TestCase, parameterized.TestCase):
       ("no_train", dict(num_train=0), r"--num_train must be >= 1"),
       ("negative_valid", dict(num_valid=-1), r"--num_valid must be >= 0"),
       ("negative_test", dict(num_test=-2), r"--num_test must be >= 0"),
+      ("negative_seed", dict(seed=-1), r"--seed must be >= 0, got -1"),
       ("coarse_grid", dict(resolution=4), r"--resolution must be >= 8"),
       ("unstable_substeps", dict(substeps=1),
        r"--substeps must be >= \d+ at this resolution \(CFL limit\), got 1"),
@@ -256,9 +326,76 @@ class GenerateDatasetTest(tf.test.TestCase, parameterized.TestCase):
   def test_mean_neighbour_count(self):
     # Ends have one neighbour within radius 1 (inclusive), the middle two.
     line = np.array([[0.0, 0.0], [1.0, 0.0], [2.0, 0.0]])
-    self.assertAllClose(generate_dataset.mean_neighbour_count(line, 1.0),
-                        4.0 / 3.0)
-    self.assertAllClose(generate_dataset.mean_neighbour_count(line, 0.5), 0.0)
+    self.assertAllClose(scenes.mean_neighbour_count(line, 1.0), 4.0 / 3.0)
+    self.assertAllClose(scenes.mean_neighbour_count(line, 0.5), 0.0)
+    # Over frames: the line, then the same points collapsed to one place.
+    trajectory = dataset_writer.Trajectory(
+        np.stack([line, np.zeros_like(line)]).astype(np.float32),
+        np.full(3, int(common.ParticleType.WATER)))
+    self.assertAllClose(
+        generate_dataset.mean_neighbour_count([trajectory], 1.0),
+        (4.0 / 3.0 + 2.0) / 2)
+
+  @parameterized.parameters((2, 20), (3, 26))
+  def test_radius_holds_the_lattice_neighbours(self, dim, expected):
+    # Inside the seeding lattice every particle has `expected` neighbours.
+    resolution = 16
+    spacing = mpm.particle_spacing(resolution)
+    axis = np.arange(-3, 4) * spacing
+    lattice = np.stack(np.meshgrid(*[axis] * dim), -1).reshape(-1, dim)
+    radius = scenes.connectivity_radius(dim, resolution)
+    distances = np.linalg.norm(lattice, axis=-1)
+    self.assertEqual(np.sum(distances <= radius) - 1, expected)
+
+  def test_generated_data_has_10_to_25_neighbours(self):
+    self.require_taichi()
+    train = [dataset_writer.Trajectory(p, t)
+             for t, p in read_split(self.path, "train")]
+    count = generate_dataset.mean_neighbour_count(
+        train, self.metadata["default_connectivity_radius"])
+    # The tiny grid leaves many particles on a free surface: a bit fewer.
+    self.assertBetween(count, 8.0, 25.0)
+
+  def test_bundled_sample_has_10_to_25_neighbours(self):
+    metadata = read_metadata(SAMPLE_PATH)
+    train = [dataset_writer.Trajectory(p, t)
+             for t, p in read_split(SAMPLE_PATH, "train")]
+    count = generate_dataset.mean_neighbour_count(
+        train, metadata["default_connectivity_radius"])
+    self.assertBetween(count, 10.0, 25.0)
+
+  def test_generate_trajectory(self):
+    self.require_taichi()
+    trajectory = scenes.generate_trajectory(
+        "water_drop", 9, np.random.default_rng(5), resolution=12)
+    again = scenes.generate_trajectory(
+        "water_drop", 9, np.random.default_rng(5), resolution=12)
+    num_particles = len(trajectory.particle_types)
+    self.assertEqual(trajectory.positions.shape, (9, num_particles, 2))
+    self.assertEqual(trajectory.positions.dtype, np.float32)
+    self.assertEqual(trajectory.particle_types.dtype, np.int64)
+    self.assertAllEqual(trajectory.positions, again.positions)
+    with self.assertRaisesRegex(ValueError, r"--scene must be one of"):
+      scenes.generate_trajectory("lava", 9, np.random.default_rng(5))
+
+  def test_progress_logs_each_trajectory(self):
+    stream = io.StringIO()  # Not a terminal: no bar, log lines only.
+    progress = generate_dataset.Progress(2, 3, stream=stream)
+    with self.assertLogs(level="INFO") as logs:
+      for _ in range(2):
+        progress.frame_done()
+      progress.trajectory_done("train", 17)
+    self.assertEqual(stream.getvalue(), "")
+    self.assertRegex(logs.output[0], r"trajectory 1/2 \(train\): 17 "
+                     r"particles, \d+ frames/s, ETA \d+ s")
+
+  def test_progress_bar_on_a_terminal(self):
+    stream = io.StringIO()
+    stream.isatty = lambda: True
+    progress = generate_dataset.Progress(2, 3, stream=stream)
+    progress.frame_done()
+    self.assertRegex(stream.getvalue(),
+                     r"^\r\[#+\.+\] 0/2 trajectories, \d+ frames/s, ETA")
 
   def test_scenes_are_seeded_and_inside_the_walls(self):
     for name, spec in scenes.SCENES.items():
@@ -284,18 +421,34 @@ class GenerateDatasetTest(tf.test.TestCase, parameterized.TestCase):
     solver = mpm.Solver(mpm.SolverConfig(
         dim=2, resolution=resolution,
         substeps=mpm.min_substeps(resolution)), capacity=64)
-    ramp = mpm.Capsule(np.array([0.2, 0.4]), np.array([0.8, 0.4]),
+    ramp = mpm.Capsule(np.array([0.15, 0.4]), np.array([0.85, 0.4]),
                        1.0 / resolution)
     spacing = mpm.particle_spacing(resolution)
-    grid = np.arange(0.45, 0.6, spacing)
+    grid = np.arange(0.5, 0.65, spacing)  # A block above the ramp.
     positions = np.stack(np.meshgrid(grid, grid), -1).reshape(-1, 2)
     frames = solver.simulate(
         positions, np.zeros_like(positions),
         np.full(len(positions), int(common.ParticleType.WATER)),
-        num_frames=120, capsules=[ramp])
-    # Free fall would reach the floor (0.1) in 0.3 s; the ramp holds it.
+        num_frames=81, capsules=[ramp])
+    # In 0.2 s free fall would take the block below 0.31; the ramp holds it.
     self.assertGreater(frames[-1, :, 1].min(), 0.4)
     self.assertLess(frames[-1, :, 1].min(), positions[:, 1].min())
+    # No particle ever enters the capsule (up to float32 rounding).
+    distance, _ = mpm.capsule_distance(
+        frames.reshape(-1, 2).astype(np.float64), ramp)
+    self.assertGreater(distance.min(), -1e-6)
+
+  def test_capsule_particles_fill_the_capsule(self):
+    resolution = 16
+    spacing = mpm.particle_spacing(resolution)
+    ramp = mpm.Capsule(np.array([0.3, 0.3]), np.array([0.6, 0.5]),
+                       1.0 / resolution)
+    points = scenes.capsule_particles(ramp, spacing)
+    distance, _ = mpm.capsule_distance(points.astype(np.float64), ramp)
+    self.assertAllInRange(distance, -ramp.radius, 0.0)
+    # Rows about one spacing apart, as the material's lattice.
+    nearest = [np.sort(np.linalg.norm(points - p, axis=-1))[1] for p in points]
+    self.assertAllClose(nearest, np.full(len(points), spacing), rtol=0.1)
 
   def test_goop_keeps_its_volume(self):
     self.require_taichi()
@@ -312,8 +465,8 @@ class GenerateDatasetTest(tf.test.TestCase, parameterized.TestCase):
         np.full(len(positions), int(common.ParticleType.GOOP)),
         num_frames=120)
     radius = 1.5 * spacing
-    before = generate_dataset.mean_neighbour_count(frames[0], radius)
-    after = generate_dataset.mean_neighbour_count(frames[-1], radius)
+    before = scenes.mean_neighbour_count(frames[0], radius)
+    after = scenes.mean_neighbour_count(frames[-1], radius)
     self.assertLess(frames[-1, :, 1].max(), positions[:, 1].max())  # Fell.
     # Plastic flow is isochoric: the paste neither compacts nor scatters.
     self.assertBetween(after, 0.6 * before, 1.3 * before)
@@ -323,7 +476,7 @@ class BundledSampleTest(tf.test.TestCase):
 
   def setUp(self):
     super().setUp()
-    self.path = reading_utils.bundled_dataset_path()
+    self.path = SAMPLE_PATH
 
   def test_files_match_sha256sums(self):
     with open(os.path.join(self.path, "SHA256SUMS")) as f:
@@ -336,7 +489,7 @@ class BundledSampleTest(tf.test.TestCase):
           digest, name)
 
   def test_metadata_and_splits(self):
-    metadata = reading_utils.read_metadata(self.path)
+    metadata = read_metadata(self.path)
     self.assertEqual(metadata["dim"], 2)
     self.assertEqual(metadata["sequence_length"], SAMPLE_SEQUENCE_LENGTH)
     self.assertEqual(metadata["bounds"], [[0.1, 0.9], [0.1, 0.9]])
