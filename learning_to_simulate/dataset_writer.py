@@ -93,8 +93,10 @@ def atomic_file(path: str) -> Iterator[str]:
   """
   directory = os.path.dirname(os.path.abspath(path))
   os.makedirs(directory, exist_ok=True)
-  fd, tmp_path = tempfile.mkstemp(
-      prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=directory)
+  stem, extension = os.path.splitext(os.path.basename(path))
+  # The extension stays last: writers such as ffmpeg pick the format by it.
+  fd, tmp_path = tempfile.mkstemp(prefix=f".{stem}.",
+                                  suffix=f".tmp{extension}", dir=directory)
   os.close(fd)
   try:
     yield tmp_path

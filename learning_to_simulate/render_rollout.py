@@ -38,13 +38,11 @@ Pickles can run arbitrary code when loaded: only render rollouts you trust.
 """
 
 import collections.abc
-import contextlib
 import os
 import pickle
 import re
 import struct
 import sys
-import tempfile
 from typing import Any, Dict, Iterator, List, Mapping, Sequence, Tuple
 
 from absl import app
@@ -64,6 +62,7 @@ from PIL import GifImagePlugin
 from PIL import Image
 
 from learning_to_simulate import common
+from learning_to_simulate import dataset_writer
 
 # A rollout pickle, as written by `train --mode=eval_rollout`.
 Rollout = Dict[str, Any]
@@ -352,32 +351,6 @@ def check_animation_path(output_path: str, fps: float = DEFAULT_FPS) -> str:
         f"writer, but {matplotlib.rcParams['animation.ffmpeg_path']!r} is not "
         "on PATH; install ffmpeg or write a .gif")
   return extension
-
-
-def _umask() -> int:
-  mask = os.umask(0o22)
-  os.umask(mask)
-  return mask
-
-
-@contextlib.contextmanager
-def _atomic_output(path: str) -> Iterator[str]:
-  """Yields a temporary path beside `path`, moved onto it on success."""
-  directory = os.path.dirname(os.path.abspath(path))
-  os.makedirs(directory, exist_ok=True)
-  stem, extension = os.path.splitext(os.path.basename(path))
-  # Keep the extension last: ffmpeg picks the container from it.
-  fd, temporary = tempfile.mkstemp(dir=directory, prefix=f".{stem}.",
-                                   suffix=f".tmp{extension}")
-  os.close(fd)
-  try:
-    yield temporary
-    os.chmod(temporary, 0o666 & ~_umask())  # mkstemp made it private
-    os.replace(temporary, path)
-  except BaseException:
-    with contextlib.suppress(FileNotFoundError):
-      os.remove(temporary)
-    raise
 
 
 class _StreamingGifWriter(animation.AbstractMovieWriter):
@@ -670,7 +643,7 @@ def render_animation(rollout: Mapping[str, Any], output_path: str,
   fig = new_figure(dpi)
   scene = RolloutScene(fig, rollout, marker_size)
   frames = animation_frames(scene.num_frames, step_stride)
-  with _atomic_output(output_path) as temporary:
+  with dataset_writer.atomic_file(output_path) as temporary:
     with writer.saving(fig, temporary, dpi):
       for frame in frames:
         scene.update(frame)
@@ -739,7 +712,7 @@ def plot_error(rollouts: Mapping[str, Mapping[str, Any]],
   ax.set_title("Rollout error")
   ax.grid(True, which="both", alpha=0.3)
   ax.legend(fontsize="small", ncol=1 + (len(plotted) - 1) // 12)
-  with _atomic_output(output_path) as temporary:
+  with dataset_writer.atomic_file(output_path) as temporary:
     fig.savefig(temporary, format=extension[1:])
   return plotted
 
