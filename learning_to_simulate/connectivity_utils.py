@@ -97,7 +97,8 @@ def compute_connectivity_for_batch_tf(
 
   Particles are binned in cubic cells of side `radius`, keyed by
   (example, cell) and sorted; each particle looks up the `3**dim` cells around
-  its own with a binary search, and the candidate pairs are filtered by exact
+  its own with a binary search for its senders (the relation is symmetric,
+  so this finds every edge once), and the candidate pairs are filtered by exact
   distance, computed in float64 from the float32 positions like the KD-tree
   reference. Cell coordinates are clipped to a range that fits an int64 key;
   clipping only merges far-away cells, which adds candidates but never loses
@@ -110,7 +111,9 @@ def compute_connectivity_for_batch_tf(
     add_self_edges: whether to keep self edges.
 
   Returns:
-    senders, receivers: `[num_edges]` int32, sorted by sender;
+    senders, receivers: `[num_edges]` int32, sorted by receiver (each
+      particle's incoming edges are contiguous, which lets the network sum
+      messages with a sorted segment sum);
     n_edge: `[batch_size]` int32.
   """
   dim = positions.shape[-1]
@@ -164,8 +167,8 @@ def compute_connectivity_for_batch_tf(
   first = tf.cumsum(counts, exclusive=True)
   rank_in_cell = (tf.range(tf.reduce_sum(counts), dtype=tf.int64) -
                   tf.gather(first, query))
-  senders = query // num_offsets
-  receivers = tf.gather(order, tf.gather(start, query) + rank_in_cell)
+  receivers = query // num_offsets
+  senders = tf.gather(order, tf.gather(start, query) + rank_in_cell)
 
   distance = tf.norm(tf.gather(positions, senders) -
                      tf.gather(positions, receivers), axis=-1)
@@ -175,6 +178,6 @@ def compute_connectivity_for_batch_tf(
   senders = tf.boolean_mask(senders, keep)
   receivers = tf.boolean_mask(receivers, keep)
   n_edge = tf.math.unsorted_segment_sum(
-      tf.ones_like(senders), tf.gather(graph_index, senders), batch_size)
+      tf.ones_like(receivers), tf.gather(graph_index, receivers), batch_size)
   return (tf.cast(senders, tf.int32), tf.cast(receivers, tf.int32),
           tf.cast(n_edge, tf.int32))

@@ -15,6 +15,8 @@ import numpy as np
 import sonnet as snt
 import tensorflow as tf
 
+from learning_to_simulate import graph_ops
+
 Reducer = Callable[[tf.Tensor, tf.Tensor, tf.Tensor], tf.Tensor]
 LAYER_NORM_EPSILON = 1e-5  # Added to the variance, as Sonnet's default.
 
@@ -151,6 +153,8 @@ class EncodeProcessDecode(snt.Module):
     (node @ W_s)[sender] + b`: the node terms are computed once per node and
     gathered, instead of once per edge (10-20 edges per node). The node MLP
     input `concat([aggregated, node])` is split the same way (no concat).
+    LayerNorm, the sum aggregation and the receiver gather use the kernels
+    of `graph_ops` (sorted segment sums when the receivers are sorted).
 
     Args:
       nodes: `[num_nodes, node_features]` (global context appended).
@@ -168,6 +172,10 @@ class EncodeProcessDecode(snt.Module):
     edge_latents = _mlp_with_layer_norm(encoder._edge_model._model, edges,
                                         dtype)
     num_nodes = tf.shape(nodes)[0]
+    sum_aggregation = self._reducer is tf.math.unsorted_segment_sum
+    # XLA has no sorted segment sum (and scatters either way).
+    receivers_sorted = (None if self._jit_compile
+                        else graph_ops.is_sorted(receivers))
     for processor_network in self._processor_networks:
       edge_model = processor_network._edge_block._edge_model
       node_model = processor_network._node_block._node_model
@@ -181,12 +189,17 @@ class EncodeProcessDecode(snt.Module):
       receiver_terms, sender_terms = tf.split(node_terms, 2, axis=1)
       hidden = (tf.matmul(tf.cast(edge_latents, dtype), w_edge) +
                 tf.cast(first.b, dtype) +
-                tf.gather(receiver_terms, receivers) +
+                graph_ops.gather_receivers(receiver_terms, receivers,
+                                           receivers_sorted) +
                 tf.gather(sender_terms, senders))
       new_edges = _mlp_with_layer_norm(edge_model, hidden, dtype,
                                        first_layer_done=True)
 
-      aggregated = self._reducer(new_edges, receivers, num_nodes)
+      if sum_aggregation:
+        aggregated = graph_ops.sum_onto_receivers(new_edges, receivers,
+                                                  num_nodes, receivers_sorted)
+      else:
+        aggregated = self._reducer(new_edges, receivers, num_nodes)
       first = _mlp_layers(node_model._layers[0])[0]  # pylint: disable=protected-access
       w_aggregated, w_node = tf.split(tf.cast(first.w, dtype),
                                       [aggregated.shape[-1], latent])
@@ -265,6 +278,5 @@ def _mlp_with_layer_norm(model: snt.Sequential, x: tf.Tensor,
   """
   mlp, layer_norm = model._layers  # pylint: disable=protected-access
   hidden = tf.cast(_mlp(mlp, x, dtype, first_layer_done), tf.float32)
-  mean, variance = tf.nn.moments(hidden, axes=[-1], keepdims=True)
-  return tf.nn.batch_normalization(hidden, mean, variance, layer_norm.offset,
-                                   layer_norm.scale, LAYER_NORM_EPSILON)
+  return graph_ops.layer_norm(hidden, layer_norm.scale, layer_norm.offset,
+                              LAYER_NORM_EPSILON)

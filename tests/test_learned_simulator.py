@@ -214,12 +214,21 @@ class LearnedSimulatorTest(tf.test.TestCase, parameterized.TestCase):
       self.assertGreater(float(tf.reduce_sum(tf.abs(gradient))), 0.0,
                          variable.name)
 
-  def test_fast_processor_matches_straightforward_form(self):
+  @parameterized.named_parameters(("receiver_sorted_edges", False),
+                                  ("shuffled_edges", True))
+  def test_fast_processor_matches_straightforward_form(self, shuffle):
     rng = np.random.default_rng(5)
     positions = rng.uniform(0.0, 1.0, [40, 6, 2]).astype(np.float32)
     graph = self.simulator._encoder_preprocessor(
         tf.constant(positions), tf.constant([25, 15]), None,
         tf.constant(rng.integers(0, 9, [40])))
+    receivers_sorted = bool(np.all(np.diff(graph.receivers.numpy()) >= 0))
+    self.assertTrue(receivers_sorted)  # The connectivity's order.
+    if shuffle:  # The fast path falls back to unsorted sums.
+      order = rng.permutation(int(tf.shape(graph.receivers)[0]))
+      graph = graph.replace(edges=tf.gather(graph.edges, order),
+                            senders=tf.gather(graph.senders, order),
+                            receivers=tf.gather(graph.receivers, order))
     network = self.simulator._graph_network
     variables = network.trainable_variables
     outputs, gradients = [], []
