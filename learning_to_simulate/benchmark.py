@@ -224,6 +224,9 @@ class Options:
   # Steps traced for the op profile, after the timed runs (0: no profile).
   profile_steps: int = 3
   seed: int = 0
+  # Train with `--recompute_grad` (activations recomputed in the backward
+  # pass: less memory, more compute).
+  recompute_grad: bool = False
 
   def validate(self) -> None:
     if self.repeats < 1 or self.rollout_repeats < 1:
@@ -289,7 +292,8 @@ def run_point(point: Point, options: Options = Options(),
   }
   batch = (tf.nest.map_structure(tf.constant, features),
            tf.constant(workload.target))
-  simulator = training.build_simulator(metadata, model_config)
+  simulator = training.build_simulator(
+      metadata, model_config, recompute_grad=options.recompute_grad)
   profiles = {}
   if options.train:
     optimizer = training.make_optimizer(config_lib.OptimizerConfig(),
@@ -640,7 +644,11 @@ def format_report(results: Mapping[str, Any]) -> str:
       f"{TRAIN_FLOP_FACTOR} x forward. Medians over {options['repeats']} "
       "timed runs" + (f" (rollouts: {options['rollout_repeats']} of "
                       f"{options['rollout_steps']} steps)."
-                      if options["rollout"] else "."), ""]
+                      if options["rollout"] else ".")]
+  if options.get("recompute_grad"):
+    lines += ["Training with --recompute_grad (activations recomputed in the "
+              "backward pass)."]
+  lines += [""]
   for table in (report_rows(results), scaling_rows(results)):
     lines += [format_text_table(*table), "", format_markdown_table(*table),
               ""]
@@ -687,6 +695,8 @@ def _define_flags() -> None:
                        "Trace this many train, inference and rollout steps "
                        "per point and report the top ops (0: no profile).")
   flags.DEFINE_integer("seed", defaults.seed, "Workload and model seed.")
+  flags.DEFINE_boolean("recompute_grad", defaults.recompute_grad,
+                       "Train with --recompute_grad (less memory).")
   flags.DEFINE_boolean("isolate", True,
                        "Run every point in its own subprocess, so peak RSS "
                        "is per point.")

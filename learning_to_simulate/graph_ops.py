@@ -52,8 +52,9 @@ def _layer_norm(x, scale, offset, epsilon):
     mean_projected = tf.reduce_mean(scaled * normalized, axis=-1,
                                     keepdims=True)
     grad_x = (scaled - mean_scaled - normalized * mean_projected) * inverse_std
-    grad_scale = tf.reduce_sum(upstream * normalized, axis=0)
-    grad_offset = tf.reduce_sum(upstream, axis=0)
+    # Column sums; BiasAddGrad is a faster kernel than reduce_sum(axis=0).
+    grad_scale = tf.raw_ops.BiasAddGrad(out_backprop=upstream * normalized)
+    grad_offset = tf.raw_ops.BiasAddGrad(out_backprop=upstream)
     return grad_x, grad_scale, grad_offset, None
 
   return normalized * scale + offset, grad

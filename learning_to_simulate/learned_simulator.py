@@ -33,6 +33,7 @@ class LearnedSimulator(snt.Module):
                    common.PARTICLE_TYPE_EMBEDDING_SIZE),
                compute_dtype: tf.DType = tf.float32,
                jit_compile: bool = False,
+               recompute_grad: bool = False,
                name: str = "LearnedSimulator"):
     """Builds the simulator.
 
@@ -53,6 +54,8 @@ class LearnedSimulator(snt.Module):
         with bfloat16 / float16); features, variables and outputs stay
         float32.
       jit_compile: compile the graph network with XLA (bucketed padding).
+      recompute_grad: recompute each message-passing step's activations in
+        the backward pass instead of storing them (less training memory).
       name: module name.
     """
     super().__init__(name=name)
@@ -69,7 +72,8 @@ class LearnedSimulator(snt.Module):
         for key, s in normalization_stats.items()}
     self._graph_network = graph_network.EncodeProcessDecode(
         output_size=num_dimensions, compute_dtype=compute_dtype,
-        jit_compile=jit_compile, **graph_network_kwargs)
+        jit_compile=jit_compile, recompute_grad=recompute_grad,
+        **graph_network_kwargs)
     if num_particle_types > 1:
       # Same shape and initializer as the original's `particle_embedding`.
       self._particle_type_embedding = tf.Variable(

@@ -34,6 +34,8 @@ class TrainOptions:
   # GPU speed-ups, off by default so the default is the paper's model.
   mixed_precision: Optional[str] = None  # "bfloat16" or "float16"
   jit_compile: bool = False
+  # Memory for large graphs: recompute activations in the backward pass.
+  recompute_grad: bool = False
 
   def validate(self) -> None:
     if self.num_steps < 0:
@@ -106,7 +108,8 @@ def train(data_path: str, model_path: str,
 
   simulator = training.build_simulator(metadata, model_config,
                                        options.mixed_precision,
-                                       options.jit_compile)
+                                       options.jit_compile,
+                                       options.recompute_grad)
   optimizer = training.make_optimizer(
       optimizer_config, simulator,
       loss_scaling=options.mixed_precision == "float16")

@@ -49,7 +49,8 @@ def get_normalization_stats(metadata: Mapping[str, Any],
 def build_simulator(metadata: Mapping[str, Any],
                     model_config: config_lib.ModelConfig,
                     mixed_precision: Optional[str] = None,
-                    jit_compile: bool = False
+                    jit_compile: bool = False,
+                    recompute_grad: bool = False
                     ) -> learned_simulator.LearnedSimulator:
   """The simulator for a dataset, with its variables created.
 
@@ -59,6 +60,7 @@ def build_simulator(metadata: Mapping[str, Any],
     mixed_precision: None (float32), "bfloat16" or "float16": the dtype of
       the graph network's matrix products.
     jit_compile: compile the graph network with XLA.
+    recompute_grad: recompute activations in the backward pass (memory).
   """
   simulator = learned_simulator.LearnedSimulator(
       num_dimensions=metadata["dim"],
@@ -70,7 +72,8 @@ def build_simulator(metadata: Mapping[str, Any],
       num_particle_types=common.NUM_PARTICLE_TYPES,
       particle_type_embedding_size=common.PARTICLE_TYPE_EMBEDDING_SIZE,
       compute_dtype=mixed_precision or tf.float32,
-      jit_compile=jit_compile)
+      jit_compile=jit_compile,
+      recompute_grad=recompute_grad)
   # Sonnet creates variables on the first call: make them now, on one
   # particle, so checkpoints can be restored and optimizers built.
   dim = metadata["dim"]

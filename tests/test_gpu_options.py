@@ -1,7 +1,7 @@
-"""--mixed_precision and --jit_compile against the default float32 path.
+"""--mixed_precision, --jit_compile and --recompute_grad against the default.
 
-They are GPU speed-ups; these tests run them on the CPU and check they
-compute the same model within stated tolerances.
+The first two are GPU speed-ups, the last saves memory; these tests run them
+on the CPU and check they compute the same model within stated tolerances.
 """
 
 from absl.testing import parameterized
@@ -77,6 +77,36 @@ class GpuOptionsTest(tf.test.TestCase, parameterized.TestCase):
       step = training.make_train_step(model, optimizer, 0.0, METADATA)
       loss[name] = float(step((self.features, self.target)))
     self.assertAllClose(loss["xla"], loss["default"], rtol=1e-4)
+
+  @parameterized.parameters(False, True)
+  def test_recompute_grad_gives_the_same_gradients(self, use_tf_function):
+    # Recomputation reruns the same float32 ops: equal up to round-off.
+    simulator = twin(self.reference, recompute_grad=True)
+    gradients = {}
+    for name, model in (("recompute", simulator),
+                        ("default", self.reference)):
+      def loss_and_gradients(model=model):
+        with tf.GradientTape() as tape:
+          predicted, target = training.predicted_and_target_accelerations(
+              model, (self.features, self.target), noise_std=0.0)
+          loss = training.masked_loss(predicted, target,
+                                      self.features["particle_type"])
+        return loss, tape.gradient(loss, model.trainable_variables)
+      if use_tf_function:
+        loss_and_gradients = tf.function(loss_and_gradients)
+      gradients[name] = loss_and_gradients()
+    self.assertAllClose(gradients["recompute"][0], gradients["default"][0],
+                        rtol=1e-6)
+    for variable, got, want in zip(self.reference.trainable_variables,
+                                   gradients["recompute"][1],
+                                   gradients["default"][1]):
+      self.assertIsNotNone(got, variable.name)
+      # The type embedding's gradient comes as IndexedSlices. Summation
+      # order differs, so the tolerance scales with the gradient's size.
+      got, want = tf.convert_to_tensor(got), tf.convert_to_tensor(want)
+      scale = float(tf.reduce_max(tf.abs(want)))
+      self.assertAllClose(got, want, rtol=1e-5, atol=1e-5 * scale,
+                          msg=variable.name)
 
   @parameterized.parameters("bfloat16", "float16")
   def test_mixed_precision_matches_float32(self, dtype):
