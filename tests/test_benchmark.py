@@ -1,15 +1,18 @@
 """The benchmark's workload, FLOP count, timing helpers and a tiny run."""
 
 import dataclasses
+import os
 
 from absl.testing import parameterized
 import numpy as np
 import tensorflow as tf
 
 from learning_to_simulate import benchmark
+from learning_to_simulate import benchmark_pipeline
 from learning_to_simulate import benchmark_workload
 from learning_to_simulate import common
 from learning_to_simulate import config as config_lib
+from learning_to_simulate import reading_utils
 
 # latent 4, MLPs of one hidden layer of 5, 2 message-passing steps.
 SMALL_MODEL = config_lib.ModelConfig(latent_size=4, hidden_size=5,
@@ -287,3 +290,35 @@ class EndToEndTest(tf.test.TestCase):
 
 if __name__ == "__main__":
   tf.test.main()
+
+
+class PipelineBenchmarkTest(tf.test.TestCase):
+
+  def test_datasets_differ_only_in_train_trajectories(self):
+    root = self.get_temp_dir()
+    sizes = {}
+    for count in (1, 3):
+      path = os.path.join(root, f"data_{count}")
+      sizes[count] = benchmark_pipeline.write_dataset(path, count, 20, 9)
+      metadata = reading_utils.read_metadata(path)
+      self.assertEqual(metadata["sequence_length"], 8)
+      trajectories = list(reading_utils.get_rollout_dataset(
+          path, "train", metadata))
+      self.assertLen(trajectories, count)
+      self.assertEqual(trajectories[0]["position"].shape[0], 20)
+      if count == 3:
+        self.assertAllEqual(trajectories[0]["position"], first_position)
+      first_position = trajectories[0]["position"]
+    self.assertBetween(sizes[3] / sizes[1], 2.9, 3.1)
+
+  def test_failed_training_reports_its_error(self):
+    missing = os.path.join(self.get_temp_dir(), "no_such_dataset")
+    with self.assertRaisesRegex(RuntimeError, "no_such_dataset"):
+      benchmark_pipeline.train_and_measure(
+          missing, os.path.join(self.get_temp_dir(), "model"), 1, 1)
+
+  def test_format_table(self):
+    table = benchmark_pipeline.format_table([
+        {"train_trajectories": 8, "train_file_mib": 18.31, "num_steps": 30,
+         "peak_rss_mib": 1402.4, "seconds": 41.2}])
+    self.assertEqual(table.splitlines()[-1], "| 8 | 18.3 | 30 | 1402 | 41 |")
