@@ -296,7 +296,7 @@ class PipelineBenchmarkTest(tf.test.TestCase):
 
   def test_datasets_differ_only_in_train_trajectories(self):
     root = self.get_temp_dir()
-    sizes = {}
+    sizes, first_positions = {}, []
     for count in (1, 3):
       path = os.path.join(root, f"data_{count}")
       sizes[count] = benchmark_pipeline.write_dataset(path, count, 20, 9)
@@ -306,9 +306,9 @@ class PipelineBenchmarkTest(tf.test.TestCase):
           path, "train", metadata))
       self.assertLen(trajectories, count)
       self.assertEqual(trajectories[0]["position"].shape[0], 20)
-      if count == 3:
-        self.assertAllEqual(trajectories[0]["position"], first_position)
-      first_position = trajectories[0]["position"]
+      first_positions.append(trajectories[0]["position"])
+    # Same seed: the first trajectory is the same in both sizes.
+    self.assertAllEqual(first_positions[0], first_positions[1])
     self.assertBetween(sizes[3] / sizes[1], 2.9, 3.1)
 
   def test_failed_training_reports_its_error(self):
