@@ -67,12 +67,12 @@ class SortedSumTest(tf.test.TestCase, parameterized.TestCase):
     self.assertTrue(graph_ops.is_sorted(tf.constant([3])))
     self.assertTrue(graph_ops.is_sorted(tf.zeros([0], tf.int32)))
 
-  @parameterized.named_parameters(
+  @parameterized.product(
       # Node 0 and the last nodes receive nothing; node 3 receives 3 edges.
-      ("sorted", [1, 1, 3, 3, 3, 4], 7),
-      ("unsorted", [3, 1, 4, 3, 1, 3], 7),
-      ("no_edges", [], 3))
-  def test_sum_and_gather_match_unsorted_ops(self, receivers, num_nodes):
+      case=[([1, 1, 3, 3, 3, 4], 7), ([3, 1, 4, 3, 1, 3], 7), ([], 3)],
+      use_tf_function=[False, True])
+  def test_sum_and_gather_match_unsorted_ops(self, case, use_tf_function):
+    receivers, num_nodes = case
     rng = np.random.default_rng(1)
     receivers = tf.constant(receivers, tf.int32)
     num_edges = int(receivers.shape[0])
@@ -80,7 +80,6 @@ class SortedSumTest(tf.test.TestCase, parameterized.TestCase):
     params = tf.constant(rng.normal(size=[num_nodes, 3]).astype(np.float32))
     upstream = tf.constant(rng.normal(size=[num_edges, 3]).astype(np.float32))
 
-    @tf.function
     def fast(data, params):
       receivers_sorted = graph_ops.is_sorted(receivers)
       with tf.GradientTape() as tape:
@@ -104,6 +103,8 @@ class SortedSumTest(tf.test.TestCase, parameterized.TestCase):
           tf.convert_to_tensor(g) for g in tape.gradient(loss,
                                                          [data, params]))
 
+    if use_tf_function:
+      fast = tf.function(fast)
     for got, want in zip(fast(data, params), reference(data, params)):
       self.assertAllClose(got, want, rtol=1e-6, atol=1e-6)
 
