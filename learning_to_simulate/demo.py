@@ -102,10 +102,13 @@ def run_demo(data_path: str, output_dir: str, num_steps: int,
 
   gif_path = None
   if render:
-    from learning_to_simulate import render_rollout  # pylint: disable=g-import-not-at-top
+    # pylint: disable=g-import-not-at-top
+    from learning_to_simulate import render_rollout
+    from learning_to_simulate import rollout_files
+    # pylint: enable=g-import-not-at-top
     gif_path = os.path.join(output_dir, "rollout_test_0.gif")
     render_rollout.render_animation(
-        render_rollout.load_rollout(rollouts["files"][0]), gif_path)
+        rollout_files.load_rollout(rollouts["files"][0]), gif_path)
 
   summary = {
       "data_path": os.path.abspath(data_path),

@@ -120,7 +120,9 @@ def gather_receivers(params: tf.Tensor, receivers: tf.Tensor,
 @tf.custom_gradient
 def _gather_receivers(params, receivers, receivers_sorted):
   def grad(upstream):
-    grad_params = sum_onto_receivers(upstream, receivers, tf.shape(params)[0],
-                                     receivers_sorted)
-    return grad_params, None, None
+    # Summed in float32 under mixed precision (more exact, and sorted segment
+    # sums are not registered for every half-precision dtype on every device).
+    grad_params = sum_onto_receivers(tf.cast(upstream, tf.float32), receivers,
+                                     tf.shape(params)[0], receivers_sorted)
+    return tf.cast(grad_params, params.dtype), None, None
   return tf.gather(params, receivers), grad

@@ -3,10 +3,10 @@
 Reproduces the viewer of "Learning to Simulate Complex Physics with Graph
 Networks" (Sanchez-Gonzalez et al., ICML 2020, arXiv:2002.09405) for the
 pickles written by `train --mode=eval_rollout` (see ../shared/FORMAT.md), and
-adds headless output and an error plot. The module holds:
+adds headless output and an error plot. Reading and validating the pickles
+(and their per-step error) is `rollout_files`; GIFs stream through
+`gif_writer`. The module holds:
 
-- `load_rollout`, `find_rollouts`, `check_rollout`: read and validate pickles;
-- `rollout_mse_per_step`: the per-step position MSE of one rollout;
 - `RolloutScene`: ground truth and prediction side by side on one figure,
   updated in place frame by frame (scatter offsets only);
 - `render_animation` (GIF through Pillow, MP4 through ffmpeg),
@@ -37,13 +37,9 @@ metadata has no `acc_mean`.
 Pickles can run arbitrary code when loaded: only render rollouts you trust.
 """
 
-import collections.abc
 import os
-import pickle
-import re
-import struct
 import sys
-from typing import Any, Dict, Iterator, List, Mapping, Sequence, Tuple
+from typing import Any, Dict, List, Mapping, Sequence
 
 from absl import app
 from absl import flags
@@ -58,18 +54,12 @@ from matplotlib import lines as mpl_lines
 from matplotlib.backends import backend_agg
 from matplotlib.backends import backend_registry
 import numpy as np
-from PIL import GifImagePlugin
-from PIL import Image
 
 from learning_to_simulate import common
 from learning_to_simulate import dataset_writer
+from learning_to_simulate import gif_writer
+from learning_to_simulate import rollout_files
 
-# A rollout pickle, as written by `train --mode=eval_rollout`.
-Rollout = Dict[str, Any]
-
-REQUIRED_KEYS = ("initial_positions", "predicted_rollout",
-                 "ground_truth_rollout", "particle_types", "metadata")
-_ROLLOUT_FILE_RE = re.compile(r"^rollout_.*\.pkl$")
 ANIMATION_EXTENSIONS = (".gif", ".mp4")
 ERROR_PLOT_EXTENSIONS = (".png", ".pdf", ".svg")
 
@@ -119,199 +109,6 @@ class MissingWriterError(RuntimeError):
 
 
 # ---------------------------------------------------------------------------
-# Reading.
-
-
-def check_rollout(rollout: Mapping[str, Any],
-                  source: str = "rollout") -> Rollout:
-  """Validates a rollout dict and returns a copy holding numpy arrays.
-
-  Args:
-    rollout: a dict with `initial_positions` `[num_initial, num_particles,
-      dim]`, `predicted_rollout` and `ground_truth_rollout` `[num_steps,
-      num_particles, dim]`, `particle_types` `[num_particles]` and `metadata`
-      (with `bounds` `[dim, 2]`); other keys are kept as they are.
-    source: what to call the rollout in error messages (e.g. its path).
-
-  Returns:
-    The rollout with float positions, int64 particle types and the bounds as
-    a float64 `[dim, 2]` array under `metadata["bounds"]`.
-
-  Raises:
-    ValueError: if a key is missing or a shape, type id or bound is invalid.
-  """
-  if not isinstance(rollout, collections.abc.Mapping):
-    raise ValueError(f"{source} holds a {type(rollout).__name__}, not a "
-                     "rollout dict")
-  missing = [key for key in REQUIRED_KEYS if key not in rollout]
-  if missing:
-    raise ValueError(f"{source} is missing rollout keys {missing} (it has "
-                     f"{sorted(map(str, rollout))})")
-  checked = dict(rollout)
-  initial = np.asarray(rollout["initial_positions"])
-  if initial.ndim != 3 or initial.shape[-1] not in (2, 3):
-    raise ValueError(f"{source}: initial_positions must be [num_initial, "
-                     f"num_particles, dim] with dim 2 or 3, got shape "
-                     f"{initial.shape}")
-  num_particles, dim = initial.shape[1:]
-  for key in ("initial_positions", "predicted_rollout",
-              "ground_truth_rollout"):
-    positions = np.asarray(rollout[key])
-    if (positions.ndim != 3 or positions.shape[1:] != (num_particles, dim)
-        or not np.issubdtype(positions.dtype, np.number)):
-      raise ValueError(f"{source}: {key} must be numeric [num_frames, "
-                       f"{num_particles}, {dim}], got {positions.dtype} "
-                       f"shape {positions.shape}")
-    checked[key] = positions
-  if (checked["predicted_rollout"].shape !=
-      checked["ground_truth_rollout"].shape):
-    raise ValueError(
-        f"{source}: predicted_rollout {checked['predicted_rollout'].shape} "
-        "and ground_truth_rollout "
-        f"{checked['ground_truth_rollout'].shape} differ in shape")
-  particle_types = np.asarray(rollout["particle_types"])
-  if (particle_types.shape != (num_particles,) or
-      not np.issubdtype(particle_types.dtype, np.integer)):
-    raise ValueError(f"{source}: particle_types must be integer "
-                     f"[{num_particles}], got {particle_types.dtype} shape "
-                     f"{particle_types.shape}")
-  unknown = sorted(set(particle_types.tolist()) -
-                   set(range(common.NUM_PARTICLE_TYPES)))
-  if unknown:
-    raise ValueError(f"{source}: unknown particle types {unknown}; ids run "
-                     f"from 0 to {common.NUM_PARTICLE_TYPES - 1}")
-  checked["particle_types"] = particle_types.astype(np.int64)
-  metadata = rollout["metadata"]
-  if not isinstance(metadata, collections.abc.Mapping) or (
-      "bounds" not in metadata):
-    raise ValueError(f"{source}: metadata must be a dict with 'bounds'")
-  try:
-    bounds = np.asarray(metadata["bounds"], dtype=np.float64)
-  except (TypeError, ValueError):
-    bounds = np.zeros(0)
-  if bounds.shape != (dim, 2) or not np.all(bounds[:, 0] < bounds[:, 1]):
-    raise ValueError(f"{source}: metadata bounds must be [[lo, hi]] * {dim} "
-                     f"with lo < hi, got {metadata['bounds']!r}")
-  checked["metadata"] = dict(metadata, bounds=bounds)
-  return checked
-
-
-def load_rollout(path: str) -> Rollout:
-  """Reads and validates one rollout pickle.
-
-  Args:
-    path: a `rollout_{split}_{index}.pkl` file.
-
-  Returns:
-    The rollout (see `check_rollout`).
-
-  Raises:
-    FileNotFoundError: if there is no file at `path`.
-    ValueError: if the file is not a readable rollout pickle, lacks keys or
-      holds arrays of inconsistent shapes.
-  """
-  if not os.path.isfile(path):
-    what = "is a directory" if os.path.isdir(path) else "does not exist"
-    raise FileNotFoundError(f"Rollout pickle {path} {what}")
-  try:
-    with open(path, "rb") as f:
-      rollout = pickle.load(f)
-  except (pickle.UnpicklingError, EOFError, AttributeError, ImportError,
-          IndexError, TypeError, ValueError) as e:
-    raise ValueError(f"{path} is not a readable rollout pickle: {e}") from e
-  return check_rollout(rollout, source=path)
-
-
-def _natural_key(name: str) -> List[Any]:
-  # "rollout_test_10" after "rollout_test_9": digit runs compare as numbers.
-  return [(0, int(part)) if part.isdigit() else (1, part)
-          for part in re.split(r"(\d+)", name)]
-
-
-def find_rollouts(path: str) -> List[str]:
-  """The rollout pickles at `path`: the file itself, or a directory's.
-
-  Args:
-    path: a rollout pickle, or a directory holding `rollout_*.pkl` files.
-
-  Returns:
-    The pickle paths, a directory's sorted naturally (`rollout_test_2`
-    before `rollout_test_10`).
-
-  Raises:
-    FileNotFoundError: if nothing exists at `path`.
-    ValueError: if `path` is a directory without `rollout_*.pkl` files.
-  """
-  if os.path.isdir(path):
-    names = sorted((name for name in os.listdir(path)
-                    if _ROLLOUT_FILE_RE.match(name) and
-                    os.path.isfile(os.path.join(path, name))),
-                   key=_natural_key)
-    if not names:
-      raise ValueError(f"No rollout_*.pkl files in directory {path}")
-    return [os.path.join(path, name) for name in names]
-  if not os.path.exists(path):
-    raise FileNotFoundError(f"Rollout pickle {path} does not exist")
-  return [path]
-
-
-def _rollout_name(path: str) -> str:
-  return os.path.splitext(os.path.basename(path))[0]
-
-
-class LazyRollouts(collections.abc.Mapping):
-  """Name -> rollout over pickle files, each read only when looked up.
-
-  Lets `plot_error` walk a directory of large rollouts holding one at a time.
-  """
-
-  def __init__(self, paths: Sequence[str]):
-    self._paths = {_rollout_name(path): path for path in paths}
-
-  def __getitem__(self, name: str) -> Rollout:
-    return load_rollout(self._paths[name])
-
-  def __iter__(self) -> Iterator[str]:
-    return iter(self._paths)
-
-  def __len__(self) -> int:
-    return len(self._paths)
-
-
-# ---------------------------------------------------------------------------
-# Errors.
-
-
-def rollout_mse_per_step(rollout: Mapping[str, Any]) -> np.ndarray:
-  """Position MSE of a rollout at each predicted step.
-
-  Averages over every particle and dimension, as the `rollout_error_mse` of
-  evaluation does; kinematic particles follow ground truth and add zeros.
-
-  Args:
-    rollout: a dict with `predicted_rollout` and `ground_truth_rollout`, both
-      `[num_steps, num_particles, dim]`.
-
-  Returns:
-    `[num_steps]` float64, `mean((predicted - ground_truth) ** 2)` per step.
-
-  Raises:
-    ValueError: if a key is missing or the shapes differ or are not 3-D.
-  """
-  missing = [key for key in ("predicted_rollout", "ground_truth_rollout")
-             if key not in rollout]
-  if missing:
-    raise ValueError(f"rollout is missing keys {missing}")
-  predicted = np.asarray(rollout["predicted_rollout"], dtype=np.float64)
-  ground_truth = np.asarray(rollout["ground_truth_rollout"], dtype=np.float64)
-  if predicted.shape != ground_truth.shape or predicted.ndim != 3:
-    raise ValueError("predicted_rollout and ground_truth_rollout must both be "
-                     f"[num_steps, num_particles, dim], got {predicted.shape} "
-                     f"and {ground_truth.shape}")
-  return np.mean((predicted - ground_truth) ** 2, axis=(1, 2))
-
-
-# ---------------------------------------------------------------------------
 # Output files.
 
 
@@ -353,107 +150,9 @@ def check_animation_path(output_path: str, fps: float = DEFAULT_FPS) -> str:
   return extension
 
 
-class _StreamingGifWriter(animation.AbstractMovieWriter):
-  """A GIF writer holding one frame at a time (matplotlib's keeps them all).
-
-  Frames are read from the figure's Agg canvas as last drawn (so at the
-  figure's own dpi), which lets the caller blit; `FuncAnimation.save` draws
-  before each grab, so it works there too. A 255-colour palette is fitted
-  (median cut) on the first frame, which already shows every particle type
-  and the legend; every pixel then takes its nearest palette colour, through
-  a lookup table over all 2 ** 24 colours, filled in as colours appear
-  (255 colours leave 0 to mark those not seen yet, in one byte each). Only
-  the rectangle that changed since the previous frame is encoded (Pillow's
-  LZW encoder), with "leave in place" disposal. Frame delays are rounded to
-  whole centiseconds.
-  """
-
-  def __init__(self, fps: float):
-    super().__init__(fps=fps)
-    self._delay_cs = max(2, int(round(100 / fps)))
-    self._file = None
-    self._palette = None  # `[num_colors, 3]` int32.
-    self._lookup = None  # `[2 ** 24]` packed RGB -> palette index + 1.
-    self._previous = None
-
-  def setup(self, fig, outfile, dpi=None):
-    super().setup(fig, outfile, dpi)
-    self._file = open(outfile, "wb")
-    self._palette = None
-    self._lookup = None
-    self._previous = None
-
-  def _palette_indices(self, rgb: np.ndarray) -> np.ndarray:
-    """`[height, width, 3]` uint8 -> `[height, width]` uint8 indices."""
-    packed = ((rgb[..., 0].astype(np.uint32) << 16) |
-              (rgb[..., 1].astype(np.uint32) << 8) | rgb[..., 2])
-    indices = self._lookup[packed]
-    unseen = np.unique(packed[indices == 0])
-    for start in range(0, unseen.size, 4096):  # Bounded temporaries.
-      colors = unseen[start:start + 4096]
-      channels = np.stack([colors >> 16, (colors >> 8) & 255, colors & 255],
-                          axis=-1).astype(np.int32)
-      distances = np.sum(
-          (channels[:, None, :] - self._palette[None, :, :])**2, axis=-1)
-      self._lookup[colors] = np.argmin(distances, axis=1) + 1
-    if unseen.size:
-      indices = self._lookup[packed]
-    return indices - 1
-
-  def grab_frame(self, **savefig_kwargs):
-    """Appends the canvas as last drawn: the caller draws (and may blit)."""
-    if savefig_kwargs:
-      raise TypeError(f"Unsupported savefig arguments {sorted(savefig_kwargs)}")
-    rgb = np.asarray(self.fig.canvas.buffer_rgba())[..., :3]
-    if self._palette is None:
-      quantized = Image.fromarray(np.ascontiguousarray(rgb)).quantize(
-          colors=255, method=Image.Quantize.MEDIANCUT)
-      palette = bytes(quantized.getpalette()[:3 * 255])
-      self._palette = np.frombuffer(palette, np.uint8).reshape(-1, 3).astype(
-          np.int32)
-      # Zeros are allocated lazily: only the pages of colours seen cost RAM.
-      self._lookup = np.zeros(1 << 24, np.uint8)
-      height, width = rgb.shape[:2]
-      self._file.write(_gif_header((width, height), palette))
-    indices = self._palette_indices(rgb)
-    top, left = 0, 0
-    bottom, right = indices.shape
-    if self._previous is not None:
-      changed = indices != self._previous
-      rows = np.flatnonzero(changed.any(axis=1))
-      if rows.size:
-        cols = np.flatnonzero(changed.any(axis=0))
-        top, bottom = rows[0], rows[-1] + 1
-        left, right = cols[0], cols[-1] + 1
-      else:
-        bottom, right = 1, 1  # Still write a frame, so frame counts hold.
-    self._previous = indices
-    changed_box = Image.fromarray(indices[top:bottom, left:right])
-    for chunk in GifImagePlugin.getdata(changed_box,
-                                        offset=(int(left), int(top)),
-                                        duration=self._delay_cs * 10,
-                                        disposal=1):
-      self._file.write(chunk)
-
-  def finish(self):
-    if self._file is not None:
-      self._file.write(b";")  # GIF trailer.
-      self._file.close()
-      self._file = None
-
-
-def _gif_header(size: Tuple[int, int], palette: bytes) -> bytes:
-  """GIF89a header, 256-colour global palette, endless looping."""
-  palette = palette + bytes(768 - len(palette))
-  # Global colour table present, 8 bits per primary, 2 ** (7 + 1) entries.
-  screen = struct.pack("<HHBBB", size[0], size[1], 0x80 | 0x70 | 7, 0, 0)
-  loop = b"!\xff\x0bNETSCAPE2.0\x03\x01" + struct.pack("<H", 0) + b"\x00"
-  return b"GIF89a" + screen + palette + loop
-
-
 def _make_writer(extension: str, fps: float) -> animation.AbstractMovieWriter:
   if extension == ".gif":
-    return _StreamingGifWriter(fps)
+    return gif_writer.StreamingGifWriter(fps)
   return animation.FFMpegWriter(fps=fps)
 
 
@@ -499,7 +198,7 @@ class RolloutScene:
     """
     if not marker_size > 0:
       raise ValueError(f"marker_size must be positive, got {marker_size}")
-    rollout = check_rollout(rollout)
+    rollout = rollout_files.check_rollout(rollout)
     self.figure = fig
     bounds = rollout["metadata"]["bounds"]
     self.dim = bounds.shape[0]
@@ -702,7 +401,7 @@ def plot_error(rollouts: Mapping[str, Mapping[str, Any]],
   ax = fig.add_subplot()
   plotted = {}
   for name, rollout in rollouts.items():
-    mse = rollout_mse_per_step(rollout)
+    mse = rollout_files.rollout_mse_per_step(rollout)
     (line,) = ax.plot(np.arange(1, mse.size + 1), mse, label=name,
                       linewidth=1)
     plotted[name] = np.asarray(line.get_ydata())
@@ -763,7 +462,7 @@ flags.mark_flag_as_required("rollout_path")
 
 def _run() -> None:
   """Turns the flags into library calls; see the module docstring."""
-  paths = find_rollouts(_ROLLOUT_PATH.value)
+  paths = rollout_files.find_rollouts(_ROLLOUT_PATH.value)
   output_path = _OUTPUT_PATH.value
   if output_path is None and not display_available():
     output_path = os.path.splitext(paths[0])[0] + ".gif"
@@ -774,10 +473,10 @@ def _run() -> None:
     check_animation_path(output_path, _FPS.value)
   if _ERROR_PLOT_PATH.value is not None:
     _extension(_ERROR_PLOT_PATH.value, ERROR_PLOT_EXTENSIONS, "error plot")
-    plot_error(LazyRollouts(paths), _ERROR_PLOT_PATH.value)
+    plot_error(rollout_files.LazyRollouts(paths), _ERROR_PLOT_PATH.value)
     logging.info("Wrote the error plot of %d rollout(s) to %s", len(paths),
                  _ERROR_PLOT_PATH.value)
-  rollout = load_rollout(paths[0])
+  rollout = rollout_files.load_rollout(paths[0])
   if output_path is None:
     show_animation(rollout, _STEP_STRIDE.value, _BLOCK_ON_SHOW.value)
   else:

@@ -9,6 +9,8 @@ import tensorflow as tf
 
 from learning_to_simulate import benchmark
 from learning_to_simulate import benchmark_pipeline
+from learning_to_simulate import benchmark_report
+from learning_to_simulate import benchmark_timing
 from learning_to_simulate import benchmark_workload
 from learning_to_simulate import common
 from learning_to_simulate import config as config_lib
@@ -167,21 +169,21 @@ class TimingTest(tf.test.TestCase):
 
   def test_time_runs(self):
     calls = []
-    seconds = benchmark.time_runs(lambda: calls.append(1) or tf.constant(1),
+    seconds = benchmark_timing.time_runs(lambda: calls.append(1) or tf.constant(1),
                                   repeats=3, warmup=2, min_run_seconds=0.0)
     self.assertLen(seconds, 3)
     self.assertLen(calls, 5)
     self.assertAllGreater(seconds, 0.0)
     with self.assertRaisesRegex(ValueError, "repeats must be >= 1"):
-      benchmark.time_runs(lambda: None, repeats=0)
+      benchmark_timing.time_runs(lambda: None, repeats=0)
 
   def test_matmul_peak(self):
-    peak = benchmark.measure_matmul_peak([(64, 32, 16)], repeats=1)
+    peak = benchmark_timing.measure_matmul_peak([(64, 32, 16)], repeats=1)
     self.assertGreater(peak["peak_gflops"], 0.0)
     self.assertEqual(peak["shapes"][0]["k"], 32)
 
   def test_peak_rss(self):
-    self.assertGreater(benchmark.peak_rss_mib(), 10.0)
+    self.assertGreater(benchmark_timing.peak_rss_mib(), 10.0)
 
 
 class EndToEndTest(tf.test.TestCase):
@@ -222,10 +224,10 @@ class EndToEndTest(tf.test.TestCase):
     self.assertIn("MatMul", " ".join(op["op"] for op in
                                      point["profile"]["train"]))
     results = {"machine": benchmark.machine_info(),
-               "matmul": benchmark.measure_matmul_peak([(64, 64, 64)], 1),
+               "matmul": benchmark_timing.measure_matmul_peak([(64, 64, 64)], 1),
                "options": dataclasses.asdict(options), "points": [point]}
     self.assertGreater(results["matmul"]["peak_gflops"], 0.0)
-    report = benchmark.format_report(results)
+    report = benchmark_report.format_report(results)
     self.assertIn("| 12x2 | 2 | 24 |", report)
     self.assertIn("train steps/s", report)
     self.assertIn("Profile 12x2 rollout step", report)
@@ -257,7 +259,7 @@ class EndToEndTest(tf.test.TestCase):
                              "edge_steps_per_s": rollout}
       return result
 
-    lines = benchmark.target_lines({"points": [
+    lines = benchmark_report.target_lines({"points": [
         point("600x2", 1200, 500.0, 1500.0, rollout=2e5),
         point("2000x1", 2000, 800.0, 1600.0, rollout=5e4),
         point("8000x1", 8000, 3600.0, 2100.0),
@@ -282,7 +284,7 @@ class EndToEndTest(tf.test.TestCase):
         "matmul": {"peak_gflops": 0.0, "shapes": []},
         "options": dataclasses.asdict(benchmark.Options()),
         "points": [{"point": "600x2", "error": "out of memory"}]}
-    report = benchmark.format_report(results)
+    report = benchmark_report.format_report(results)
     self.assertIn("| 600x2 | failed |", report)
     self.assertIn("Point 600x2 failed: out of memory", report)
     self.assertIn("not measured", report)

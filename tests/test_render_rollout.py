@@ -21,6 +21,7 @@ import tensorflow as tf
 
 from learning_to_simulate import common
 from learning_to_simulate import render_rollout
+from learning_to_simulate import rollout_files
 
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 KINEMATIC = common.ParticleType.KINEMATIC
@@ -98,7 +99,7 @@ class MseTest(tf.test.TestCase):
   def test_by_hand(self):
     truth = np.zeros([2, 2, 2], np.float32)
     predicted = np.array([[[1, 0], [0, 0]], [[1, 1], [2, 0]]], np.float32)
-    mse = render_rollout.rollout_mse_per_step(
+    mse = rollout_files.rollout_mse_per_step(
         {"predicted_rollout": predicted, "ground_truth_rollout": truth})
     self.assertAllClose(mse, [1 / 4, 6 / 4])
     self.assertEqual(mse.dtype, np.float64)
@@ -108,14 +109,14 @@ class MseTest(tf.test.TestCase):
     expected = np.mean(
         (rollout["predicted_rollout"].astype(np.float64) -
          rollout["ground_truth_rollout"].astype(np.float64))**2, axis=(1, 2))
-    self.assertAllEqual(render_rollout.rollout_mse_per_step(rollout),
+    self.assertAllEqual(rollout_files.rollout_mse_per_step(rollout),
                         expected)
 
   def test_shape_mismatch(self):
     rollout = make_rollout(2)
     rollout["predicted_rollout"] = rollout["predicted_rollout"][:-1]
     with self.assertRaisesRegex(ValueError, r"got \(3, 5, 2\) and \(4, 5, 2\)"):
-      render_rollout.rollout_mse_per_step(rollout)
+      rollout_files.rollout_mse_per_step(rollout)
 
 
 class ReadTest(tf.test.TestCase, parameterized.TestCase):
@@ -129,7 +130,7 @@ class ReadTest(tf.test.TestCase, parameterized.TestCase):
     rollout = make_rollout(2)
     rollout["global_context"] = np.ones([NUM_FRAMES, 1], np.float32)
     write_pickle(path, rollout)
-    loaded = render_rollout.load_rollout(path)
+    loaded = rollout_files.load_rollout(path)
     for key in ("initial_positions", "predicted_rollout",
                 "ground_truth_rollout", "particle_types", "global_context"):
       self.assertAllEqual(loaded[key], rollout[key])
@@ -140,7 +141,7 @@ class ReadTest(tf.test.TestCase, parameterized.TestCase):
     path = os.path.join(self.out, "nope.pkl")
     with self.assertRaisesRegex(FileNotFoundError,
                                 r"Rollout pickle .*nope\.pkl does not exist"):
-      render_rollout.load_rollout(path)
+      rollout_files.load_rollout(path)
 
   def test_missing_keys(self):
     path = os.path.join(self.out, "rollout_test_0.pkl")
@@ -150,14 +151,14 @@ class ReadTest(tf.test.TestCase, parameterized.TestCase):
     with self.assertRaisesRegex(
         ValueError, r"rollout_test_0\.pkl is missing rollout keys "
         r"\['predicted_rollout', 'metadata'\]"):
-      render_rollout.load_rollout(path)
+      rollout_files.load_rollout(path)
 
   def test_not_a_pickle(self):
     path = os.path.join(self.out, "rollout_test_0.pkl")
     with open(path, "wb") as f:
       f.write(b"GIF89a")
     with self.assertRaisesRegex(ValueError, "is not a readable rollout pickle"):
-      render_rollout.load_rollout(path)
+      rollout_files.load_rollout(path)
 
   @parameterized.named_parameters(
       ("not_a_dict", lambda r: [r], "holds a list, not a rollout dict"),
@@ -178,23 +179,23 @@ class ReadTest(tf.test.TestCase, parameterized.TestCase):
   )
   def test_invalid(self, corrupt, message):
     with self.assertRaisesRegex(ValueError, "^my_source.*" + message):
-      render_rollout.check_rollout(corrupt(make_rollout(2)), "my_source")
+      rollout_files.check_rollout(corrupt(make_rollout(2)), "my_source")
 
   def test_find_rollouts_sorts_naturally(self):
     for name in ("rollout_test_10.pkl", "rollout_test_2.pkl",
                  "rollout_test_1.pkl", "notes.txt", "rollout_test_3.gif"):
       write_pickle(os.path.join(self.out, name), make_rollout(2))
-    found = render_rollout.find_rollouts(self.out)
+    found = rollout_files.find_rollouts(self.out)
     self.assertEqual([os.path.basename(path) for path in found],
                      ["rollout_test_1.pkl", "rollout_test_2.pkl",
                       "rollout_test_10.pkl"])
-    self.assertEqual(render_rollout.find_rollouts(found[0]), [found[0]])
+    self.assertEqual(rollout_files.find_rollouts(found[0]), [found[0]])
 
   def test_find_rollouts_errors(self):
     with self.assertRaisesRegex(ValueError, "No rollout_.*pkl files in"):
-      render_rollout.find_rollouts(self.out)
+      rollout_files.find_rollouts(self.out)
     with self.assertRaisesRegex(FileNotFoundError, "does not exist"):
-      render_rollout.find_rollouts(os.path.join(self.out, "missing"))
+      rollout_files.find_rollouts(os.path.join(self.out, "missing"))
 
 
 class RenderTest(tf.test.TestCase, parameterized.TestCase):
@@ -346,14 +347,14 @@ class ErrorPlotTest(tf.test.TestCase):
     for index in (10, 2):
       write_pickle(os.path.join(self.out, f"rollout_test_{index}.pkl"),
                    make_rollout(2, seed=index))
-    rollouts = render_rollout.LazyRollouts(
-        render_rollout.find_rollouts(self.out))
+    rollouts = rollout_files.LazyRollouts(
+        rollout_files.find_rollouts(self.out))
     plotted = render_rollout.plot_error(
         rollouts, os.path.join(self.out, "plots", "error.svg"))
     self.assertEqual(list(plotted), ["rollout_test_2", "rollout_test_10"])
     self.assertAllClose(
         plotted["rollout_test_10"],
-        render_rollout.rollout_mse_per_step(make_rollout(2, seed=10)))
+        rollout_files.rollout_mse_per_step(make_rollout(2, seed=10)))
 
   def test_bad_inputs(self):
     with self.assertRaisesRegex(
