@@ -23,34 +23,58 @@ from absl import app
 from absl import flags
 import numpy as np
 
+from learning_to_simulate import benchmark_workload
+from learning_to_simulate import common
 from learning_to_simulate import dataset_writer
-from learning_to_simulate import synthetic
 
-SPACING = 0.02
-RADIUS = 0.05  # About 20 neighbours at SPACING, close to WaterDrop's 17.
+# Particles oscillate about their lattice sites with this amplitude (in
+# lattice spacings) and period (frames), with random phases and directions:
+# velocities and accelerations of the order of the throughput workload's,
+# and the same neighbour counts in every frame.
+AMPLITUDE = 0.2
+PERIOD = 50
+
+
+def oscillating_trajectory(particles: int, frames: int,
+                           rng: np.random.Generator) -> np.ndarray:
+  """`[frames, particles, 2]` float32: a 2D lattice block, oscillating."""
+  start = benchmark_workload.lattice_block(particles, 2, rng)
+  amplitude = AMPLITUDE * benchmark_workload.lattice_spacing(2)
+  direction = rng.normal(size=[particles, 2])
+  direction /= np.linalg.norm(direction, axis=-1, keepdims=True)
+  phase = rng.uniform(0.0, 2 * np.pi, [particles, 1])
+  t = np.arange(frames)[:, None, None]
+  offset = amplitude * np.sin(2 * np.pi * t / PERIOD + phase) * direction
+  return (start + offset).astype(np.float32)
 
 
 def _trajectories(count: int, particles: int, frames: int,
                   seed: int) -> Iterator[dataset_writer.Trajectory]:
   rng = np.random.default_rng(seed)
+  types = np.full([particles], common.ParticleType.WATER, np.int64)
   for _ in range(count):
-    yield synthetic.ballistic_trajectory(particles, frames, 2, rng, SPACING)
+    yield dataset_writer.Trajectory(
+        oscillating_trajectory(particles, frames, rng), types)
 
 
 def write_dataset(path: str, num_trajectories: int, particles: int,
                   frames: int, seed: int = 0) -> int:
   """Writes a 2D dataset whose train split has `num_trajectories`.
 
-  Trajectories are generated one at a time (the writer's memory stays
-  small); valid and test hold one each; the statistics come from the first
-  train trajectory (the same seed gives the same one for every size).
+  Trajectories are the throughput benchmark's lattice blocks, oscillating
+  (`oscillating_trajectory`; WaterDrop's radius, ~17 neighbours per particle
+  in every frame), generated one at a time so the
+  writer's memory stays small; valid and test hold one each; the statistics
+  come from the first train trajectory (the same for every size).
 
   Returns:
     The size of `train.tfrecord` in bytes.
   """
   first = next(_trajectories(1, particles, frames, seed))
-  metadata = {"bounds": [[0.1, 0.9]] * 2, "sequence_length": frames - 1,
-              "default_connectivity_radius": RADIUS, "dim": 2, "dt": 0.0025}
+  extent = benchmark_workload.box_extent(particles, 2)
+  metadata = {"bounds": [[0.0, extent]] * 2, "sequence_length": frames - 1,
+              "default_connectivity_radius": benchmark_workload.RADIUS,
+              "dim": 2, "dt": 0.0025}
   metadata.update(dataset_writer.compute_statistics([first]))
   splits = {
       "train": _trajectories(num_trajectories, particles, frames, seed),

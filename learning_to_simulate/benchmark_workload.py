@@ -111,14 +111,51 @@ def lattice_spacing(dim: int, radius: float = RADIUS) -> float:
   return (ball / NEIGHBOURS_PER_PARTICLE[dim]) ** (1 / dim)
 
 
+def box_extent(num_particles: int, dim: int) -> float:
+  """Side of the box `[0, extent]**dim` around a lattice block (>= 1)."""
+  spacing = lattice_spacing(dim)
+  side = math.ceil(num_particles ** (1 / dim) - 1e-9)
+  return max(1.0, (side - 1) * spacing + 2 * MARGIN)
+
+
+def lattice_block(num_particles: int, dim: int,
+                  rng: np.random.Generator) -> np.ndarray:
+  """`[num_particles, dim]` jittered lattice centred in its box.
+
+  The spacing is `lattice_spacing(dim)` and the box `[0, box_extent]**dim`.
+  """
+  spacing = lattice_spacing(dim)
+  side = math.ceil(num_particles ** (1 / dim) - 1e-9)
+  origin = (box_extent(num_particles, dim) - (side - 1) * spacing) / 2
+  return synthetic.jittered_lattice(num_particles, dim, spacing, rng,
+                                    origin=origin, jitter=JITTER)
+
+
+def lattice_trajectory(num_particles: int, num_frames: int, dim: int,
+                       rng: np.random.Generator) -> np.ndarray:
+  """A `lattice_block` moving by a random walk; `[num_frames, N, dim]`.
+
+  Each particle starts with a velocity of std `VEL_STD` that changes by
+  `ACC_STD` per frame: over a few frames the neighbour counts stay those of
+  the lattice (over hundreds the block spreads out).
+  """
+  start = lattice_block(num_particles, dim, rng)
+  velocity = rng.normal(0.0, VEL_STD, [1, num_particles, dim])
+  acceleration = rng.normal(0.0, ACC_STD,
+                            [num_frames - 2, num_particles, dim])
+  # x[t + 1] = x[t] + v[t], v[t + 1] = v[t] + a[t]  (dt = 1 frame).
+  velocities = np.cumsum(np.concatenate([velocity, acceleration]), axis=0)
+  displacement = np.concatenate(
+      [np.zeros([1, num_particles, dim]), np.cumsum(velocities, axis=0)])
+  return start[np.newaxis] + displacement
+
+
 def make_workload(num_particles_per_example: int, batch_size: int,
                   dim: int = 2, seed: int = 0) -> Workload:
   """A seeded batch of water particles on jittered lattices.
 
-  Each example is a lattice block (`synthetic.jittered_lattice`, spacing
-  `lattice_spacing(dim)`) centred in the box `[0, extent]**dim`, extent >= 1,
-  moving by a random walk with the `VEL_STD` / `ACC_STD` statistics over
-  `INPUT_SEQUENCE_LENGTH + 1` frames.
+  Each example is a `lattice_trajectory` of `INPUT_SEQUENCE_LENGTH + 1`
+  frames, in the box `[0, box_extent]**dim`.
 
   Args:
     num_particles_per_example: particles of one example.
@@ -133,27 +170,11 @@ def make_workload(num_particles_per_example: int, batch_size: int,
   if num_particles_per_example < 1 or batch_size < 1:
     raise ValueError("num_particles_per_example and batch_size must be >= 1, "
                      f"got {num_particles_per_example} and {batch_size}")
-  spacing = lattice_spacing(dim)
-  side = math.ceil(num_particles_per_example ** (1 / dim) - 1e-9)
-  extent = max(1.0, (side - 1) * spacing + 2 * MARGIN)
-  origin = (extent - (side - 1) * spacing) / 2
+  extent = box_extent(num_particles_per_example, dim)
   rng = np.random.default_rng(seed)
-  num_frames = common.WINDOW_LENGTH
-  examples = []
-  for _ in range(batch_size):
-    start = synthetic.jittered_lattice(num_particles_per_example, dim,
-                                       spacing, rng, origin=origin,
-                                       jitter=JITTER)
-    velocity = rng.normal(0.0, VEL_STD, [1, num_particles_per_example, dim])
-    acceleration = rng.normal(0.0, ACC_STD,
-                              [num_frames - 2, num_particles_per_example,
-                               dim])
-    # x[t + 1] = x[t] + v[t], v[t + 1] = v[t] + a[t]  (dt = 1 frame).
-    velocities = np.cumsum(np.concatenate([velocity, acceleration]), axis=0)
-    displacement = np.concatenate(
-        [np.zeros([1, num_particles_per_example, dim]),
-         np.cumsum(velocities, axis=0)])
-    examples.append(start[np.newaxis] + displacement)
+  examples = [lattice_trajectory(num_particles_per_example,
+                                 common.WINDOW_LENGTH, dim, rng)
+              for _ in range(batch_size)]
   trajectory = np.concatenate(examples, axis=1).astype(np.float32)
   trajectory = np.transpose(trajectory, [1, 0, 2])  # [N, frames, dim]
   num_particles = num_particles_per_example * batch_size
@@ -168,7 +189,7 @@ def make_workload(num_particles_per_example: int, batch_size: int,
       "dim": dim,
       "bounds": [[0.0, extent]] * dim,
       "default_connectivity_radius": RADIUS,
-      "sequence_length": num_frames - 1,
+      "sequence_length": common.WINDOW_LENGTH - 1,
       "dt": 0.0025,
       "vel_mean": [0.0] * dim, "vel_std": [VEL_STD] * dim,
       "acc_mean": [0.0] * dim, "acc_std": [ACC_STD] * dim,

@@ -313,6 +313,18 @@ class PipelineBenchmarkTest(tf.test.TestCase):
     self.assertAllEqual(first_positions[0], first_positions[1])
     self.assertBetween(sizes[3] / sizes[1], 2.9, 3.1)
 
+  def test_oscillating_trajectory_keeps_its_neighbours(self):
+    rng = np.random.default_rng(0)
+    positions = benchmark_pipeline.oscillating_trajectory(300, 120, rng)
+    self.assertEqual(positions.shape, (120, 300, 2))
+    n_node = np.array([300])
+    counts = [benchmark_workload.count_edges(positions[frame], n_node)
+              for frame in (0, 37, 119)]
+    self.assertBetween(counts[0] / 300, 14, 19)  # ~17 with the block edges.
+    self.assertBetween(max(counts) / min(counts), 1.0, 1.02)
+    velocity = np.diff(positions, axis=0)
+    self.assertBetween(float(velocity.std()), 3e-5, 3e-4)
+
   def test_failed_training_reports_its_error(self):
     missing = os.path.join(self.get_temp_dir(), "no_such_dataset")
     with self.assertRaisesRegex(RuntimeError, "no_such_dataset"):
