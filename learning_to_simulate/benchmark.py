@@ -19,7 +19,8 @@ inference and rollout steps are traced and their time is split by op type
 in `benchmark_report`, the workload in `benchmark_workload`.
 
 The default points, from the repository root (BENCHMARKS.md has the exact
-commands of its numbers; 32000x1 needs `--recompute_grad` in 24 GiB):
+commands of its numbers; training 32000x1 takes ~15 GiB, ~7 GiB with
+`--recompute_grad`):
 `python -m learning_to_simulate.benchmark --output_json=/tmp/benchmark.json`
 
 The main point only, or a smoke test:
