@@ -10,6 +10,7 @@ same memory for every size; one that loads the dataset grows with it.
     python -m learning_to_simulate.benchmark_pipeline --trajectories=8,128
 """
 
+import itertools
 import json
 import os
 import shutil
@@ -23,6 +24,7 @@ from absl import app
 from absl import flags
 import numpy as np
 
+from learning_to_simulate import benchmark_report
 from learning_to_simulate import benchmark_workload
 from learning_to_simulate import common
 from learning_to_simulate import dataset_writer
@@ -70,14 +72,15 @@ def write_dataset(path: str, num_trajectories: int, particles: int,
   Returns:
     The size of `train.tfrecord` in bytes.
   """
-  first = next(_trajectories(1, particles, frames, seed))
+  train = _trajectories(num_trajectories, particles, frames, seed)
+  first = next(train)
   extent = benchmark_workload.box_extent(particles, 2)
   metadata = {"bounds": [[0.0, extent]] * 2, "sequence_length": frames - 1,
               "default_connectivity_radius": benchmark_workload.RADIUS,
               "dim": 2, "dt": 0.0025}
   metadata.update(dataset_writer.compute_statistics([first]))
   splits = {
-      "train": _trajectories(num_trajectories, particles, frames, seed),
+      "train": itertools.chain([first], train),
       "valid": _trajectories(1, particles, frames, seed + 1),
       "test": _trajectories(1, particles, frames, seed + 2),
   }
@@ -124,12 +127,12 @@ def run(trajectory_counts: Sequence[int], particles: int, frames: int,
 
 
 def format_table(results: Sequence[Dict[str, Any]]) -> str:
-  header = ("| train trajectories | train.tfrecord MiB | steps | "
-            "peak RSS MiB | wall s |\n|---|---|---|---|---|")
-  rows = [f"| {r['train_trajectories']} | {r['train_file_mib']:.1f} | "
-          f"{r['num_steps']} | {r['peak_rss_mib']:.0f} | {r['seconds']:.0f} |"
-          for r in results]
-  return "\n".join([header] + rows)
+  header = ["train trajectories", "train.tfrecord MiB", "steps",
+            "peak RSS MiB", "wall s"]
+  rows = [[str(r["train_trajectories"]), f"{r['train_file_mib']:.1f}",
+           str(r["num_steps"]), f"{r['peak_rss_mib']:.0f}",
+           f"{r['seconds']:.0f}"] for r in results]
+  return benchmark_report.format_markdown_table(header, rows)
 
 
 FLAGS = flags.FLAGS
