@@ -8,7 +8,7 @@ MLP maps the final node latents to the output (a normalized acceleration).
 Feature engineering and normalization live in `learned_simulator`.
 """
 
-from typing import Callable, Optional, Tuple
+from typing import Optional, Tuple
 
 import graph_nets as gn
 import numpy as np
@@ -17,7 +17,6 @@ import tensorflow as tf
 
 from learning_to_simulate import graph_ops
 
-Reducer = Callable[[tf.Tensor, tf.Tensor, tf.Tensor], tf.Tensor]
 LAYER_NORM_EPSILON = 1e-5  # Added to the variance, as Sonnet's default.
 
 
@@ -48,7 +47,6 @@ class EncodeProcessDecode(snt.Module):
                mlp_num_hidden_layers: int,
                num_message_passing_steps: int,
                output_size: int,
-               reducer: Reducer = tf.math.unsorted_segment_sum,
                compute_dtype: tf.DType = tf.float32,
                jit_compile: bool = False,
                recompute_grad: bool = False,
@@ -61,8 +59,6 @@ class EncodeProcessDecode(snt.Module):
       mlp_num_hidden_layers: hidden layers of every MLP.
       num_message_passing_steps: number of InteractionNetwork steps.
       output_size: size of the decoded per-node output (the dimension).
-      reducer: aggregation of edges onto receivers, with the signature of
-        `tf.math.unsorted_segment_sum`.
       compute_dtype: dtype of the matrix products (float32, or bfloat16 /
         float16 for mixed precision). Variables, LayerNorm, the residual
         stream, the aggregation and the output stay float32.
@@ -76,7 +72,6 @@ class EncodeProcessDecode(snt.Module):
       name: module name.
     """
     super().__init__(name=name)
-    self._reducer = reducer
     self._compute_dtype = tf.as_dtype(compute_dtype)
     self._jit_compile = jit_compile
     self._recompute_grad = recompute_grad
@@ -92,7 +87,7 @@ class EncodeProcessDecode(snt.Module):
     self._processor_networks = [
         gn.modules.InteractionNetwork(
             edge_model_fn=latent_mlp, node_model_fn=latent_mlp,
-            reducer=reducer)
+            reducer=tf.math.unsorted_segment_sum)  # The paper's sum.
         for _ in range(num_message_passing_steps)
     ]
     self._decoder_network = build_mlp(
@@ -230,11 +225,8 @@ class EncodeProcessDecode(snt.Module):
     new_edges = _mlp_with_layer_norm(edge_model, hidden, dtype,
                                      first_layer_done=True)
 
-    if self._reducer is tf.math.unsorted_segment_sum:
-      aggregated = graph_ops.sum_onto_receivers(new_edges, receivers,
-                                                num_nodes, receivers_sorted)
-    else:
-      aggregated = self._reducer(new_edges, receivers, num_nodes)
+    aggregated = graph_ops.sum_onto_receivers(new_edges, receivers,
+                                              num_nodes, receivers_sorted)
     first = _mlp_layers(node_model._layers[0])[0]  # pylint: disable=protected-access
     w_aggregated, w_node = tf.split(tf.cast(first.w, dtype),
                                     [aggregated.shape[-1], latent])

@@ -6,12 +6,10 @@ model learns to correct the drift of its own rollouts.
 
 import tensorflow as tf
 
-from learning_to_simulate import common
 
 
 def get_random_walk_noise_for_position_sequence(
-    position_sequence: tf.Tensor, noise_std_last_step: float,
-    seed=None) -> tf.Tensor:
+    position_sequence: tf.Tensor, noise_std_last_step: float) -> tf.Tensor:
   """Random-walk noise on velocities, integrated to positions.
 
   Each of the `T - 1` velocities gets independent Gaussian steps of std
@@ -23,24 +21,19 @@ def get_random_walk_noise_for_position_sequence(
   Args:
     position_sequence: `[num_particles, T, dim]` positions.
     noise_std_last_step: std of the noise of the last velocity.
-    seed: optional stateless seed `[2]` for `tf.random.stateless_normal`;
-      None uses the global generator.
 
   Returns:
     `[num_particles, T, dim]` noise to add to `position_sequence`.
   """
-  velocity_sequence = common.time_diff(position_sequence)
-  num_velocities = velocity_sequence.shape[1]
-  if num_velocities is None:
+  sequence_length = position_sequence.shape[1]
+  if sequence_length is None:
     raise ValueError("position_sequence needs a static sequence length")
+  num_velocities = sequence_length - 1
   stddev = noise_std_last_step / num_velocities ** 0.5
-  shape = tf.shape(velocity_sequence)
-  if seed is None:
-    steps = tf.random.normal(shape, stddev=stddev,
-                             dtype=position_sequence.dtype)
-  else:
-    steps = tf.random.stateless_normal(shape, seed=seed, stddev=stddev,
-                                       dtype=position_sequence.dtype)
+  # The shape of the velocity sequence, `[num_particles, T - 1, dim]`.
+  shape = tf.shape(position_sequence) - tf.constant([0, 1, 0])
+  steps = tf.random.normal(shape, stddev=stddev,
+                           dtype=position_sequence.dtype)
   velocity_noise = tf.cumsum(steps, axis=1)  # Random walk.
   position_noise = tf.cumsum(velocity_noise, axis=1)  # dt = 1
   return tf.concat([tf.zeros_like(position_noise[:, :1]), position_noise],

@@ -12,6 +12,7 @@ import tensorflow as tf
 
 from learning_to_simulate import common
 from learning_to_simulate import learned_simulator
+from learning_to_simulate import training
 
 
 def rollout(simulator: learned_simulator.LearnedSimulator,
@@ -37,8 +38,10 @@ def rollout(simulator: learned_simulator.LearnedSimulator,
   dim = position.shape[-1]
   initial_positions = tf.reshape(position[:, :common.INPUT_SEQUENCE_LENGTH],
                                  [-1, common.INPUT_SEQUENCE_LENGTH, dim])
-  ground_truth = position[:, common.INPUT_SEQUENCE_LENGTH:
-                          common.INPUT_SEQUENCE_LENGTH + num_steps]
+  # `[num_steps, num_particles, dim]`: one contiguous frame per step.
+  ground_truth = tf.transpose(
+      position[:, common.INPUT_SEQUENCE_LENGTH:
+               common.INPUT_SEQUENCE_LENGTH + num_steps], [1, 0, 2])
   particle_types = features["particle_type"]
   kinematic = common.kinematic_mask(particle_types)[:, tf.newaxis]
   global_context = features.get("step_context")
@@ -54,7 +57,7 @@ def rollout(simulator: learned_simulator.LearnedSimulator,
         n_particles_per_example=features["n_particles_per_example"],
         particle_types=particle_types,
         global_context=context_step)
-    next_position = tf.where(kinematic, ground_truth[:, step], next_position)
+    next_position = tf.where(kinematic, ground_truth[step], next_position)
     predictions = predictions.write(step, next_position)
     current_positions = tf.concat(
         [current_positions[:, 1:], next_position[:, tf.newaxis]], axis=1)
@@ -70,7 +73,7 @@ def rollout(simulator: learned_simulator.LearnedSimulator,
   output = {
       "initial_positions": tf.transpose(initial_positions, [1, 0, 2]),
       "predicted_rollout": predictions.stack(),
-      "ground_truth_rollout": tf.transpose(ground_truth, [1, 0, 2]),
+      "ground_truth_rollout": ground_truth,
       "particle_types": particle_types,
   }
   if global_context is not None:
@@ -81,15 +84,7 @@ def rollout(simulator: learned_simulator.LearnedSimulator,
 def make_rollout_fn(simulator: learned_simulator.LearnedSimulator,
                     metadata: Mapping[str, Any]):
   """`rollout` as a `tf.function` over any particle count and step count."""
-  dim = metadata["dim"]
-  signature = {
-      "position": tf.TensorSpec([None, None, dim], tf.float32),
-      "particle_type": tf.TensorSpec([None], tf.int64),
-      "n_particles_per_example": tf.TensorSpec([None], tf.int32),
-  }
-  if "context_mean" in metadata:
-    signature["step_context"] = tf.TensorSpec(
-        [None, len(metadata["context_mean"])], tf.float32)
+  signature, _ = training.batch_signature(metadata, num_frames=None)
 
   @tf.function(input_signature=[signature, tf.TensorSpec([], tf.int32)])
   def rollout_fn(features, num_steps):

@@ -145,6 +145,8 @@ def _data_path():
 def run():
   """Runs the mode selected by the flags."""
   device_utils.configure_devices()
+  if FLAGS.seed is not None:
+    tf.random.set_seed(FLAGS.seed)
   data_path = _data_path()
   if FLAGS.mode == "train":
     model_path = FLAGS.model_path
@@ -152,8 +154,6 @@ def run():
       model_path = tempfile.mkdtemp(prefix="learning_to_simulate_model_")
       logging.info("No --model_path given: saving checkpoints in %s.",
                    model_path)
-    if FLAGS.seed is not None:
-      tf.random.set_seed(FLAGS.seed)
     model, optimizer = _configs(model_path)
     options = trainer.TrainOptions(
         num_steps=FLAGS.num_steps, batch_size=FLAGS.batch_size,
@@ -169,8 +169,6 @@ def run():
     return
   if not FLAGS.model_path:
     raise ValueError(f"--model_path is required for --mode={FLAGS.mode}")
-  if FLAGS.seed is not None:
-    tf.random.set_seed(FLAGS.seed)
   model, _ = _configs(FLAGS.model_path)
   if FLAGS.mode == "eval":
     metrics = evaluation.evaluate(

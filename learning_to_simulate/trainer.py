@@ -139,7 +139,9 @@ def train(data_path: str, model_path: str,
   mean_loss = None
   with _StopRequest() as stop, writer.as_default():
     for batch in dataset:
-      loss = float(train_step(batch))
+      # The loss stays a tensor until it is logged, so the loop does not wait
+      # for each step to finish before dispatching the next one.
+      loss = train_step(batch)
       step += 1
       interval_loss += loss
       interval_count += 1
@@ -147,7 +149,7 @@ def train(data_path: str, model_path: str,
         now = time.time()
         steps_per_sec = (step - interval_step) / max(now - interval_start,
                                                      1e-9)
-        mean_loss = interval_loss / interval_count
+        mean_loss = float(interval_loss) / interval_count
         eta = (options.num_steps - step) / max(steps_per_sec, 1e-9)
         learning_rate = float(optimizer.learning_rate)
         logging.info("step %d/%d  loss %.6g  lr %.3g  %.2f steps/s  ETA %s",
@@ -173,5 +175,5 @@ def train(data_path: str, model_path: str,
   else:
     logging.info("Finished at step %d; saved %s.", step, path)
   if mean_loss is None and interval_count:
-    mean_loss = interval_loss / interval_count
+    mean_loss = float(interval_loss) / interval_count
   return mean_loss

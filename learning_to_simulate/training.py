@@ -199,12 +199,17 @@ def train_step(simulator: learned_simulator.LearnedSimulator,
   return loss
 
 
-def batch_signature(metadata: Mapping[str, Any]) -> Tuple[Any, tf.TensorSpec]:
-  """Specs of a batch with unknown particle and batch sizes (no retracing)."""
+def batch_signature(metadata: Mapping[str, Any],
+                    num_frames: Optional[int] = common.INPUT_SEQUENCE_LENGTH
+                    ) -> Tuple[Any, tf.TensorSpec]:
+  """Specs of a batch with unknown particle and batch sizes (no retracing).
+
+  `num_frames` is the length of `position`'s time axis (None: any, as the
+  whole trajectories of a rollout).
+  """
   dim = metadata["dim"]
   features = {
-      "position": tf.TensorSpec([None, common.INPUT_SEQUENCE_LENGTH, dim],
-                                tf.float32),
+      "position": tf.TensorSpec([None, num_frames, dim], tf.float32),
       "particle_type": tf.TensorSpec([None], tf.int64),
       "n_particles_per_example": tf.TensorSpec([None], tf.int32),
   }
