@@ -14,6 +14,11 @@ import tensorflow as tf
 INPUT_SEQUENCE_LENGTH = 6
 # A training window is the six inputs plus the target position.
 WINDOW_LENGTH = INPUT_SEQUENCE_LENGTH + 1
+# Shortest useful trajectory: the 6 input frames plus at least two targets
+# (so that a rollout has a step after the first).
+MIN_NUM_FRAMES = INPUT_SEQUENCE_LENGTH + 2
+# A dataset's splits, each in `{split}.tfrecord`.
+SPLITS = ("train", "valid", "test")
 NUM_PARTICLE_TYPES = 9
 PARTICLE_TYPE_EMBEDDING_SIZE = 16
 # Floor for the global-context std: some datasets carry all-zero contexts.

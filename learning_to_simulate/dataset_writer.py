@@ -23,8 +23,6 @@ import tensorflow as tf
 
 from learning_to_simulate import common
 
-SPLITS = ("train", "valid", "test")
-
 
 class Trajectory(NamedTuple):
   """One simulated trajectory.

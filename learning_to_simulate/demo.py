@@ -13,7 +13,6 @@ configuration (latent 128, 10 message-passing steps, lr 1e-4 -> 1e-6).
 """
 
 import os
-import pickle
 import time
 
 from absl import app
@@ -28,6 +27,7 @@ from learning_to_simulate import dataset_writer
 from learning_to_simulate import device_utils
 from learning_to_simulate import evaluation
 from learning_to_simulate import reading_utils
+from learning_to_simulate import rollout_files
 from learning_to_simulate import trainer
 
 flags.DEFINE_string("data_path", None,
@@ -89,9 +89,11 @@ def run_demo(data_path: str, output_dir: str, num_steps: int,
       data_path, model_path, rollout_path, model_config, split="test",
       num_rollouts=num_rollouts)
   model_short, baseline_short, baseline_full = [], [], []
+  first_rollout = None
   for path in rollouts["files"]:
-    with open(path, "rb") as f:
-      rollout = pickle.load(f)
+    rollout = rollout_files.load_rollout(path)
+    if first_rollout is None:
+      first_rollout = rollout
     constant_velocity = baselines.constant_velocity_rollout(rollout)
     truth = rollout["ground_truth_rollout"]
     model_short.append(baselines.rollout_mse(rollout["predicted_rollout"],
@@ -104,11 +106,9 @@ def run_demo(data_path: str, output_dir: str, num_steps: int,
   if render:
     # pylint: disable=g-import-not-at-top
     from learning_to_simulate import render_rollout
-    from learning_to_simulate import rollout_files
     # pylint: enable=g-import-not-at-top
     gif_path = os.path.join(output_dir, "rollout_test_0.gif")
-    render_rollout.render_animation(
-        rollout_files.load_rollout(rollouts["files"][0]), gif_path)
+    render_rollout.render_animation(first_rollout, gif_path)
 
   summary = {
       "data_path": os.path.abspath(data_path),

@@ -29,8 +29,6 @@ from learning_to_simulate import dataset_writer
 from learning_to_simulate import mpm
 from learning_to_simulate import scenes
 
-# Rollouts need the 6 input frames plus at least two targets.
-MIN_NUM_FRAMES = common.INPUT_SEQUENCE_LENGTH + 2
 # Frames per trajectory at which the mean neighbour count is measured.
 NEIGHBOUR_COUNT_FRAMES = 11
 # Seconds between redraws of the progress bar, and its width in characters.
@@ -55,8 +53,8 @@ def _validate(scene: str, output_path: str, num_train: int, num_valid: int,
   for name, value in (("num_valid", num_valid), ("num_test", num_test)):
     if value < 0:
       raise ValueError(f"--{name} must be >= 0, got {value}")
-  if num_frames < MIN_NUM_FRAMES:
-    raise ValueError(f"--num_frames must be >= {MIN_NUM_FRAMES} (6 input "
+  if num_frames < common.MIN_NUM_FRAMES:
+    raise ValueError(f"--num_frames must be >= {common.MIN_NUM_FRAMES} (6 input "
                      f"frames and 2 targets), got {num_frames}")
   if seed < 0:
     raise ValueError(f"--seed must be >= 0, got {seed}")

@@ -17,7 +17,6 @@ import tensorflow as tf
 from learning_to_simulate import common
 
 Metadata = Dict[str, Any]
-SPLITS = ("train", "valid", "test")
 _REQUIRED_KEYS = ("bounds", "sequence_length", "default_connectivity_radius",
                   "dim", "vel_mean", "vel_std", "acc_mean", "acc_std")
 
@@ -98,8 +97,9 @@ def validate_metadata(metadata: Any, path: str = "metadata.json") -> None:
 
 def split_file(data_path: str, split: str) -> str:
   """Path of a split's TFRecord; raises `DatasetError` if it is missing."""
-  if split not in SPLITS:
-    raise DatasetError(f"unknown split {split!r}; expected one of {SPLITS}")
+  if split not in common.SPLITS:
+    raise DatasetError(f"unknown split {split!r}; expected one of "
+                       f"{common.SPLITS}")
   path = os.path.join(data_path, f"{split}.tfrecord")
   if not os.path.isfile(path):
     raise DatasetError(f"{path} not found: --data_path {data_path!r} has no "

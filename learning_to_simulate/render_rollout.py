@@ -39,7 +39,7 @@ Pickles can run arbitrary code when loaded: only render rollouts you trust.
 
 import os
 import sys
-from typing import Any, Dict, List, Mapping, Sequence
+from typing import Any, Dict, List, Mapping, Sequence, Tuple
 
 from absl import app
 from absl import flags
@@ -167,9 +167,10 @@ def _vertical_axis(metadata: Mapping[str, Any], dim: int) -> int:
   return 1
 
 
-def new_figure(dpi: float = DEFAULT_DPI) -> mpl_figure.Figure:
-  """A `FIGURE_SIZE` figure on its own Agg canvas, independent of pyplot."""
-  fig = mpl_figure.Figure(figsize=FIGURE_SIZE, dpi=dpi)
+def new_figure(dpi: float = DEFAULT_DPI,
+               size: Tuple[float, float] = FIGURE_SIZE) -> mpl_figure.Figure:
+  """A figure (inches) on its own Agg canvas, independent of pyplot."""
+  fig = mpl_figure.Figure(figsize=size, dpi=dpi)
   backend_agg.FigureCanvasAgg(fig)
   return fig
 
@@ -396,15 +397,13 @@ def plot_error(rollouts: Mapping[str, Mapping[str, Any]],
   extension = _extension(output_path, ERROR_PLOT_EXTENSIONS, "error plot")
   if not rollouts:
     raise ValueError("plot_error needs at least one rollout")
-  fig = mpl_figure.Figure(figsize=(8.0, 5.0), dpi=DEFAULT_DPI)
-  backend_agg.FigureCanvasAgg(fig)
+  fig = new_figure(DEFAULT_DPI, size=(8.0, 5.0))
   ax = fig.add_subplot()
   plotted = {}
   for name, rollout in rollouts.items():
     mse = rollout_files.rollout_mse_per_step(rollout)
-    (line,) = ax.plot(np.arange(1, mse.size + 1), mse, label=name,
-                      linewidth=1)
-    plotted[name] = np.asarray(line.get_ydata())
+    ax.plot(np.arange(1, mse.size + 1), mse, label=name, linewidth=1)
+    plotted[name] = mse
   ax.set_yscale("log")
   ax.set_xlabel("rollout step (after the initial positions)")
   ax.set_ylabel("position MSE (mean over particles and dims)")
@@ -472,7 +471,6 @@ def _run() -> None:
   if output_path is not None:
     check_animation_path(output_path, _FPS.value)
   if _ERROR_PLOT_PATH.value is not None:
-    _extension(_ERROR_PLOT_PATH.value, ERROR_PLOT_EXTENSIONS, "error plot")
     plot_error(rollout_files.LazyRollouts(paths), _ERROR_PLOT_PATH.value)
     logging.info("Wrote the error plot of %d rollout(s) to %s", len(paths),
                  _ERROR_PLOT_PATH.value)

@@ -79,7 +79,7 @@ def write_tiny_dataset(output_path: str, dim: int = 2,
   splits = {split: [ballistic_trajectory(
       num_particles, num_frames, dim, rng, num_kinematic=num_kinematic,
       context_size=context_size) for _ in range(num_trajectories)]
-            for split in dataset_writer.SPLITS}
+            for split in common.SPLITS}
   metadata = {
       "bounds": [[0.1, 0.9]] * dim,
       "sequence_length": num_frames - 1,

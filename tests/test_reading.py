@@ -43,7 +43,7 @@ class ReadWriteTest(tf.test.TestCase, parameterized.TestCase):
           self.rng.integers(0, 9, [n]).astype(np.int64), context))
     metadata = metadata_for(dim, num_frames - 1, context_size)
     dataset_writer.write_dataset(
-        self.data_path, {s: trajectories for s in dataset_writer.SPLITS},
+        self.data_path, {s: trajectories for s in common.SPLITS},
         metadata)
     return trajectories, metadata
 
