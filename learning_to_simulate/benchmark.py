@@ -49,6 +49,7 @@ import tensorflow as tf
 from learning_to_simulate import benchmark_report
 from learning_to_simulate import benchmark_timing as timing
 from learning_to_simulate import config as config_lib
+from learning_to_simulate import dataset_writer
 from learning_to_simulate import device_utils
 from learning_to_simulate import rollout as rollout_lib
 from learning_to_simulate import training
@@ -281,16 +282,12 @@ def matmul_sizes(quick: bool) -> List[Tuple[int, int, int]]:
 def run_point_in_subprocess(point: Point, options: Options,
                             peak_gflops: Optional[float]) -> Dict[str, Any]:
   """`run_point` in a fresh Python process, so its peak RSS is its own."""
-  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
   with tempfile.TemporaryDirectory() as tmp:
     output = os.path.join(tmp, "point.json")
-    command = [sys.executable, "-m", "learning_to_simulate.benchmark",
-               f"--point={point.name}", f"--output_json={output}",
-               f"--peak_gflops={peak_gflops or 0}"] + _option_flags(options)
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(
-        [root] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
-    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    command, env = timing.module_command(
+        "benchmark", [f"--point={point.name}", f"--output_json={output}",
+                      f"--peak_gflops={peak_gflops or 0}"] +
+        _option_flags(options))
     process = subprocess.run(command, env=env, capture_output=True,
                              text=True, check=False)
     if process.returncode != 0 or not os.path.exists(output):
@@ -432,8 +429,7 @@ def main(argv: Sequence[str]) -> None:
   results["command"] = " ".join(["python -m learning_to_simulate.benchmark"]
                                 + list(sys.argv[1:]))
   if f.output_json:
-    with open(f.output_json, "w") as out:
-      json.dump(results, out, indent=1)
+    dataset_writer.write_json(f.output_json, results)
   print(benchmark_report.format_report(results))
 
 

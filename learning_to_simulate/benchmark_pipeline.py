@@ -25,6 +25,7 @@ from absl import flags
 import numpy as np
 
 from learning_to_simulate import benchmark_report
+from learning_to_simulate import benchmark_timing
 from learning_to_simulate import benchmark_workload
 from learning_to_simulate import common
 from learning_to_simulate import dataset_writer
@@ -91,13 +92,13 @@ def write_dataset(path: str, num_trajectories: int, particles: int,
 def train_and_measure(data_path: str, model_path: str, num_steps: int,
                       batch_size: int) -> Dict[str, Any]:
   """Runs the train CLI in a child process; its peak RSS and wall time."""
-  command = [sys.executable, "-m", "learning_to_simulate.train",
-             "--mode=train", f"--data_path={data_path}",
-             f"--model_path={model_path}", f"--num_steps={num_steps}",
-             f"--batch_size={batch_size}",
-             f"--log_every_steps={max(1, num_steps // 4)}"]
+  command, env = benchmark_timing.module_command("train", [
+      "--mode=train", f"--data_path={data_path}",
+      f"--model_path={model_path}", f"--num_steps={num_steps}",
+      f"--batch_size={batch_size}",
+      f"--log_every_steps={max(1, num_steps // 4)}"])
   start = time.perf_counter()
-  process = subprocess.Popen(command, stdout=subprocess.DEVNULL,
+  process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL,
                              stderr=subprocess.PIPE, text=True)
   stderr = process.stderr.read()
   _, status, usage = os.wait4(process.pid, 0)  # This child's own rusage.
@@ -106,7 +107,8 @@ def train_and_measure(data_path: str, model_path: str, num_steps: int,
   process.stderr.close()
   if process.returncode != 0:
     raise RuntimeError(f"training on {data_path} failed:\n{stderr[-2000:]}")
-  return {"peak_rss_mib": usage.ru_maxrss / 1024, "seconds": seconds}
+  return {"peak_rss_mib": benchmark_timing.rss_mib(usage.ru_maxrss),
+          "seconds": seconds}
 
 
 def run(trajectory_counts: Sequence[int], particles: int, frames: int,
@@ -159,10 +161,11 @@ def main(argv: Sequence[str]) -> None:
   except ValueError:
     sys.exit(f"benchmark_pipeline: error: --trajectories must be integers, "
              f"got {','.join(FLAGS.trajectories)}")
-  if min(counts) < 1 or min(FLAGS.particles, FLAGS.num_steps,
-                            FLAGS.batch_size) < 1 or FLAGS.frames < 8:
+  sizes = counts + [FLAGS.particles, FLAGS.num_steps, FLAGS.batch_size]
+  if min(sizes) < 1 or FLAGS.frames < common.MIN_NUM_FRAMES:
     sys.exit("benchmark_pipeline: error: --trajectories, --particles, "
-             "--num_steps and --batch_size must be >= 1 and --frames >= 8")
+             "--num_steps and --batch_size must be >= 1 and --frames >= "
+             f"{common.MIN_NUM_FRAMES}")
   work_dir = FLAGS.work_dir or tempfile.mkdtemp(prefix="lts_pipeline_")
   try:
     results = run(counts, FLAGS.particles, FLAGS.frames, FLAGS.num_steps,

@@ -73,11 +73,30 @@ def measure_matmul_peak(sizes: Sequence[Tuple[int, int, int]],
   return {"peak_gflops": max(s["gflops"] for s in shapes), "shapes": shapes}
 
 
+def rss_mib(ru_maxrss: int) -> float:
+  """A `ru_maxrss` value in MiB (Linux reports KiB, macOS bytes)."""
+  return ru_maxrss / (1024**2 if sys.platform == "darwin" else 1024)
+
+
 def peak_rss_mib() -> float:
   """Peak resident set size of this process so far (`ru_maxrss`), MiB."""
-  kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-  # Linux reports KiB, macOS bytes.
-  return kib / (1024**2 if sys.platform == "darwin" else 1024)
+  return rss_mib(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+
+
+def module_command(module: str, args: Sequence[str]
+                   ) -> Tuple[List[str], Dict[str, str]]:
+  """Command and environment to run `python -m learning_to_simulate.X`.
+
+  The child imports this checkout of the package (its root goes first on
+  `PYTHONPATH`, whatever the working directory) and logs quietly.
+  """
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  env = dict(os.environ)
+  env["PYTHONPATH"] = os.pathsep.join(
+      [root] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
+  env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+  return [sys.executable, "-m", f"learning_to_simulate.{module}",
+          *args], env
 
 
 _OP_EVENT = re.compile(r"^[^:]+:([A-Za-z_][A-Za-z0-9_]*)$")
