@@ -4,8 +4,8 @@
 # Short forms run a module of the package with the remaining arguments:
 #   train [FLAGS]                       python -m learning_to_simulate.train [FLAGS]
 #   render | render_rollout [FLAGS]     python -m learning_to_simulate.render_rollout [FLAGS]
-#   generate | generate_dataset [FLAGS] python -m learning_to_simulate.generate_dataset [FLAGS]
-#   demo [FLAGS]                        python -m learning_to_simulate.demo [FLAGS]
+#   generate | generate_dataset [FLAGS] python -m learning_to_simulate.generation.generate_dataset [FLAGS]
+#   demo [FLAGS]                        python -m learning_to_simulate.apps.demo [FLAGS]
 #   model_demo                          python -m learning_to_simulate.model_demo
 #   help | -h | --help | (nothing)      print this usage
 # Anything else (`python -m ...`, `bash`, `nvidia-smi`) runs verbatim.
@@ -27,8 +27,8 @@ usage: docker run [--gpus all] [-v HOST_DIR:/data ...] IMAGE COMMAND [ARGS...]
 COMMAND is one of the short forms
   train [FLAGS]                        python -m ${PACKAGE}.train
   render | render_rollout [FLAGS]      python -m ${PACKAGE}.render_rollout
-  generate | generate_dataset [FLAGS]  python -m ${PACKAGE}.generate_dataset
-  demo [FLAGS]                         python -m ${PACKAGE}.demo (the main job)
+  generate | generate_dataset [FLAGS]  python -m ${PACKAGE}.generation.generate_dataset
+  demo [FLAGS]                         python -m ${PACKAGE}.apps.demo (the main job)
   model_demo                           python -m ${PACKAGE}.model_demo
   help | -h | --help                   this message
 or any command, run as given (python -m ${PACKAGE}.train ..., bash, nvidia-smi).
@@ -78,11 +78,11 @@ case "${command}" in
     ;;
   generate | generate_dataset)
     shift
-    run "${python}" -m "${PACKAGE}.generate_dataset" "$@"
+    run "${python}" -m "${PACKAGE}.generation.generate_dataset" "$@"
     ;;
   demo)
     shift
-    run "${python}" -m "${PACKAGE}.demo" "$@"
+    run "${python}" -m "${PACKAGE}.apps.demo" "$@"
     ;;
   model_demo)
     shift

@@ -15,7 +15,7 @@ import numpy as np
 import sonnet as snt
 import tensorflow as tf
 
-from learning_to_simulate import graph_ops
+from learning_to_simulate.model import graph_ops
 
 LAYER_NORM_EPSILON = 1e-5  # Added to the variance, as Sonnet's default.
 

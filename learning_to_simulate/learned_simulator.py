@@ -14,8 +14,8 @@ import numpy as np
 import sonnet as snt
 import tensorflow as tf
 
-from learning_to_simulate import common
 from learning_to_simulate import connectivity_utils
+from learning_to_simulate.data import common
 from learning_to_simulate import graph_network
 
 

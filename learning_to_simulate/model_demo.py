@@ -8,9 +8,11 @@ from absl import app
 import numpy as np
 import tensorflow as tf
 
-from learning_to_simulate import common
-from learning_to_simulate import config as config_lib
-from learning_to_simulate import training
+from learning_to_simulate.data import common
+from learning_to_simulate.training import build
+from learning_to_simulate.training import config as config_lib
+from learning_to_simulate.training import one_step
+from learning_to_simulate.training import optimizers
 
 _DIM = 3
 _BATCH_SIZE = 2
@@ -26,7 +28,7 @@ _METADATA = {
 }
 
 
-def dummy_batch(rng: np.random.Generator) -> training.Batch:
+def dummy_batch(rng: np.random.Generator) -> one_step.Batch:
   """A random batch of two examples with a 2-wide global context."""
   num_particles = _BATCH_SIZE * _NUM_PARTICLES_PER_EXAMPLE
   position = rng.uniform(size=[num_particles,
@@ -48,8 +50,8 @@ def main(argv):
   rng = np.random.default_rng(0)
   tf.random.set_seed(0)
   model_config = config_lib.ModelConfig()
-  simulator = training.build_simulator(_METADATA, model_config)
-  optimizer = training.make_optimizer(config_lib.OptimizerConfig(), simulator)
+  simulator = build.build_simulator(_METADATA, model_config)
+  optimizer = optimizers.make_optimizer(config_lib.OptimizerConfig(), simulator)
   features, target = dummy_batch(rng)
 
   next_position = simulator(
@@ -59,7 +61,7 @@ def main(argv):
       global_context=features["step_context"])
   print(f"Per-particle output tensor: {next_position.shape}")
 
-  train_step = training.make_train_step(simulator, optimizer,
+  train_step = one_step.make_train_step(simulator, optimizer,
                                         model_config.noise_std, _METADATA)
   loss = train_step((features, target))
   print(f"Loss before one Adam step: {float(loss):.4f}")

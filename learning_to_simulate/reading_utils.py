@@ -14,7 +14,7 @@ from typing import Any, Dict, Optional, Tuple
 
 import tensorflow as tf
 
-from learning_to_simulate import common
+from learning_to_simulate.data import common
 
 Metadata = Dict[str, Any]
 _REQUIRED_KEYS = ("bounds", "sequence_length", "default_connectivity_radius",
@@ -105,6 +105,24 @@ def split_file(data_path: str, split: str) -> str:
     raise DatasetError(f"{path} not found: --data_path {data_path!r} has no "
                        f"{split} split (expected {split}.tfrecord)")
   return path
+
+
+def count_records(data_path: str, split: str) -> int:
+  """Trajectories in a split, from the TFRecord framing (no decoding).
+
+  Each record is framed as a little-endian uint64 length, a uint32 CRC, the
+  data and another uint32 CRC, so counting seeks from header to header.
+  """
+  path = split_file(data_path, split)
+  size = os.path.getsize(path)
+  count, offset = 0, 0
+  with open(path, "rb") as f:
+    while offset + 12 <= size:
+      f.seek(offset)
+      length = int.from_bytes(f.read(8), "little")
+      offset += 8 + 4 + length + 4
+      count += 1
+  return count
 
 
 def has_context(metadata: Metadata) -> bool:

@@ -23,11 +23,11 @@ from absl import flags
 from absl import logging
 import tensorflow as tf
 
-from learning_to_simulate import config as config_lib
-from learning_to_simulate import device_utils
-from learning_to_simulate import evaluation
 from learning_to_simulate import reading_utils
-from learning_to_simulate import trainer
+from learning_to_simulate.training import config as config_lib
+from learning_to_simulate.training import devices
+from learning_to_simulate.training import evaluation
+from learning_to_simulate.training import trainer
 
 _MODEL = config_lib.ModelConfig()
 _OPTIMIZER = config_lib.OptimizerConfig()
@@ -144,7 +144,7 @@ def _data_path():
 
 def run():
   """Runs the mode selected by the flags."""
-  device_utils.configure_devices()
+  devices.configure_devices()
   if FLAGS.seed is not None:
     tf.random.set_seed(FLAGS.seed)
   data_path = _data_path()

@@ -7,14 +7,14 @@ from absl.testing import parameterized
 import numpy as np
 import tensorflow as tf
 
-from learning_to_simulate import benchmark
-from learning_to_simulate import benchmark_pipeline
-from learning_to_simulate import benchmark_report
-from learning_to_simulate import benchmark_timing
-from learning_to_simulate import benchmark_workload
-from learning_to_simulate import common
-from learning_to_simulate import config as config_lib
+from learning_to_simulate.benchmarks import pipeline_memory
+from learning_to_simulate.benchmarks import report as report_lib
+from learning_to_simulate.benchmarks import throughput
+from learning_to_simulate.benchmarks import timing
+from learning_to_simulate.benchmarks import workload as workload_lib
+from learning_to_simulate.data import common
 from learning_to_simulate import reading_utils
+from learning_to_simulate.training import config as config_lib
 
 # latent 4, MLPs of one hidden layer of 5, 2 message-passing steps.
 SMALL_MODEL = config_lib.ModelConfig(latent_size=4, hidden_size=5,
@@ -24,11 +24,11 @@ SMALL_MODEL = config_lib.ModelConfig(latent_size=4, hidden_size=5,
 class PointTest(tf.test.TestCase, parameterized.TestCase):
 
   @parameterized.parameters(
-      ("600x2", benchmark_workload.Point(600, 2, 2), "600x2"),
-      (" 2000x1x3", benchmark_workload.Point(2000, 1, 3), "2000x1x3"),
-      ("8000x1x2", benchmark_workload.Point(8000, 1, 2), "8000x1"))
+      ("600x2", workload_lib.Point(600, 2, 2), "600x2"),
+      (" 2000x1x3", workload_lib.Point(2000, 1, 3), "2000x1x3"),
+      ("8000x1x2", workload_lib.Point(8000, 1, 2), "8000x1"))
   def test_parse(self, spec, expected, name):
-    point = benchmark_workload.parse_point(spec)
+    point = workload_lib.parse_point(spec)
     self.assertEqual(point, expected)
     self.assertEqual(point.name, name)
 
@@ -37,22 +37,22 @@ class PointTest(tf.test.TestCase, parameterized.TestCase):
       ("0x2", "must be >= 1"), ("ax2", "PARTICLESxBATCH"))
   def test_parse_errors(self, spec, message):
     with self.assertRaisesRegex(ValueError, message):
-      benchmark_workload.parse_point(spec)
+      workload_lib.parse_point(spec)
 
   def test_parse_points(self):
     self.assertEqual(
-        benchmark_workload.parse_points("600x2,2000x1x3,"),
-        [benchmark_workload.Point(600, 2, 2), benchmark_workload.Point(2000, 1, 3)])
+        workload_lib.parse_points("600x2,2000x1x3,"),
+        [workload_lib.Point(600, 2, 2), workload_lib.Point(2000, 1, 3)])
     with self.assertRaisesRegex(ValueError, "no benchmark points"):
-      benchmark_workload.parse_points(" , ")
+      workload_lib.parse_points(" , ")
 
 
 class FlopsTest(tf.test.TestCase):
 
   def test_mlp_macs(self):
-    self.assertEqual(benchmark_workload.mlp_macs(3, 5, 1, 4), 3 * 5 + 5 * 4)
-    self.assertEqual(benchmark_workload.mlp_macs(3, 5, 2, 4), 3 * 5 + 5 * 5 + 5 * 4)
-    self.assertEqual(benchmark_workload.mlp_macs(3, 5, 0, 4), 3 * 4)
+    self.assertEqual(workload_lib.mlp_macs(3, 5, 1, 4), 3 * 5 + 5 * 4)
+    self.assertEqual(workload_lib.mlp_macs(3, 5, 2, 4), 3 * 5 + 5 * 5 + 5 * 4)
+    self.assertEqual(workload_lib.mlp_macs(3, 5, 0, 4), 3 * 4)
 
   def test_small_case_by_hand(self):
     # 3 nodes, 4 edges in 2D: node input 5*2 velocities + 2*2 boundary
@@ -65,19 +65,19 @@ class FlopsTest(tf.test.TestCase):
     macs = (encoder_nodes + encoder_edges +
             2 * (processor_edges + processor_nodes) + decoder)
     self.assertEqual(macs, 1740)
-    self.assertEqual(benchmark_workload.model_flops(3, 4, 2, SMALL_MODEL), 2 * 1740)
+    self.assertEqual(workload_lib.model_flops(3, 4, 2, SMALL_MODEL), 2 * 1740)
 
   def test_no_embedding_and_context(self):
     # Node input 5*3 + 2*3 + 2 context = 23 (no embedding with one type).
-    with_context = benchmark_workload.model_flops(
+    with_context = workload_lib.model_flops(
         1, 0, 3, SMALL_MODEL, num_particle_types=1, context_size=2)
     macs = (23 * 5 + 5 * 4) + 2 * (8 * 5 + 5 * 4) + (4 * 5 + 5 * 3)
     self.assertEqual(with_context, 2 * macs)
 
   def test_default_model_is_dominated_by_edges(self):
     model = config_lib.ModelConfig()
-    per_edge = (benchmark_workload.model_flops(1, 1001, 2, model) -
-                benchmark_workload.model_flops(1, 1, 2, model)) / 1000
+    per_edge = (workload_lib.model_flops(1, 1001, 2, model) -
+                workload_lib.model_flops(1, 1, 2, model)) / 1000
     # Encoder (3 -> 128 -> 128 -> 128) + 10 x (384 -> 128 -> 128 -> 128).
     self.assertEqual(per_edge, 2 * (
         (3 * 128 + 2 * 128**2) + 10 * (384 * 128 + 2 * 128**2)))
@@ -86,7 +86,7 @@ class FlopsTest(tf.test.TestCase):
 class WorkloadTest(tf.test.TestCase):
 
   def test_batch_layout(self):
-    workload = benchmark_workload.make_workload(50, 3, dim=2, seed=1)
+    workload = workload_lib.make_workload(50, 3, dim=2, seed=1)
     features = workload.features
     self.assertEqual(features["position"].shape,
                      (150, common.INPUT_SEQUENCE_LENGTH, 2))
@@ -100,56 +100,56 @@ class WorkloadTest(tf.test.TestCase):
     metadata = workload.metadata
     self.assertEqual(metadata["dim"], 2)
     self.assertEqual(metadata["default_connectivity_radius"],
-                     benchmark_workload.RADIUS)
+                     workload_lib.RADIUS)
     # Inside the bounds, with at least a margin of one radius.
     lower, upper = np.array(metadata["bounds"]).T
     positions = np.concatenate(
         [features["position"], workload.target[:, np.newaxis]], axis=1)
-    self.assertAllGreater(positions - lower, benchmark_workload.RADIUS)
-    self.assertAllGreater(upper - positions, benchmark_workload.RADIUS)
+    self.assertAllGreater(positions - lower, workload_lib.RADIUS)
+    self.assertAllGreater(upper - positions, workload_lib.RADIUS)
 
   def test_seeded(self):
-    first = benchmark_workload.make_workload(30, 2, seed=3)
+    first = workload_lib.make_workload(30, 2, seed=3)
     self.assertAllEqual(first.features["position"],
-                        benchmark_workload.make_workload(30, 2, seed=3)
+                        workload_lib.make_workload(30, 2, seed=3)
                         .features["position"])
     self.assertNotAllClose(first.features["position"],
-                           benchmark_workload.make_workload(30, 2, seed=4)
+                           workload_lib.make_workload(30, 2, seed=4)
                            .features["position"])
 
   def test_small_motion(self):
-    position = benchmark_workload.make_workload(100, 1, seed=0).features["position"]
+    position = workload_lib.make_workload(100, 1, seed=0).features["position"]
     velocity = np.diff(position, axis=1)
-    self.assertAllClose(velocity.std(), benchmark_workload.VEL_STD, rtol=0.3)
+    self.assertAllClose(velocity.std(), workload_lib.VEL_STD, rtol=0.3)
     # ~5 VEL_STD over the five input velocities: a small part of a spacing.
     displacement = position[:, -1] - position[:, 0]
     self.assertLess(np.sqrt(np.mean(displacement**2)),
-                    0.15 * benchmark_workload.lattice_spacing(2))
+                    0.15 * workload_lib.lattice_spacing(2))
 
   def test_main_point_neighbours(self):
     # Self edges included: ~17 neighbours, about 21k edges for 2 x 600.
-    workload = benchmark_workload.make_workload(600, 2, dim=2, seed=0)
-    edges = benchmark_workload.count_edges(
+    workload = workload_lib.make_workload(600, 2, dim=2, seed=0)
+    edges = workload_lib.count_edges(
         workload.features["position"][:, -1],
         workload.features["n_particles_per_example"])
     self.assertBetween(edges, 18000, 24000)
     self.assertBetween(edges / 1200, 15, 19)
 
   def test_3d_neighbours(self):
-    workload = benchmark_workload.make_workload(1000, 1, dim=3, seed=0)
-    edges = benchmark_workload.count_edges(workload.features["position"][:, -1],
+    workload = workload_lib.make_workload(1000, 1, dim=3, seed=0)
+    edges = workload_lib.count_edges(workload.features["position"][:, -1],
                                   [1000])
     self.assertBetween(edges / 1000, 20, 30)
 
   def test_large_block_grows_the_box(self):
-    workload = benchmark_workload.make_workload(32000, 1, dim=2, seed=0)
+    workload = workload_lib.make_workload(32000, 1, dim=2, seed=0)
     upper = workload.metadata["bounds"][0][1]
     self.assertGreater(upper, 1.0)
     self.assertLess(workload.features["position"].max(), upper)
 
   def test_rollout_features_rest_on_the_first_example(self):
-    workload = benchmark_workload.make_workload(20, 2, seed=0)
-    features = benchmark_workload.rollout_features(workload, num_steps=4)
+    workload = workload_lib.make_workload(20, 2, seed=0)
+    features = workload_lib.rollout_features(workload, num_steps=4)
     self.assertEqual(features["position"].shape,
                      (20, common.INPUT_SEQUENCE_LENGTH + 4, 2))
     for frame in range(features["position"].shape[1]):
@@ -160,45 +160,45 @@ class WorkloadTest(tf.test.TestCase):
 
   def test_errors(self):
     with self.assertRaisesRegex(ValueError, "must be >= 1"):
-      benchmark_workload.make_workload(0, 2)
+      workload_lib.make_workload(0, 2)
     with self.assertRaisesRegex(ValueError, "dim must be 2 or 3"):
-      benchmark_workload.lattice_spacing(4)
+      workload_lib.lattice_spacing(4)
 
 
 class TimingTest(tf.test.TestCase):
 
   def test_time_runs(self):
     calls = []
-    seconds = benchmark_timing.time_runs(lambda: calls.append(1) or tf.constant(1),
+    seconds = timing.time_runs(lambda: calls.append(1) or tf.constant(1),
                                   repeats=3, warmup=2, min_run_seconds=0.0)
     self.assertLen(seconds, 3)
     self.assertLen(calls, 5)
     self.assertAllGreater(seconds, 0.0)
     with self.assertRaisesRegex(ValueError, "repeats must be >= 1"):
-      benchmark_timing.time_runs(lambda: None, repeats=0)
+      timing.time_runs(lambda: None, repeats=0)
 
   def test_matmul_peak(self):
-    peak = benchmark_timing.measure_matmul_peak([(64, 32, 16)], repeats=1)
+    peak = timing.measure_matmul_peak([(64, 32, 16)], repeats=1)
     self.assertGreater(peak["peak_gflops"], 0.0)
     self.assertEqual(peak["shapes"][0]["k"], 32)
 
   def test_peak_rss(self):
-    self.assertGreater(benchmark_timing.peak_rss_mib(), 10.0)
+    self.assertGreater(timing.peak_rss_mib(), 10.0)
 
 
 class EndToEndTest(tf.test.TestCase):
 
   def test_quick_run(self):
     # The paper's model would take most of the time tracing: a small one.
-    options = benchmark.Options(repeats=1, warmup=1, min_run_seconds=0.0,
+    options = throughput.Options(repeats=1, warmup=1, min_run_seconds=0.0,
                                 rollout_steps=3, rollout_repeats=1,
                                 profile_steps=1)
-    point = benchmark.run_point(benchmark_workload.Point(12, 2, 2), options,
+    point = throughput.run_point(workload_lib.Point(12, 2, 2), options,
                                 model_config=SMALL_MODEL, peak_gflops=50.0)
     self.assertEqual(point["point"], "12x2")
     self.assertEqual(point["num_particles"], 24)
     self.assertGreater(point["num_edges"], 24)  # Self edges and neighbours.
-    self.assertAllClose(point["forward_gflop"], benchmark_workload.model_flops(
+    self.assertAllClose(point["forward_gflop"], workload_lib.model_flops(
         24, point["num_edges"], 2, SMALL_MODEL) / 1e9)
     for key in ("train", "inference", "rollout"):
       for rate in ("steps_per_s", "ms_per_step", "gflops",
@@ -223,21 +223,21 @@ class EndToEndTest(tf.test.TestCase):
     self.assertEqual(set(point["profile"]), {"train", "inference", "rollout"})
     self.assertIn("MatMul", " ".join(op["op"] for op in
                                      point["profile"]["train"]))
-    results = {"machine": benchmark.machine_info(),
-               "matmul": benchmark_timing.measure_matmul_peak([(64, 64, 64)], 1),
+    results = {"machine": throughput.machine_info(),
+               "matmul": timing.measure_matmul_peak([(64, 64, 64)], 1),
                "options": dataclasses.asdict(options), "points": [point]}
     self.assertGreater(results["matmul"]["peak_gflops"], 0.0)
-    report = benchmark_report.format_report(results)
+    report = report_lib.format_report(results)
     self.assertIn("| 12x2 | 2 | 24 |", report)
     self.assertIn("train steps/s", report)
     self.assertIn("Profile 12x2 rollout step", report)
 
   def test_point_in_subprocess(self):
     # The default run isolates points: the CLI runs one and writes JSON.
-    options = benchmark.Options(repeats=1, warmup=0, min_run_seconds=0.0,
+    options = throughput.Options(repeats=1, warmup=0, min_run_seconds=0.0,
                                 rollout=False, inference=False,
                                 profile_steps=0)
-    point = benchmark.run_point_in_subprocess(benchmark_workload.Point(10, 1, 2),
+    point = throughput.run_point_in_subprocess(workload_lib.Point(10, 1, 2),
                                               options, peak_gflops=100.0)
     self.assertNotIn("error", point)
     self.assertEqual(point["point"], "10x1")
@@ -259,7 +259,7 @@ class EndToEndTest(tf.test.TestCase):
                              "edge_steps_per_s": rollout}
       return result
 
-    lines = benchmark_report.target_lines({"points": [
+    lines = report_lib.target_lines({"points": [
         point("600x2", 1200, 500.0, 1500.0, rollout=2e5),
         point("2000x1", 2000, 800.0, 1600.0, rollout=5e4),
         point("8000x1", 8000, 3600.0, 2100.0),
@@ -282,9 +282,9 @@ class EndToEndTest(tf.test.TestCase):
         "machine": {"cpu": "cpu", "cpu_count": 1, "gpus": [],
                     "tensorflow": "x", "tf32": False},
         "matmul": {"peak_gflops": 0.0, "shapes": []},
-        "options": dataclasses.asdict(benchmark.Options()),
+        "options": dataclasses.asdict(throughput.Options()),
         "points": [{"point": "600x2", "error": "out of memory"}]}
-    report = benchmark_report.format_report(results)
+    report = report_lib.format_report(results)
     self.assertIn("| 600x2 | failed |", report)
     self.assertIn("Point 600x2 failed: out of memory", report)
     self.assertIn("not measured", report)
@@ -301,7 +301,7 @@ class PipelineBenchmarkTest(tf.test.TestCase):
     sizes, first_positions = {}, []
     for count in (1, 3):
       path = os.path.join(root, f"data_{count}")
-      sizes[count] = benchmark_pipeline.write_dataset(path, count, 20, 9)
+      sizes[count] = pipeline_memory.write_dataset(path, count, 20, 9)
       metadata = reading_utils.read_metadata(path)
       self.assertEqual(metadata["sequence_length"], 8)
       trajectories = list(reading_utils.get_rollout_dataset(
@@ -315,10 +315,10 @@ class PipelineBenchmarkTest(tf.test.TestCase):
 
   def test_oscillating_trajectory_keeps_its_neighbours(self):
     rng = np.random.default_rng(0)
-    positions = benchmark_pipeline.oscillating_trajectory(300, 120, rng)
+    positions = pipeline_memory.oscillating_trajectory(300, 120, rng)
     self.assertEqual(positions.shape, (120, 300, 2))
     n_node = np.array([300])
-    counts = [benchmark_workload.count_edges(positions[frame], n_node)
+    counts = [workload_lib.count_edges(positions[frame], n_node)
               for frame in (0, 37, 119)]
     self.assertBetween(counts[0] / 300, 14, 19)  # ~17 with the block edges.
     self.assertBetween(max(counts) / min(counts), 1.0, 1.02)
@@ -328,11 +328,11 @@ class PipelineBenchmarkTest(tf.test.TestCase):
   def test_failed_training_reports_its_error(self):
     missing = os.path.join(self.get_temp_dir(), "no_such_dataset")
     with self.assertRaisesRegex(RuntimeError, "no_such_dataset"):
-      benchmark_pipeline.train_and_measure(
+      pipeline_memory.train_and_measure(
           missing, os.path.join(self.get_temp_dir(), "model"), 1, 1)
 
   def test_format_table(self):
-    table = benchmark_pipeline.format_table([
+    table = pipeline_memory.format_table([
         {"train_trajectories": 8, "train_file_mib": 18.31, "num_steps": 30,
          "peak_rss_mib": 1402.4, "seconds": 41.2}])
     self.assertEqual(table.splitlines()[-1], "| 8 | 18.3 | 30 | 1402 | 41 |")

@@ -6,10 +6,10 @@ import os
 import numpy as np
 import tensorflow as tf
 
-from learning_to_simulate import baselines
-from learning_to_simulate import common
-from learning_to_simulate import demo
-from learning_to_simulate import synthetic
+from learning_to_simulate.apps import demo
+from learning_to_simulate.data import common
+from learning_to_simulate.data import synthetic
+from learning_to_simulate.training import baselines
 
 
 class BaselinesTest(tf.test.TestCase):

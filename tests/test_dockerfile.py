@@ -285,9 +285,9 @@ class EntrypointTest(unittest.TestCase):
         "train": "train",
         "render": "render_rollout",
         "render_rollout": "render_rollout",
-        "generate": "generate_dataset",
-        "generate_dataset": "generate_dataset",
-        "demo": "demo",
+        "generate": "generation.generate_dataset",
+        "generate_dataset": "generation.generate_dataset",
+        "demo": "apps.demo",
         "model_demo": "model_demo",
     }
     for short, module in cases.items():
@@ -311,7 +311,7 @@ class EntrypointTest(unittest.TestCase):
 
   def test_interpreter_is_overridable(self):
     self.assertEqual(self._command("demo", LTS_PYTHON="python3.11"),
-                     ["python3.11", "-m", f"{PACKAGE}.demo"])
+                     ["python3.11", "-m", f"{PACKAGE}.apps.demo"])
 
   def test_help_prints_usage(self):
     for args in ([], ["help"], ["-h"], ["--help"]):

@@ -16,11 +16,11 @@ from absl.testing import parameterized
 import numpy as np
 import tensorflow as tf
 
-from learning_to_simulate import common
-from learning_to_simulate import dataset_writer
-from learning_to_simulate import generate_dataset
-from learning_to_simulate import mpm
-from learning_to_simulate import scenes
+from learning_to_simulate.data import common
+from learning_to_simulate.data import dataset_writer
+from learning_to_simulate.generation import generate_dataset
+from learning_to_simulate.generation import mpm
+from learning_to_simulate.generation import scenes
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SAMPLE_PATH = os.path.join(REPO_ROOT, "learning_to_simulate", "data",
@@ -105,7 +105,7 @@ def run_cli(args, preamble=""):
   """Runs the CLI in a subprocess; returns `(returncode, stderr)`."""
   code = (f"import runpy, sys\n{preamble}\n"
           f"sys.argv = ['generate_dataset'] + {args!r}\n"
-          "runpy.run_module('learning_to_simulate.generate_dataset', "
+          "runpy.run_module('learning_to_simulate.generation.generate_dataset', "
           "run_name='__main__')\n")
   env = dict(os.environ, PYTHONPATH=REPO_ROOT, TF_CPP_MIN_LOG_LEVEL="3")
   result = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT,
@@ -393,9 +393,14 @@ class GenerateDatasetTest(tf.test.TestCase, parameterized.TestCase):
     stream = io.StringIO()
     stream.isatty = lambda: True
     progress = generate_dataset.Progress(2, 3, stream=stream)
+    # tqdm's bar: description, percentage, frames done / total, rate.
+    self.assertRegex(stream.getvalue(), r"^\r0/2 trajectories: +0%.*\| 0/4 ")
     progress.frame_done()
+    progress.frame_done()
+    with self.assertLogs(level="INFO"):
+      progress.trajectory_done("train", 17)
     self.assertRegex(stream.getvalue(),
-                     r"^\r\[#+\.+\] 0/2 trajectories, \d+ frames/s, ETA")
+                     r"\r1/2 trajectories: +50%.*\| 2/4 \[.*frame/s\]$")
 
   def test_scenes_are_seeded_and_inside_the_walls(self):
     for name, spec in scenes.SCENES.items():

@@ -8,10 +8,12 @@ from absl.testing import parameterized
 import numpy as np
 import tensorflow as tf
 
-from learning_to_simulate import config as config_lib
+from learning_to_simulate.data import synthetic
 from learning_to_simulate import graph_network
-from learning_to_simulate import training
-from learning_to_simulate import synthetic
+from learning_to_simulate.training import build
+from learning_to_simulate.training import config as config_lib
+from learning_to_simulate.training import one_step
+from learning_to_simulate.training import optimizers
 
 METADATA = {
     "dim": 2, "bounds": [[0.0, 1.0], [0.0, 1.0]],
@@ -38,7 +40,7 @@ def make_batch(seed=0):
 
 def twin(reference, **kwargs):
   """A simulator with `reference`'s weights and other runtime options."""
-  simulator = training.build_simulator(METADATA, config_lib.ModelConfig(),
+  simulator = build.build_simulator(METADATA, config_lib.ModelConfig(),
                                        **kwargs)
   for target, source in zip(simulator.trainable_variables,
                             reference.trainable_variables):
@@ -51,7 +53,7 @@ class GpuOptionsTest(tf.test.TestCase, parameterized.TestCase):
   def setUp(self):
     super().setUp()
     tf.random.set_seed(0)
-    self.reference = training.build_simulator(METADATA,
+    self.reference = build.build_simulator(METADATA,
                                               config_lib.ModelConfig())
     rng = np.random.default_rng(1)
     for v in self.reference.trainable_variables:  # Non-trivial LayerNorms.
@@ -73,8 +75,8 @@ class GpuOptionsTest(tf.test.TestCase, parameterized.TestCase):
                         rtol=1e-4, atol=1e-4)
     loss = {}
     for name, model in (("xla", simulator), ("default", self.reference)):
-      optimizer = training.make_optimizer(config_lib.OptimizerConfig(), model)
-      step = training.make_train_step(model, optimizer, 0.0, METADATA)
+      optimizer = optimizers.make_optimizer(config_lib.OptimizerConfig(), model)
+      step = one_step.make_train_step(model, optimizer, 0.0, METADATA)
       loss[name] = float(step((self.features, self.target)))
     self.assertAllClose(loss["xla"], loss["default"], rtol=1e-4)
 
@@ -87,9 +89,9 @@ class GpuOptionsTest(tf.test.TestCase, parameterized.TestCase):
                         ("default", self.reference)):
       def loss_and_gradients(model=model):
         with tf.GradientTape() as tape:
-          predicted, target = training.predicted_and_target_accelerations(
+          predicted, target = one_step.predicted_and_target_accelerations(
               model, (self.features, self.target), noise_std=0.0)
-          loss = training.masked_loss(predicted, target,
+          loss = one_step.masked_loss(predicted, target,
                                       self.features["particle_type"])
         return loss, tape.gradient(loss, model.trainable_variables)
       if use_tf_function:
@@ -121,10 +123,10 @@ class GpuOptionsTest(tf.test.TestCase, parameterized.TestCase):
     self.assertAllClose(predicted, reference, atol=0.1, rtol=0.05)
     self.assertGreater(np.corrcoef(predicted.numpy().ravel(),
                                    reference.numpy().ravel())[0, 1], 0.99)
-    optimizer = training.make_optimizer(
+    optimizer = optimizers.make_optimizer(
         config_lib.OptimizerConfig(), simulator,
         loss_scaling=dtype == "float16")
-    step = training.make_train_step(simulator, optimizer, 0.0, METADATA)
+    step = one_step.make_train_step(simulator, optimizer, 0.0, METADATA)
     losses = [float(step((self.features, self.target))) for _ in range(3)]
     self.assertTrue(np.all(np.isfinite(losses)))
     for variable in simulator.trainable_variables:

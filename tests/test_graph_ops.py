@@ -5,7 +5,7 @@ import numpy as np
 import sonnet as snt
 import tensorflow as tf
 
-from learning_to_simulate import graph_ops
+from learning_to_simulate.model import graph_ops
 
 EPSILON = 1e-5
 

@@ -6,9 +6,10 @@ from absl.testing import parameterized
 import numpy as np
 import tensorflow as tf
 
-from learning_to_simulate import common
-from learning_to_simulate import config as config_lib
-from learning_to_simulate import training
+from learning_to_simulate.data import common
+from learning_to_simulate.training import build
+from learning_to_simulate.training import config as config_lib
+from learning_to_simulate.training import one_step
 
 RADIUS = 0.5
 # Three particles (2D) of types water, sand and kinematic; six frames each.
@@ -110,7 +111,7 @@ class LearnedSimulatorTest(tf.test.TestCase, parameterized.TestCase):
     super().setUp()
     self.rng = np.random.default_rng(0)
     tf.random.set_seed(0)
-    self.simulator = training.build_simulator(METADATA, SMALL_MODEL)
+    self.simulator = build.build_simulator(METADATA, SMALL_MODEL)
     randomize_variables(self.simulator, self.rng)
 
   def _call(self, position_sequence, use_tf_function=False):
@@ -157,7 +158,7 @@ class LearnedSimulatorTest(tf.test.TestCase, parameterized.TestCase):
 
   def test_global_context_is_normalized_and_appended_to_nodes(self):
     metadata = dict(METADATA, context_mean=[1.0, 2.0], context_std=[2.0, 0.0])
-    simulator = training.build_simulator(metadata, SMALL_MODEL)
+    simulator = build.build_simulator(metadata, SMALL_MODEL)
     graph = simulator._encoder_preprocessor(
         tf.constant(THREE_PARTICLES), tf.constant([3]),
         tf.constant([[3.0, 2.0]]), tf.constant(THREE_TYPES))
@@ -204,9 +205,9 @@ class LearnedSimulatorTest(tf.test.TestCase, parameterized.TestCase):
     }
     batch = (features, tf.constant(THREE_PARTICLES[:, -1] + 0.01))
     with tf.GradientTape() as tape:
-      predicted, target = training.predicted_and_target_accelerations(
+      predicted, target = one_step.predicted_and_target_accelerations(
           self.simulator, batch, noise_std=0.0)
-      loss = training.masked_loss(predicted, target, features["particle_type"])
+      loss = one_step.masked_loss(predicted, target, features["particle_type"])
     gradients = tape.gradient(loss, self.simulator.trainable_variables)
     for variable, gradient in zip(self.simulator.trainable_variables,
                                   gradients):
@@ -246,7 +247,7 @@ class LearnedSimulatorTest(tf.test.TestCase, parameterized.TestCase):
 
   def test_checkpoint_layout(self):
     values = checkpoint_values(
-        training.build_simulator(METADATA, config_lib.ModelConfig()))
+        build.build_simulator(METADATA, config_lib.ModelConfig()))
     shapes = {k: v.shape for k, v in values.items()}
     self.assertEqual(shapes["simulator/_particle_type_embedding"], (9, 16))
     gn = "simulator/_graph_network"

@@ -7,10 +7,10 @@ from absl.testing import parameterized
 import numpy as np
 import tensorflow as tf
 
-from learning_to_simulate import common
-from learning_to_simulate import dataset_writer
+from learning_to_simulate.data import common
+from learning_to_simulate.data import dataset_writer
+from learning_to_simulate.data import synthetic
 from learning_to_simulate import reading_utils
-from learning_to_simulate import synthetic
 
 
 def metadata_for(dim, sequence_length, context_size=None):
@@ -64,6 +64,13 @@ class ReadWriteTest(tf.test.TestCase, parameterized.TestCase):
         self.assertAllEqual(features["step_context"], expected.step_context)
       else:
         self.assertNotIn("step_context", features)
+
+  def test_count_records(self):
+    self._write(2, 9, num_particles=(5, 8, 3))
+    self.assertEqual(reading_utils.count_records(self.data_path, "test"), 3)
+    empty = self.create_tempdir().full_path
+    open(os.path.join(empty, "train.tfrecord"), "wb").close()
+    self.assertEqual(reading_utils.count_records(empty, "train"), 0)
 
   def test_windows_and_batches(self):
     trajectories, metadata = self._write(2, 9, context_size=2)

@@ -6,22 +6,25 @@ Everything renders headless into temp dirs and is read back with Pillow.
 import math
 import os
 import pickle
-import shutil
 import subprocess
 import sys
 from unittest import mock
 
 from absl.testing import flagsaver
 from absl.testing import parameterized
-import matplotlib
+import imageio.v3
+from matplotlib import animation as mpl_animation
 from matplotlib import colors as mpl_colors
 import numpy as np
 from PIL import Image
 import tensorflow as tf
 
-from learning_to_simulate import common
+from learning_to_simulate.data import common
 from learning_to_simulate import render_rollout
-from learning_to_simulate import rollout_files
+from learning_to_simulate.visualization import animation
+from learning_to_simulate.visualization import error_plot
+from learning_to_simulate.visualization import rollout_files
+from learning_to_simulate.visualization import scene as scene_lib
 
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 KINEMATIC = common.ParticleType.KINEMATIC
@@ -71,10 +74,10 @@ def rgb_frames(path):
   return np.stack(frames)
 
 
-def full_draw(rollout, frame, marker_size=render_rollout.DEFAULT_MARKER_SIZE):
+def full_draw(rollout, frame, marker_size=scene_lib.DEFAULT_MARKER_SIZE):
   """`[height, width, 3]` int: frame `frame` drawn in full, no blitting."""
-  fig = render_rollout.new_figure(DPI)
-  scene = render_rollout.RolloutScene(fig, rollout, marker_size)
+  fig = scene_lib.new_figure(DPI)
+  scene = scene_lib.RolloutScene(fig, rollout, marker_size)
   scene.update(frame)
   fig.canvas.draw()
   return np.asarray(fig.canvas.buffer_rgba())[..., :3].astype(np.int32)
@@ -83,15 +86,15 @@ def full_draw(rollout, frame, marker_size=render_rollout.DEFAULT_MARKER_SIZE):
 class ColorsTest(tf.test.TestCase):
 
   def test_every_type_has_a_distinct_colour_and_label(self):
-    self.assertCountEqual(render_rollout.TYPE_COLORS,
+    self.assertCountEqual(scene_lib.TYPE_COLORS,
                           range(common.NUM_PARTICLE_TYPES))
     rgba = {mpl_colors.to_rgba(color)
-            for color in render_rollout.TYPE_COLORS.values()}
+            for color in scene_lib.TYPE_COLORS.values()}
     self.assertLen(rgba, common.NUM_PARTICLE_TYPES)
-    self.assertEqual(render_rollout.TYPE_COLORS[KINEMATIC], "black")
-    self.assertEqual(render_rollout.type_label(KINEMATIC), "Kinematic (3)")
-    self.assertEqual(render_rollout.type_label(WATER), "Water (5)")
-    self.assertEqual(render_rollout.type_label(1), "Type 1")
+    self.assertEqual(scene_lib.TYPE_COLORS[KINEMATIC], "black")
+    self.assertEqual(scene_lib.type_label(KINEMATIC), "Kinematic (3)")
+    self.assertEqual(scene_lib.type_label(WATER), "Water (5)")
+    self.assertEqual(scene_lib.type_label(1), "Type 1")
 
 
 class MseTest(tf.test.TestCase):
@@ -208,7 +211,7 @@ class RenderTest(tf.test.TestCase, parameterized.TestCase):
   def test_gif_frames_match_full_draws(self, dim, step_stride):
     path = os.path.join(self.out, "rollout.gif")
     rollout = make_rollout(dim)
-    count = render_rollout.render_animation(rollout, path, step_stride,
+    count = animation.render_animation(rollout, path, step_stride,
                                             fps=20, dpi=DPI)
     self.assertEqual(count, math.ceil(NUM_FRAMES / step_stride))
     frames = rgb_frames(path)
@@ -235,14 +238,14 @@ class RenderTest(tf.test.TestCase, parameterized.TestCase):
     rollout["predicted_rollout"][:] = high
     path = os.path.join(self.out, "corner.gif")
     marker_size = 12.0
-    render_rollout.render_animation(rollout, path, step_stride=7, dpi=DPI,
+    animation.render_animation(rollout, path, step_stride=7, dpi=DPI,
                                     marker_size=marker_size)
     frames = rgb_frames(path)
     self.assertLen(frames, 2)  # Trajectory frames 0 and 7.
 
     # Where the data points land, from the same layout drawn in full.
-    fig = render_rollout.new_figure(DPI)
-    scene = render_rollout.RolloutScene(fig, rollout, marker_size)
+    fig = scene_lib.new_figure(DPI)
+    scene = scene_lib.RolloutScene(fig, rollout, marker_size)
     fig.canvas.draw()
     height = frames.shape[1]
 
@@ -251,7 +254,7 @@ class RenderTest(tf.test.TestCase, parameterized.TestCase):
       row, col = int(round(height - y)), int(round(x))
       return frame[row - 1:row + 2, col - 1:col + 2].reshape(-1, 3)
 
-    water = np.array(mpl_colors.to_rgb(render_rollout.TYPE_COLORS[WATER]))
+    water = np.array(mpl_colors.to_rgb(scene_lib.TYPE_COLORS[WATER]))
     for frame_index, frame in enumerate(frames):
       truth_xy, predicted_xy = (low, low), ((low, low) if frame_index == 0
                                             else (high, high))
@@ -262,26 +265,28 @@ class RenderTest(tf.test.TestCase, parameterized.TestCase):
         self.assertAllGreater(patch(frame, ax, opposite), 240)  # Background.
 
   def test_mp4(self):
+    # imageio-ffmpeg ships the ffmpeg binary: MP4 works on a fresh install.
     path = os.path.join(self.out, "rollout.mp4")
-    if shutil.which(matplotlib.rcParams["animation.ffmpeg_path"]) is None:
-      with self.assertRaisesRegex(render_rollout.MissingWriterError,
-                                  "needs matplotlib's 'ffmpeg' writer.*"
-                                  "install ffmpeg or write a .gif"):
-        render_rollout.render_animation(make_rollout(2), path)
-      self.assertEqual(os.listdir(self.out), [])
-      self.skipTest("ffmpeg is not installed")
-    count = render_rollout.render_animation(make_rollout(2), path, dpi=DPI)
+    rollout = make_rollout(2)
+    count = animation.render_animation(rollout, path, dpi=DPI)
     self.assertEqual(count, math.ceil(NUM_FRAMES / 3))
-    self.assertGreater(os.path.getsize(path), 0)
     self.assertEqual(os.listdir(self.out), ["rollout.mp4"])
+    frames = imageio.v3.imread(path, plugin="FFMPEG")
+    self.assertEqual(frames.shape, (count, 220, 400, 3))
+    # Lossy (H.264, 4:2:0), but close to the full draws.
+    for index, frame in enumerate(frames):
+      reference = full_draw(rollout, index * 3)
+      self.assertLess(np.mean(np.abs(frame.astype(np.int32) - reference)),
+                      4.0)
 
   def test_missing_ffmpeg(self):
-    with mock.patch.object(render_rollout.animation.writers, "is_available",
-                           return_value=False):
-      with self.assertRaisesRegex(render_rollout.MissingWriterError,
-                                  r"Cannot write .*a\.mp4: .mp4 needs"):
-        render_rollout.render_animation(make_rollout(2),
-                                        os.path.join(self.out, "a.mp4"))
+    with mock.patch.object(animation.imageio_ffmpeg, "get_ffmpeg_exe",
+                           side_effect=RuntimeError("no binary")):
+      with self.assertRaisesRegex(animation.MissingWriterError,
+                                  "no ffmpeg binary for this platform"):
+        animation.render_animation(make_rollout(2),
+                                   os.path.join(self.out, "a.mp4"))
+    self.assertEqual(os.listdir(self.out), [])
 
   @parameterized.named_parameters(
       ("extension", "a.avi", {},
@@ -297,7 +302,7 @@ class RenderTest(tf.test.TestCase, parameterized.TestCase):
   )
   def test_bad_arguments(self, name, kwargs, message):
     with self.assertRaisesRegex(ValueError, message):
-      render_rollout.render_animation(make_rollout(2),
+      animation.render_animation(make_rollout(2),
                                       os.path.join(self.out, name), **kwargs)
     self.assertEqual(os.listdir(self.out), [])
 
@@ -305,17 +310,17 @@ class RenderTest(tf.test.TestCase, parameterized.TestCase):
     path = os.path.join(self.out, "rollout.gif")
     with open(path, "wb") as f:
       f.write(b"old")
-    original_update = render_rollout.RolloutScene.update
+    original_update = scene_lib.RolloutScene.update
 
     def failing_update(scene, frame):
       if frame == 6:
         raise RuntimeError("interrupted")
       return original_update(scene, frame)
 
-    with mock.patch.object(render_rollout.RolloutScene, "update",
+    with mock.patch.object(scene_lib.RolloutScene, "update",
                            failing_update):
       with self.assertRaisesRegex(RuntimeError, "interrupted"):
-        render_rollout.render_animation(make_rollout(2), path, dpi=DPI)
+        animation.render_animation(make_rollout(2), path, dpi=DPI)
     self.assertEqual(os.listdir(self.out), ["rollout.gif"])
     with open(path, "rb") as f:
       self.assertEqual(f.read(), b"old")
@@ -331,7 +336,7 @@ class ErrorPlotTest(tf.test.TestCase):
     rollouts = {"rollout_test_0": make_rollout(2, seed=1),
                 "rollout_test_1": make_rollout(3, seed=2)}
     path = os.path.join(self.out, "error.png")
-    plotted = render_rollout.plot_error(rollouts, path)
+    plotted = error_plot.plot_error(rollouts, path)
     self.assertEqual(list(plotted), list(rollouts))
     for name, rollout in rollouts.items():
       expected = np.mean(
@@ -349,7 +354,7 @@ class ErrorPlotTest(tf.test.TestCase):
                    make_rollout(2, seed=index))
     rollouts = rollout_files.LazyRollouts(
         rollout_files.find_rollouts(self.out))
-    plotted = render_rollout.plot_error(
+    plotted = error_plot.plot_error(
         rollouts, os.path.join(self.out, "plots", "error.svg"))
     self.assertEqual(list(plotted), ["rollout_test_2", "rollout_test_10"])
     self.assertAllClose(
@@ -360,10 +365,10 @@ class ErrorPlotTest(tf.test.TestCase):
     with self.assertRaisesRegex(
         ValueError, r"Unsupported error plot extension '\.gif' .*; "
         r"supported: \.png, \.pdf, \.svg"):
-      render_rollout.plot_error({"a": make_rollout(2)},
+      error_plot.plot_error({"a": make_rollout(2)},
                                 os.path.join(self.out, "a.gif"))
     with self.assertRaisesRegex(ValueError, "needs at least one rollout"):
-      render_rollout.plot_error({}, os.path.join(self.out, "a.png"))
+      error_plot.plot_error({}, os.path.join(self.out, "a.png"))
     self.assertEqual(os.listdir(self.out), [])
 
 
@@ -390,10 +395,10 @@ class CommandLineTest(tf.test.TestCase):
   def test_show_animation(self):
     import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
     with mock.patch.object(plt, "show") as show:
-      anim = render_rollout.show_animation(make_rollout(2), step_stride=2,
-                                           block=False)
+      anim = animation.show_animation(make_rollout(2), step_stride=2,
+                                      block=False)
     show.assert_called_once_with(block=False)
-    self.assertIsInstance(anim, render_rollout.animation.FuncAnimation)
+    self.assertIsInstance(anim, mpl_animation.FuncAnimation)
     fig = plt.gcf()
     self.assertLen(fig.axes, 3)  # Counter header and the two panels.
     fig.canvas.draw()  # Starts the animation: draws its first frame.
@@ -437,10 +442,10 @@ class CommandLineTest(tf.test.TestCase):
     env = {key: value for key, value in os.environ.items()
            if key not in ("DISPLAY", "WAYLAND_DISPLAY")}
     env.update(PYTHONPATH=_ROOT, TF_CPP_MIN_LOG_LEVEL="2")
-    error_plot = os.path.join(self.out, "error.png")
+    plot_path = os.path.join(self.out, "error.png")
     result = subprocess.run(
         [sys.executable, "-m", "learning_to_simulate.render_rollout",
-         f"--rollout_path={self.out}", f"--error_plot_path={error_plot}",
+         f"--rollout_path={self.out}", f"--error_plot_path={plot_path}",
          "--dpi=40"],
         env=env, capture_output=True, text=True, timeout=120, check=False)
     self.assertEqual(result.returncode, 0, result.stderr[-2000:])
@@ -449,7 +454,7 @@ class CommandLineTest(tf.test.TestCase):
     self.assertIn("No display available: writing the animation to " + gif,
                   result.stderr)
     self.assertLen(rgb_frames(gif), math.ceil(NUM_FRAMES / 3))
-    with Image.open(error_plot) as image:
+    with Image.open(plot_path) as image:
       self.assertEqual(image.format, "PNG")
 
     # Bad input: one line on stderr, exit status 1, no traceback.

@@ -9,10 +9,10 @@ import sys
 import numpy as np
 import tensorflow as tf
 
-from learning_to_simulate import common
-from learning_to_simulate import dataset_writer
+from learning_to_simulate.data import common
+from learning_to_simulate.data import dataset_writer
+from learning_to_simulate.data import synthetic
 from learning_to_simulate import reading_utils
-from learning_to_simulate import synthetic
 
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _SMALL = ["--latent_size=8", "--hidden_size=8", "--message_passing_steps=2"]

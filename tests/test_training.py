@@ -4,10 +4,12 @@ from absl.testing import parameterized
 import numpy as np
 import tensorflow as tf
 
-from learning_to_simulate import common
-from learning_to_simulate import config as config_lib
+from learning_to_simulate.data import common
 from learning_to_simulate import noise_utils
-from learning_to_simulate import training
+from learning_to_simulate.training import build
+from learning_to_simulate.training import config as config_lib
+from learning_to_simulate.training import one_step
+from learning_to_simulate.training import optimizers
 
 METADATA = {
     "dim": 2, "bounds": [[0.0, 1.0], [0.0, 1.0]],
@@ -40,7 +42,7 @@ class NoiseTest(tf.test.TestCase):
 
   def test_kinematic_particles_get_no_noise(self):
     types = tf.constant([WATER, KINEMATIC, WATER, KINEMATIC], tf.int64)
-    noise = training.sample_noise(
+    noise = one_step.sample_noise(
         tf.zeros([4, common.INPUT_SEQUENCE_LENGTH, 2]), types, 0.1).numpy()
     self.assertAllEqual(noise[1], np.zeros_like(noise[1]))
     self.assertAllEqual(noise[3], np.zeros_like(noise[3]))
@@ -59,24 +61,24 @@ class LossAndScheduleTest(tf.test.TestCase, parameterized.TestCase):
     target = tf.constant([[0.0, 0.0], [0.0, 0.0], [3.0, 0.0]])
     types = tf.constant([WATER, KINEMATIC, WATER], tf.int64)
     # (1 + 4) + (9 + 0) over the two non-kinematic particles.
-    self.assertAllClose(training.masked_loss(predicted, target, types), 7.0)
+    self.assertAllClose(one_step.masked_loss(predicted, target, types), 7.0)
 
   def test_loss_is_zero_without_moving_particles(self):
-    self.assertAllClose(training.masked_loss(
+    self.assertAllClose(one_step.masked_loss(
         tf.ones([2, 2]), tf.zeros([2, 2]),
         tf.constant([KINEMATIC, KINEMATIC], tf.int64)), 0.0)
 
   @parameterized.parameters((0, 1e-4), (5e6, 1.09e-5), (1e7, 1.99e-6),
                             (2.5e6, 9.9e-5 * 0.1**0.5 + 1e-6))
   def test_learning_rate_schedule(self, step, expected):
-    schedule = training.DecayedLearningRate(1e-4, 1e-6, int(5e6), 0.1)
+    schedule = optimizers.DecayedLearningRate(1e-4, 1e-6, int(5e6), 0.1)
     self.assertAllClose(schedule(step), expected, rtol=1e-5)
 
   def test_optimizer_uses_schedule_and_step(self):
-    simulator = training.build_simulator(
+    simulator = build.build_simulator(
         METADATA, config_lib.ModelConfig(latent_size=4, hidden_size=4,
                                          message_passing_steps=1))
-    optimizer = training.make_optimizer(config_lib.OptimizerConfig(),
+    optimizer = optimizers.make_optimizer(config_lib.OptimizerConfig(),
                                         simulator)
     self.assertAllClose(optimizer.learning_rate, 1e-4)
     optimizer.iterations.assign(int(1e7))
@@ -84,7 +86,7 @@ class LossAndScheduleTest(tf.test.TestCase, parameterized.TestCase):
     self.assertAllClose(optimizer.epsilon, 1e-8)
 
   def test_normalization_stats_fold_in_noise(self):
-    stats = training.get_normalization_stats(
+    stats = build.get_normalization_stats(
         dict(METADATA, context_mean=[1.0], context_std=[0.5]), 6.7e-4)
     self.assertAllClose(stats["velocity"].std,
                         np.sqrt(np.array([3e-3, 4e-3])**2 + 6.7e-4**2))
@@ -117,10 +119,10 @@ class TrainStepTest(tf.test.TestCase):
     rng = np.random.default_rng(0)
     model = config_lib.ModelConfig(latent_size=16, hidden_size=16,
                                    message_passing_steps=2)
-    simulator = training.build_simulator(METADATA, model)
-    optimizer = training.make_optimizer(
+    simulator = build.build_simulator(METADATA, model)
+    optimizer = optimizers.make_optimizer(
         config_lib.OptimizerConfig(lr=1e-3, min_lr=1e-3), simulator)
-    train_step = training.make_train_step(simulator, optimizer, 0.0,
+    train_step = one_step.make_train_step(simulator, optimizer, 0.0,
                                           METADATA)
     batch = make_batch(rng, [30, 20])
     first = float(train_step(batch))

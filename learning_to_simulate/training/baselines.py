@@ -9,7 +9,7 @@ from typing import Any, Mapping, Optional
 
 import numpy as np
 
-from learning_to_simulate import common
+from learning_to_simulate.data import common
 from learning_to_simulate import reading_utils
 
 

@@ -13,7 +13,7 @@ from typing import Any, Dict, Iterator, List, Mapping, Sequence
 
 import numpy as np
 
-from learning_to_simulate import common
+from learning_to_simulate.data import common
 
 # A rollout pickle, as written by `train --mode=eval_rollout`.
 Rollout = Dict[str, Any]

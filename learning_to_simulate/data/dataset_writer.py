@@ -21,7 +21,7 @@ from typing import (Any, Dict, Iterable, Iterator, List, Mapping, NamedTuple,
 import numpy as np
 import tensorflow as tf
 
-from learning_to_simulate import common
+from learning_to_simulate.data import common
 
 
 class Trajectory(NamedTuple):

@@ -30,7 +30,7 @@ from typing import Callable, NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
 
-from learning_to_simulate import common
+from learning_to_simulate.data import common
 
 TAICHI_REQUIREMENT = "taichi==1.7.4"
 MISSING_TAICHI_MESSAGE = (

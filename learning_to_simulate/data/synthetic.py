@@ -9,8 +9,8 @@ from typing import Any, Dict, Optional
 
 import numpy as np
 
-from learning_to_simulate import common
-from learning_to_simulate import dataset_writer
+from learning_to_simulate.data import common
+from learning_to_simulate.data import dataset_writer
 
 
 def jittered_lattice(num_particles: int, dim: int, spacing: float,

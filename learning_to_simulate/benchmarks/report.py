@@ -2,7 +2,7 @@
 
 from typing import Any, List, Mapping, Optional, Sequence, Tuple
 
-from learning_to_simulate.benchmark_workload import TRAIN_FLOP_FACTOR
+from learning_to_simulate.benchmarks.workload import TRAIN_FLOP_FACTOR
 
 # Targets of the benchmark (issue 6), checked in the report.
 MAIN_POINT = "600x2"

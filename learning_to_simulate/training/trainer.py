@@ -14,10 +14,12 @@ from typing import Optional
 from absl import logging
 import tensorflow as tf
 
-from learning_to_simulate import checkpoints
-from learning_to_simulate import config as config_lib
 from learning_to_simulate import reading_utils
-from learning_to_simulate import training
+from learning_to_simulate.training import build
+from learning_to_simulate.training import checkpoints
+from learning_to_simulate.training import config as config_lib
+from learning_to_simulate.training import one_step
+from learning_to_simulate.training import optimizers
 
 
 @dataclasses.dataclass(frozen=True)
@@ -106,11 +108,11 @@ def train(data_path: str, model_path: str,
   os.makedirs(model_path, exist_ok=True)
   config_lib.save(model_path, model_config, optimizer_config)
 
-  simulator = training.build_simulator(metadata, model_config,
+  simulator = build.build_simulator(metadata, model_config,
                                        options.mixed_precision,
                                        options.jit_compile,
                                        options.recompute_grad)
-  optimizer = training.make_optimizer(
+  optimizer = optimizers.make_optimizer(
       optimizer_config, simulator,
       loss_scaling=options.mixed_precision == "float16")
   manager = checkpoints.make_manager(model_path, simulator, optimizer,
@@ -127,7 +129,7 @@ def train(data_path: str, model_path: str,
   dataset = reading_utils.get_one_step_dataset(
       data_path, "train", options.batch_size, metadata, is_training=True,
       shuffle_buffer_size=options.shuffle_buffer_size, seed=options.seed)
-  train_step = training.make_train_step(simulator, optimizer,
+  train_step = one_step.make_train_step(simulator, optimizer,
                                         model_config.noise_std, metadata)
   writer = tf.summary.create_file_writer(os.path.join(model_path, "train"))
   logging.info("Training on %s for steps %d..%d; checkpoints in %s.",

@@ -6,7 +6,7 @@ needed: each benchmark point is a batch of 2D (or 3D) water particles on a
 jittered lattice, spaced so that a particle has ~17 neighbours within the
 WaterDrop connectivity radius in 2D (about 21k edges for 2 x 600 particles).
 
-For each point it measures train steps/s (the `training.make_train_step`
+For each point it measures train steps/s (the `one_step.make_train_step`
 function, Adam), one-step inference steps/s and the steps/s of a 300-step
 rollout (`rollout.make_rollout_fn`), with particle-steps/s and edge-steps/s;
 the median of several runs after warm-up. Throughput is also given as
@@ -15,17 +15,17 @@ this machine's measured fp32 matmul peak, so algorithmic savings show up as
 speed. Peak RSS is the process peak (`ru_maxrss`); by default every point runs
 in its own subprocess, so the number is that point's. Last, a few train,
 inference and rollout steps are traced and their time is split by op type
-(`--profile_steps`). The measurements are in `benchmark_timing`, the report
-in `benchmark_report`, the workload in `benchmark_workload`.
+(`--profile_steps`). The measurements are in `timing`, the report
+in `report`, the workload in `workload`.
 
 The default points, from the repository root (BENCHMARKS.md has the exact
 commands of its numbers; training 32000x1 takes ~15 GiB, ~7 GiB with
 `--recompute_grad`):
-`python -m learning_to_simulate.benchmark --output_json=/tmp/benchmark.json`
+`python -m learning_to_simulate.benchmarks.throughput --output_json=/tmp/throughput.json`
 
 The main point only, or a smoke test:
-`python -m learning_to_simulate.benchmark --points=600x2`
-`python -m learning_to_simulate.benchmark --quick`
+`python -m learning_to_simulate.benchmarks.throughput --points=600x2`
+`python -m learning_to_simulate.benchmarks.throughput --quick`
 """
 
 import dataclasses
@@ -46,14 +46,16 @@ from absl import flags
 from absl import logging
 import tensorflow as tf
 
-from learning_to_simulate import benchmark_report
-from learning_to_simulate import benchmark_timing as timing
-from learning_to_simulate import config as config_lib
-from learning_to_simulate import dataset_writer
-from learning_to_simulate import device_utils
-from learning_to_simulate import rollout as rollout_lib
-from learning_to_simulate import training
-from learning_to_simulate.benchmark_workload import (
+from learning_to_simulate.benchmarks import report as report_lib
+from learning_to_simulate.benchmarks import timing
+from learning_to_simulate.data import dataset_writer
+from learning_to_simulate.training import build
+from learning_to_simulate.training import config as config_lib
+from learning_to_simulate.training import devices
+from learning_to_simulate.training import one_step
+from learning_to_simulate.training import optimizers
+from learning_to_simulate.training import rollout as rollout_lib
+from learning_to_simulate.benchmarks.workload import (
     Point, parse_point, parse_points, Workload, make_workload, count_edges,
     rollout_features, model_flops, ROLLOUT_ACC_STD, TRAIN_FLOP_FACTOR)
 
@@ -154,13 +156,13 @@ def run_point(point: Point, options: Options = Options(),
   }
   batch = (tf.nest.map_structure(tf.constant, features),
            tf.constant(workload.target))
-  simulator = training.build_simulator(
+  simulator = build.build_simulator(
       metadata, model_config, recompute_grad=options.recompute_grad)
   profiles = {}
   if options.train:
-    optimizer = training.make_optimizer(config_lib.OptimizerConfig(),
+    optimizer = optimizers.make_optimizer(config_lib.OptimizerConfig(),
                                         simulator)
-    train_step = training.make_train_step(simulator, optimizer,
+    train_step = one_step.make_train_step(simulator, optimizer,
                                           model_config.noise_std, metadata)
     seconds = timing.time_runs(lambda: train_step(batch), options.repeats,
                                options.warmup, options.min_run_seconds)
@@ -172,7 +174,7 @@ def run_point(point: Point, options: Options = Options(),
                                            options.profile_steps)
 
   if options.inference:
-    features_spec = training.batch_signature(metadata)[0]
+    features_spec = one_step.batch_signature(metadata)[0]
 
     @tf.function(input_signature=[features_spec])
     def inference_step(inputs):
@@ -210,7 +212,7 @@ def _measure_rollout(workload: Workload, options: Options,
   """
   metadata = dict(workload.metadata)
   metadata["acc_std"] = [ROLLOUT_ACC_STD] * metadata["dim"]
-  simulator = training.build_simulator(
+  simulator = build.build_simulator(
       metadata, dataclasses.replace(model_config, noise_std=0.0))
   rollout_fn = rollout_lib.make_rollout_fn(simulator, metadata)
   features = rollout_features(workload, options.rollout_steps)
@@ -285,9 +287,9 @@ def run_point_in_subprocess(point: Point, options: Options,
   with tempfile.TemporaryDirectory() as tmp:
     output = os.path.join(tmp, "point.json")
     command, env = timing.module_command(
-        "benchmark", [f"--point={point.name}", f"--output_json={output}",
-                      f"--peak_gflops={peak_gflops or 0}"] +
-        _option_flags(options))
+        "benchmarks.throughput",
+        [f"--point={point.name}", f"--output_json={output}",
+         f"--peak_gflops={peak_gflops or 0}"] + _option_flags(options))
     process = subprocess.run(command, env=env, capture_output=True,
                              text=True, check=False)
     if process.returncode != 0 or not os.path.exists(output):
@@ -414,7 +416,7 @@ def main(argv: Sequence[str]) -> None:
   specs = f.points
   if f.quick and not f["points"].present:
     specs = QUICK_POINTS
-  device_utils.configure_devices()
+  devices.configure_devices()
   try:
     options = Options(**values)
     if f.point:  # One point, in this process; no matmul unless one is given.
@@ -426,11 +428,12 @@ def main(argv: Sequence[str]) -> None:
                               peak_gflops=f.peak_gflops or None)
   except ValueError as error:
     sys.exit(f"benchmark: error: {error}")
-  results["command"] = " ".join(["python -m learning_to_simulate.benchmark"]
-                                + list(sys.argv[1:]))
+  results["command"] = " ".join(
+      ["python -m learning_to_simulate.benchmarks.throughput"] +
+      list(sys.argv[1:]))
   if f.output_json:
     dataset_writer.write_json(f.output_json, results)
-  print(benchmark_report.format_report(results))
+  print(report_lib.format_report(results))
 
 
 if __name__ == "__main__":

@@ -22,9 +22,9 @@ from typing import Callable, Dict, NamedTuple, Optional, Sequence, Tuple
 import numpy as np
 from scipy import spatial
 
-from learning_to_simulate import common
-from learning_to_simulate import dataset_writer
-from learning_to_simulate import mpm
+from learning_to_simulate.data import common
+from learning_to_simulate.data import dataset_writer
+from learning_to_simulate.generation import mpm
 
 # Gap, in particle spacings, between seeded material and the walls.
 WALL_MARGIN_SPACINGS = 2.0

@@ -13,14 +13,16 @@ from typing import Any, Dict, Optional
 
 from absl import logging
 import numpy as np
+import tqdm
 
-from learning_to_simulate import checkpoints
-from learning_to_simulate import common
-from learning_to_simulate import config as config_lib
-from learning_to_simulate import dataset_writer
+from learning_to_simulate.data import common
+from learning_to_simulate.data import dataset_writer
 from learning_to_simulate import reading_utils
-from learning_to_simulate import rollout as rollout_lib
-from learning_to_simulate import training
+from learning_to_simulate.training import build
+from learning_to_simulate.training import checkpoints
+from learning_to_simulate.training import config as config_lib
+from learning_to_simulate.training import one_step
+from learning_to_simulate.training import rollout as rollout_lib
 
 
 def load_model(data_path: str, model_path: str,
@@ -30,7 +32,7 @@ def load_model(data_path: str, model_path: str,
   """Metadata and the simulator restored from the latest checkpoint."""
   metadata = reading_utils.read_metadata(data_path)
   model_config.validate()
-  simulator = training.build_simulator(metadata, model_config,
+  simulator = build.build_simulator(metadata, model_config,
                                        mixed_precision, jit_compile)
   manager = checkpoints.make_manager(model_path, simulator, max_to_keep=None)
   path = checkpoints.restore_latest(manager, require=True, model_only=True)
@@ -59,7 +61,7 @@ def evaluate(data_path: str, model_path: str,
       data_path, split, batch_size, metadata, is_training=False)
   if num_eval_steps is not None:
     dataset = dataset.take(num_eval_steps)
-  eval_step = training.make_eval_step(simulator, model_config.noise_std,
+  eval_step = one_step.make_eval_step(simulator, model_config.noise_std,
                                       metadata)
   totals = {"acc_sse": 0.0, "acc_count": 0.0, "pos_sse": 0.0,
             "pos_count": 0.0}
@@ -109,7 +111,7 @@ def evaluate_rollouts(data_path: str, model_path: str, output_path: str,
     num_rollouts: number of trajectories (default all).
     rollout_steps: cap on predicted steps per trajectory (default the full
       `sequence_length - INPUT_SEQUENCE_LENGTH`).
-    mixed_precision, jit_compile: see `training.build_simulator`.
+    mixed_precision, jit_compile: see `build.build_simulator`.
 
   Returns:
     `rollout_error_mse` (mean over trajectories), `per_trajectory` (list),
@@ -132,9 +134,15 @@ def evaluate_rollouts(data_path: str, model_path: str, output_path: str,
   if num_rollouts is not None:
     dataset = dataset.take(num_rollouts)
   rollout_fn = rollout_lib.make_rollout_fn(simulator, metadata)
+  total = reading_utils.count_records(data_path, split)
+  if num_rollouts is not None:
+    total = min(total, num_rollouts)
 
   errors, files = [], []
-  for index, features in enumerate(dataset):
+  # A bar on a terminal (tqdm turns itself off elsewhere); logs say the rest.
+  for index, features in enumerate(tqdm.tqdm(
+      dataset, total=total, unit="rollout", disable=None, leave=False,
+      desc=f"eval_rollout ({split})")):
     inputs = {k: v for k, v in features.items() if k != "key"}
     start = time.time()
     output = {k: v.numpy() for k, v in rollout_fn(inputs, num_steps).items()}

@@ -1,6 +1,6 @@
 """The main job end to end: train, evaluate, roll out and render.
 
-`python -m learning_to_simulate.demo` trains a GNS (arXiv:2002.09405) on the
+`python -m learning_to_simulate.apps.demo` trains a GNS (arXiv:2002.09405) on the
 dataset bundled with the package (or `--data_path`) for a budget that fits
 in minutes on a laptop CPU, then runs one-step evaluation and rollouts,
 renders the first rollout to a GIF and prints a summary against two
@@ -21,14 +21,15 @@ from absl import logging
 import numpy as np
 import tensorflow as tf
 
-from learning_to_simulate import baselines
-from learning_to_simulate import config as config_lib
-from learning_to_simulate import dataset_writer
-from learning_to_simulate import device_utils
-from learning_to_simulate import evaluation
+from learning_to_simulate.data import dataset_writer
 from learning_to_simulate import reading_utils
-from learning_to_simulate import rollout_files
-from learning_to_simulate import trainer
+from learning_to_simulate.training import baselines
+from learning_to_simulate.training import config as config_lib
+from learning_to_simulate.training import devices
+from learning_to_simulate.training import evaluation
+from learning_to_simulate.training import trainer
+from learning_to_simulate.visualization import animation
+from learning_to_simulate.visualization import rollout_files
 
 flags.DEFINE_string("data_path", None,
                     "Dataset directory (default: the bundled sample).")
@@ -104,11 +105,8 @@ def run_demo(data_path: str, output_dir: str, num_steps: int,
 
   gif_path = None
   if render:
-    # pylint: disable=g-import-not-at-top
-    from learning_to_simulate import render_rollout
-    # pylint: enable=g-import-not-at-top
     gif_path = os.path.join(output_dir, "rollout_test_0.gif")
-    render_rollout.render_animation(first_rollout, gif_path)
+    animation.render_animation(first_rollout, gif_path)
 
   summary = {
       "data_path": os.path.abspath(data_path),
@@ -158,7 +156,7 @@ def format_summary(summary) -> str:
 
 def main(argv):
   del argv
-  device_utils.configure_devices()
+  devices.configure_devices()
   data_path = FLAGS.data_path or reading_utils.bundled_dataset_path()
   if not FLAGS.data_path:
     logging.info("Using the bundled dataset %s.", data_path)

@@ -10,9 +10,9 @@ from typing import Any, Dict, Mapping
 
 import tensorflow as tf
 
-from learning_to_simulate import common
+from learning_to_simulate.data import common
 from learning_to_simulate import learned_simulator
-from learning_to_simulate import training
+from learning_to_simulate.training import one_step
 
 
 def rollout(simulator: learned_simulator.LearnedSimulator,
@@ -84,7 +84,7 @@ def rollout(simulator: learned_simulator.LearnedSimulator,
 def make_rollout_fn(simulator: learned_simulator.LearnedSimulator,
                     metadata: Mapping[str, Any]):
   """`rollout` as a `tf.function` over any particle count and step count."""
-  signature, _ = training.batch_signature(metadata, num_frames=None)
+  signature, _ = one_step.batch_signature(metadata, num_frames=None)
 
   @tf.function(input_signature=[signature, tf.TensorSpec([], tf.int32)])
   def rollout_fn(features, num_steps):

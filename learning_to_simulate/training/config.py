@@ -14,7 +14,7 @@ import json
 import os
 from typing import Any, Dict, Optional
 
-from learning_to_simulate import dataset_writer
+from learning_to_simulate.data import dataset_writer
 
 CONFIG_FILENAME = "config.json"
 OPTIMIZERS = ("adam", "rmsprop", "sgd", "adadelta")

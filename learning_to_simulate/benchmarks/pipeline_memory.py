@@ -7,7 +7,7 @@ each run's peak RSS and time. A pipeline that streams its input (ours: records
 decoded in the graph, windows cut lazily, a bounded shuffle buffer) uses the
 same memory for every size; one that loads the dataset grows with it.
 
-    python -m learning_to_simulate.benchmark_pipeline --trajectories=8,128
+    python -m learning_to_simulate.benchmarks.pipeline_memory --trajectories=8,128
 """
 
 import itertools
@@ -24,11 +24,11 @@ from absl import app
 from absl import flags
 import numpy as np
 
-from learning_to_simulate import benchmark_report
-from learning_to_simulate import benchmark_timing
-from learning_to_simulate import benchmark_workload
-from learning_to_simulate import common
-from learning_to_simulate import dataset_writer
+from learning_to_simulate.benchmarks import report as report_lib
+from learning_to_simulate.benchmarks import timing
+from learning_to_simulate.benchmarks import workload as workload_lib
+from learning_to_simulate.data import common
+from learning_to_simulate.data import dataset_writer
 
 # Particles oscillate about their lattice sites with this amplitude (in
 # lattice spacings) and period (frames), with random phases and directions:
@@ -41,8 +41,8 @@ PERIOD = 50
 def oscillating_trajectory(particles: int, frames: int,
                            rng: np.random.Generator) -> np.ndarray:
   """`[frames, particles, 2]` float32: a 2D lattice block, oscillating."""
-  start = benchmark_workload.lattice_block(particles, 2, rng)
-  amplitude = AMPLITUDE * benchmark_workload.lattice_spacing(2)
+  start = workload_lib.lattice_block(particles, 2, rng)
+  amplitude = AMPLITUDE * workload_lib.lattice_spacing(2)
   direction = rng.normal(size=[particles, 2])
   direction /= np.linalg.norm(direction, axis=-1, keepdims=True)
   phase = rng.uniform(0.0, 2 * np.pi, [particles, 1])
@@ -75,9 +75,9 @@ def write_dataset(path: str, num_trajectories: int, particles: int,
   """
   train = _trajectories(num_trajectories, particles, frames, seed)
   first = next(train)
-  extent = benchmark_workload.box_extent(particles, 2)
+  extent = workload_lib.box_extent(particles, 2)
   metadata = {"bounds": [[0.0, extent]] * 2, "sequence_length": frames - 1,
-              "default_connectivity_radius": benchmark_workload.RADIUS,
+              "default_connectivity_radius": workload_lib.RADIUS,
               "dim": 2, "dt": 0.0025}
   metadata.update(dataset_writer.compute_statistics([first]))
   splits = {
@@ -92,7 +92,7 @@ def write_dataset(path: str, num_trajectories: int, particles: int,
 def train_and_measure(data_path: str, model_path: str, num_steps: int,
                       batch_size: int) -> Dict[str, Any]:
   """Runs the train CLI in a child process; its peak RSS and wall time."""
-  command, env = benchmark_timing.module_command("train", [
+  command, env = timing.module_command("train", [
       "--mode=train", f"--data_path={data_path}",
       f"--model_path={model_path}", f"--num_steps={num_steps}",
       f"--batch_size={batch_size}",
@@ -107,7 +107,7 @@ def train_and_measure(data_path: str, model_path: str, num_steps: int,
   process.stderr.close()
   if process.returncode != 0:
     raise RuntimeError(f"training on {data_path} failed:\n{stderr[-2000:]}")
-  return {"peak_rss_mib": benchmark_timing.rss_mib(usage.ru_maxrss),
+  return {"peak_rss_mib": timing.rss_mib(usage.ru_maxrss),
           "seconds": seconds}
 
 
@@ -134,7 +134,7 @@ def format_table(results: Sequence[Dict[str, Any]]) -> str:
   rows = [[str(r["train_trajectories"]), f"{r['train_file_mib']:.1f}",
            str(r["num_steps"]), f"{r['peak_rss_mib']:.0f}",
            f"{r['seconds']:.0f}"] for r in results]
-  return benchmark_report.format_markdown_table(header, rows)
+  return report_lib.format_markdown_table(header, rows)
 
 
 FLAGS = flags.FLAGS
@@ -159,11 +159,11 @@ def main(argv: Sequence[str]) -> None:
   try:
     counts = [int(c) for c in FLAGS.trajectories]
   except ValueError:
-    sys.exit(f"benchmark_pipeline: error: --trajectories must be integers, "
+    sys.exit(f"pipeline_memory: error: --trajectories must be integers, "
              f"got {','.join(FLAGS.trajectories)}")
   sizes = counts + [FLAGS.particles, FLAGS.num_steps, FLAGS.batch_size]
   if min(sizes) < 1 or FLAGS.frames < common.MIN_NUM_FRAMES:
-    sys.exit("benchmark_pipeline: error: --trajectories, --particles, "
+    sys.exit("pipeline_memory: error: --trajectories, --particles, "
              "--num_steps and --batch_size must be >= 1 and --frames >= "
              f"{common.MIN_NUM_FRAMES}")
   work_dir = FLAGS.work_dir or tempfile.mkdtemp(prefix="lts_pipeline_")

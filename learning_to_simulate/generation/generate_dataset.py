@@ -9,7 +9,7 @@ On `cpu` the solver runs single-threaded, so the same arguments give
 byte-identical files.
 
 Usage:
-  python -m learning_to_simulate.generate_dataset --scene=water_drop \
+  python -m learning_to_simulate.generation.generate_dataset --scene=water_drop \
       --output_path=/tmp/water_drop --num_train=8 --num_valid=2 \
       --num_test=2 --num_frames=201 --seed=0
 """
@@ -17,23 +17,23 @@ Usage:
 import os
 import sys
 import time
-from typing import Any, Dict, List, Optional, Sequence, TextIO, Tuple
+from typing import Any, Dict, List, Optional, Sequence, TextIO
 
 from absl import app
 from absl import flags
 from absl import logging
 import numpy as np
+import tqdm
 
-from learning_to_simulate import common
-from learning_to_simulate import dataset_writer
-from learning_to_simulate import mpm
-from learning_to_simulate import scenes
+from learning_to_simulate.data import common
+from learning_to_simulate.data import dataset_writer
+from learning_to_simulate.generation import mpm
+from learning_to_simulate.generation import scenes
 
 # Frames per trajectory at which the mean neighbour count is measured.
 NEIGHBOUR_COUNT_FRAMES = 11
-# Seconds between redraws of the progress bar, and its width in characters.
+# Seconds between redraws of the progress bar.
 PROGRESS_INTERVAL = 0.25
-PROGRESS_WIDTH = 30
 
 
 def _validate(scene: str, output_path: str, num_train: int, num_valid: int,
@@ -74,47 +74,43 @@ def _validate(scene: str, output_path: str, num_train: int, num_valid: int,
 class Progress:
   """Generation progress: trajectories done / total, frames/s and ETA.
 
-  Logs one line per finished trajectory and, when stderr is a terminal,
-  redraws a bar in place (`\\r`) as frames are simulated.
+  Logs one line per finished trajectory and, when the stream is a terminal,
+  shows a tqdm bar over all frames.
   """
 
   def __init__(self, num_trajectories: int, num_frames: int,
                stream: TextIO = sys.stderr):
-    self._total_frames = num_trajectories * (num_frames - 1)
     self._num_trajectories = num_trajectories
-    self._stream = stream
-    self._interactive = stream.isatty()
-    self._frames = 0
     self._trajectories = 0
+    self._total_frames = num_trajectories * (num_frames - 1)
+    self._frames = 0
     self._start = time.time()
-    self._last_draw = 0.0
-
-  def _rate_and_eta(self) -> Tuple[float, float]:
-    elapsed = max(time.time() - self._start, 1e-9)
-    rate = self._frames / elapsed
-    return rate, (self._total_frames - self._frames) / max(rate, 1e-9)
+    # `disable=None` turns the bar off when the stream is not a terminal.
+    self._bar = tqdm.tqdm(total=self._total_frames, unit="frame",
+                          file=stream, disable=not stream.isatty(),
+                          mininterval=PROGRESS_INTERVAL, leave=False,
+                          desc=f"0/{num_trajectories} trajectories")
 
   def frame_done(self) -> None:
     self._frames += 1
-    now = time.time()
-    if self._interactive and now - self._last_draw >= PROGRESS_INTERVAL:
-      self._last_draw = now
-      rate, eta = self._rate_and_eta()
-      filled = int(PROGRESS_WIDTH * self._frames / max(self._total_frames, 1))
-      self._stream.write(
-          f"\r[{'#' * filled}{'.' * (PROGRESS_WIDTH - filled)}] "
-          f"{self._trajectories}/{self._num_trajectories} trajectories, "
-          f"{rate:.0f} frames/s, ETA {eta:.0f} s ")
-      self._stream.flush()
+    self._bar.update(1)
 
   def trajectory_done(self, split: str, num_particles: int) -> None:
     self._trajectories += 1
-    if self._interactive:
-      self._stream.write("\r\033[K")  # Clear the bar before the log line.
-    rate, eta = self._rate_and_eta()
+    self._bar.set_description(
+        f"{self._trajectories}/{self._num_trajectories} trajectories",
+        refresh=False)
+    elapsed = max(time.time() - self._start, 1e-9)
+    rate = self._frames / elapsed
+    eta = (self._total_frames - self._frames) / max(rate, 1e-9)
+    self._bar.clear()  # The log line goes above the bar.
     logging.info("trajectory %d/%d (%s): %d particles, %.0f frames/s, "
                  "ETA %.0f s", self._trajectories, self._num_trajectories,
                  split, num_particles, rate, eta)
+    if self._trajectories == self._num_trajectories:
+      self._bar.close()
+    else:
+      self._bar.refresh()
 
 
 def mean_neighbour_count(trajectories: Sequence[dataset_writer.Trajectory],

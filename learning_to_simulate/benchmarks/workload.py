@@ -13,10 +13,10 @@ from typing import Any, Dict, List, NamedTuple
 
 import numpy as np
 
-from learning_to_simulate import common
-from learning_to_simulate import config as config_lib
 from learning_to_simulate import connectivity_utils
-from learning_to_simulate import synthetic
+from learning_to_simulate.data import common
+from learning_to_simulate.data import synthetic
+from learning_to_simulate.training import config as config_lib
 
 # WaterDrop's connectivity radius, in a unit box.
 RADIUS = 0.015

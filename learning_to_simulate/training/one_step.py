@@ -1,143 +1,22 @@
-"""One-step training: simulator construction, loss, optimizer, train step.
+"""One-step training and evaluation: input noise, loss, train and eval steps.
 
 Sanchez-Gonzalez et al. 2020 (arXiv:2002.09405), Sec. 4: inputs corrupted
-with random-walk noise, an L2 loss on the normalized acceleration of the
-non-kinematic particles, Adam with an exponentially decaying learning rate.
+with random-walk noise and an L2 loss on the normalized acceleration of the
+non-kinematic particles. The steps are `tf.function`s whose input signature
+leaves particle counts open, so new graph sizes do not retrace.
 """
 
 import functools
 from typing import Any, Dict, Mapping, Optional, Tuple
 
 import keras
-import numpy as np
 import tensorflow as tf
 
-from learning_to_simulate import common
-from learning_to_simulate import config as config_lib
+from learning_to_simulate.data import common
 from learning_to_simulate import learned_simulator
 from learning_to_simulate import noise_utils
 
 Batch = Tuple[Dict[str, tf.Tensor], tf.Tensor]
-
-
-def _combine_std(std_x, std_y):
-  return np.sqrt(std_x**2 + std_y**2)
-
-
-def get_normalization_stats(metadata: Mapping[str, Any],
-                            noise_std: float) -> Dict[str, common.Stats]:
-  """Velocity/acceleration stats with the noise folded into the std.
-
-  `std_eff = sqrt(std**2 + noise_std**2)` (metadata taken as float32 first);
-  the context stats, when present, are not combined with the noise.
-  """
-  cast = lambda v: np.asarray(v, dtype=np.float32)
-  stats = {
-      "acceleration": common.Stats(
-          cast(metadata["acc_mean"]),
-          _combine_std(cast(metadata["acc_std"]), noise_std)),
-      "velocity": common.Stats(
-          cast(metadata["vel_mean"]),
-          _combine_std(cast(metadata["vel_std"]), noise_std)),
-  }
-  if "context_mean" in metadata:
-    stats["context"] = common.Stats(cast(metadata["context_mean"]),
-                                    cast(metadata["context_std"]))
-  return stats
-
-
-def build_simulator(metadata: Mapping[str, Any],
-                    model_config: config_lib.ModelConfig,
-                    mixed_precision: Optional[str] = None,
-                    jit_compile: bool = False,
-                    recompute_grad: bool = False
-                    ) -> learned_simulator.LearnedSimulator:
-  """The simulator for a dataset, with its variables created.
-
-  Args:
-    metadata: dataset metadata.
-    model_config: hyperparameters.
-    mixed_precision: None (float32), "bfloat16" or "float16": the dtype of
-      the graph network's matrix products.
-    jit_compile: compile the graph network with XLA.
-    recompute_grad: recompute activations in the backward pass (memory).
-  """
-  simulator = learned_simulator.LearnedSimulator(
-      num_dimensions=metadata["dim"],
-      connectivity_radius=metadata["default_connectivity_radius"],
-      graph_network_kwargs=model_config.graph_network_kwargs(),
-      boundaries=metadata["bounds"],
-      normalization_stats=get_normalization_stats(metadata,
-                                                  model_config.noise_std),
-      num_particle_types=common.NUM_PARTICLE_TYPES,
-      particle_type_embedding_size=common.PARTICLE_TYPE_EMBEDDING_SIZE,
-      compute_dtype=mixed_precision or tf.float32,
-      jit_compile=jit_compile,
-      recompute_grad=recompute_grad)
-  # Sonnet creates variables on the first call: make them now, on one
-  # particle, so checkpoints can be restored and optimizers built.
-  dim = metadata["dim"]
-  context = None
-  if "context_mean" in metadata:
-    context = tf.zeros([1, len(metadata["context_mean"])])
-  simulator(tf.zeros([1, common.INPUT_SEQUENCE_LENGTH, dim]),
-            n_particles_per_example=tf.constant([1]),
-            global_context=context,
-            particle_types=tf.zeros([1], tf.int64))
-  return simulator
-
-
-class DecayedLearningRate(keras.optimizers.schedules.LearningRateSchedule):
-  """`(lr - min_lr) * decay_rate ** (step / decay_steps) + min_lr`."""
-
-  def __init__(self, lr: float, min_lr: float, decay_steps: int,
-               decay_rate: float):
-    self.lr = lr
-    self.min_lr = min_lr
-    self.decay_steps = decay_steps
-    self.decay_rate = decay_rate
-
-  def __call__(self, step):
-    step = tf.cast(step, tf.float32)
-    return ((self.lr - self.min_lr) *
-            tf.pow(self.decay_rate, step / self.decay_steps) + self.min_lr)
-
-  def get_config(self):
-    return dict(lr=self.lr, min_lr=self.min_lr, decay_steps=self.decay_steps,
-                decay_rate=self.decay_rate)
-
-
-def make_optimizer(optimizer_config: config_lib.OptimizerConfig,
-                   simulator: tf.Module,
-                   loss_scaling: bool = False) -> keras.optimizers.Optimizer:
-  """The optimizer, built for the simulator's variables (for restoring).
-
-  Args:
-    optimizer_config: optimizer name and learning-rate schedule.
-    simulator: the model whose trainable variables it updates.
-    loss_scaling: wrap it in a dynamic `LossScaleOptimizer` (float16 mixed
-      precision, where small gradients would otherwise underflow).
-  """
-  optimizer_config.validate()
-  schedule = DecayedLearningRate(
-      optimizer_config.lr, optimizer_config.min_lr,
-      optimizer_config.lr_decay_steps, optimizer_config.lr_decay_rate)
-  name = optimizer_config.optimizer
-  if name == "adam":
-    # epsilon 1e-8 as tf.compat.v1.train.AdamOptimizer, which the paper used.
-    optimizer = keras.optimizers.Adam(learning_rate=schedule, epsilon=1e-8)
-  elif name == "rmsprop":
-    optimizer = keras.optimizers.RMSprop(learning_rate=schedule)
-  elif name == "sgd":
-    optimizer = keras.optimizers.SGD(learning_rate=schedule)
-  elif name == "adadelta":
-    optimizer = keras.optimizers.Adadelta(learning_rate=schedule)
-  else:
-    raise ValueError(f"unknown optimizer {name!r}")
-  if loss_scaling:
-    optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
-  optimizer.build(simulator.trainable_variables)
-  return optimizer
 
 
 def sample_noise(position_sequence: tf.Tensor, particle_types: tf.Tensor,

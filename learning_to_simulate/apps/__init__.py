@@ -1,0 +1,7 @@
+"""Stage 4, applications built on the library.
+
+- `demo`: the main job end to end on the bundled dataset.
+
+The original's command lines (`train`, `render_rollout`, `model_demo`) stay
+at the top level.
+"""

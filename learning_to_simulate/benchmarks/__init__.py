@@ -1,0 +1,7 @@
+"""Benchmarks: they print numbers, recorded in BENCHMARKS.md.
+
+- `throughput`: train, inference and rollout speed, memory and FLOP/s of the
+  default model (`workload`: the seeded synthetic workload and FLOP counts;
+  `timing`: timers and child processes; `report`: the tables);
+- `pipeline_memory`: training memory against dataset size.
+"""
