@@ -132,7 +132,7 @@ def has_context(metadata: Metadata) -> bool:
 def parse_serialized_simulation_example(
     example_proto: tf.Tensor, metadata: Metadata,
     filename: str = "<tfrecord>") -> Tuple[Dict[str, tf.Tensor],
-                                            Dict[str, tf.Tensor]]:
+                                           Dict[str, tf.Tensor]]:
   """Decodes one trajectory record in-graph.
 
   Args:

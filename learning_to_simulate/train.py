@@ -28,10 +28,12 @@ from learning_to_simulate.training import config as config_lib
 from learning_to_simulate.training import devices
 from learning_to_simulate.training import evaluation
 from learning_to_simulate.training import trainer
+from learning_to_simulate.training import validation
 
 _MODEL = config_lib.ModelConfig()
 _OPTIMIZER = config_lib.OptimizerConfig()
 _TRAIN = trainer.TrainOptions()
+_VALID = validation.ValidationOptions()
 
 # The original's flags, same names and defaults.
 flags.DEFINE_enum("mode", "train", ["train", "eval", "eval_rollout"],
@@ -59,11 +61,33 @@ flags.DEFINE_integer("num_rollouts", None, lower_bound=1,
                      help="How many trajectories eval_rollout writes "
                      "(default: all of the split).")
 flags.DEFINE_integer("rollout_steps", None, lower_bound=1,
-                     help="Cap on predicted steps per rollout (default: "
-                     "sequence_length - 6).")
+                     help="Predicted steps per rollout (default: "
+                     "sequence_length - 6; more extrapolates past the data).")
 flags.DEFINE_integer("num_eval_steps", None, lower_bound=1,
                      help="Cap on batches for one-step eval (default: the "
                      "whole split).")
+flags.DEFINE_string("checkpoint", "latest",
+                    help="Checkpoint that eval and eval_rollout restore: "
+                    "'latest', 'best' (the best model by validation) or a "
+                    "path (a ckpt-N prefix or a directory of them).")
+
+# Validation during training (on the valid split) and the best model.
+flags.DEFINE_integer("eval_every_steps", _VALID.every_steps,
+                     help="Validate every N training steps and at the last "
+                     "one: one-step losses and rollouts on the valid split, "
+                     "TensorBoard scalars and images under valid/, the best "
+                     "model kept in {model_path}/best (0: off).")
+flags.DEFINE_integer("eval_num_batches", _VALID.num_batches,
+                     help="One-step batches per validation.")
+flags.DEFINE_integer("eval_num_rollouts", _VALID.num_rollouts,
+                     help="Valid trajectories rolled out per validation.")
+flags.DEFINE_integer("eval_rollout_steps", None,
+                     help="Steps of each validation rollout (default: the "
+                     "whole trajectory).")
+flags.DEFINE_enum("best_metric", _VALID.best_metric,
+                  list(validation.BEST_METRICS),
+                  help="Validation metric (lower is better) that picks the "
+                  "best model.")
 
 # Model hyperparameters (saved in {model_path}/config.json).
 flags.DEFINE_integer("latent_size", _MODEL.latent_size,
@@ -165,7 +189,14 @@ def run():
         mixed_precision=FLAGS.mixed_precision,
         jit_compile=FLAGS.jit_compile,
         recompute_grad=FLAGS.recompute_grad)
-    trainer.train(data_path, model_path, model, optimizer, options)
+    validation_options = validation.ValidationOptions(
+        every_steps=FLAGS.eval_every_steps,
+        num_batches=FLAGS.eval_num_batches,
+        num_rollouts=FLAGS.eval_num_rollouts,
+        rollout_steps=FLAGS.eval_rollout_steps,
+        best_metric=FLAGS.best_metric)
+    trainer.train(data_path, model_path, model, optimizer, options,
+                  validation_options)
     return
   if not FLAGS.model_path:
     raise ValueError(f"--model_path is required for --mode={FLAGS.mode}")
@@ -174,7 +205,8 @@ def run():
     metrics = evaluation.evaluate(
         data_path, FLAGS.model_path, model, split=FLAGS.eval_split,
         batch_size=FLAGS.batch_size, num_eval_steps=FLAGS.num_eval_steps,
-        mixed_precision=FLAGS.mixed_precision, jit_compile=FLAGS.jit_compile)
+        mixed_precision=FLAGS.mixed_precision, jit_compile=FLAGS.jit_compile,
+        checkpoint=FLAGS.checkpoint)
     logging.info("Evaluation metrics (%s): %s", FLAGS.eval_split, metrics)
     print(f"loss_mse: {metrics['loss_mse']:.8g}")
     print(f"one_step_position_mse: {metrics['one_step_position_mse']:.8g}")
@@ -186,10 +218,14 @@ def run():
       data_path, FLAGS.model_path, FLAGS.output_path, model,
       split=FLAGS.eval_split, num_rollouts=FLAGS.num_rollouts,
       rollout_steps=FLAGS.rollout_steps,
-      mixed_precision=FLAGS.mixed_precision, jit_compile=FLAGS.jit_compile)
+      mixed_precision=FLAGS.mixed_precision, jit_compile=FLAGS.jit_compile,
+      checkpoint=FLAGS.checkpoint)
   for index, error in enumerate(results["per_trajectory"]):
     print(f"rollout_error_mse[{index}]: {error:.8g}")
   print(f"rollout_error_mse: {results['rollout_error_mse']:.8g}")
+  print(f"\nMeans over {len(results['files'])} rollouts (moving particles; "
+        f"per trajectory in {results['metrics_path']}):")
+  print(evaluation.format_scores(results["metrics"]))
 
 
 def _one_line(error: Exception) -> str:

@@ -138,7 +138,7 @@ class WorkloadTest(tf.test.TestCase):
   def test_3d_neighbours(self):
     workload = workload_lib.make_workload(1000, 1, dim=3, seed=0)
     edges = workload_lib.count_edges(workload.features["position"][:, -1],
-                                  [1000])
+                                     [1000])
     self.assertBetween(edges / 1000, 20, 30)
 
   def test_large_block_grows_the_box(self):
@@ -170,7 +170,7 @@ class TimingTest(tf.test.TestCase):
   def test_time_runs(self):
     calls = []
     seconds = timing.time_runs(lambda: calls.append(1) or tf.constant(1),
-                                  repeats=3, warmup=2, min_run_seconds=0.0)
+                               repeats=3, warmup=2, min_run_seconds=0.0)
     self.assertLen(seconds, 3)
     self.assertLen(calls, 5)
     self.assertAllGreater(seconds, 0.0)
@@ -191,10 +191,10 @@ class EndToEndTest(tf.test.TestCase):
   def test_quick_run(self):
     # The paper's model would take most of the time tracing: a small one.
     options = throughput.Options(repeats=1, warmup=1, min_run_seconds=0.0,
-                                rollout_steps=3, rollout_repeats=1,
-                                profile_steps=1)
+                                 rollout_steps=3, rollout_repeats=1,
+                                 profile_steps=1)
     point = throughput.run_point(workload_lib.Point(12, 2, 2), options,
-                                model_config=SMALL_MODEL, peak_gflops=50.0)
+                                 model_config=SMALL_MODEL, peak_gflops=50.0)
     self.assertEqual(point["point"], "12x2")
     self.assertEqual(point["num_particles"], 24)
     self.assertGreater(point["num_edges"], 24)  # Self edges and neighbours.
@@ -235,10 +235,10 @@ class EndToEndTest(tf.test.TestCase):
   def test_point_in_subprocess(self):
     # The default run isolates points: the CLI runs one and writes JSON.
     options = throughput.Options(repeats=1, warmup=0, min_run_seconds=0.0,
-                                rollout=False, inference=False,
-                                profile_steps=0)
+                                 rollout=False, inference=False,
+                                 profile_steps=0)
     point = throughput.run_point_in_subprocess(workload_lib.Point(10, 1, 2),
-                                              options, peak_gflops=100.0)
+                                               options, peak_gflops=100.0)
     self.assertNotIn("error", point)
     self.assertEqual(point["point"], "10x1")
     self.assertGreater(point["train"]["steps_per_s"], 0.0)

@@ -41,7 +41,7 @@ def make_batch(seed=0):
 def twin(reference, **kwargs):
   """A simulator with `reference`'s weights and other runtime options."""
   simulator = build.build_simulator(METADATA, config_lib.ModelConfig(),
-                                       **kwargs)
+                                    **kwargs)
   for target, source in zip(simulator.trainable_variables,
                             reference.trainable_variables):
     target.assign(source)
@@ -54,7 +54,7 @@ class GpuOptionsTest(tf.test.TestCase, parameterized.TestCase):
     super().setUp()
     tf.random.set_seed(0)
     self.reference = build.build_simulator(METADATA,
-                                              config_lib.ModelConfig())
+                                           config_lib.ModelConfig())
     rng = np.random.default_rng(1)
     for v in self.reference.trainable_variables:  # Non-trivial LayerNorms.
       v.assign(v + rng.normal(0, 0.05, v.shape).astype(np.float32))

@@ -120,6 +120,17 @@ class MseTest(tf.test.TestCase):
     rollout["predicted_rollout"] = rollout["predicted_rollout"][:-1]
     with self.assertRaisesRegex(ValueError, r"got \(3, 5, 2\) and \(4, 5, 2\)"):
       rollout_files.rollout_mse_per_step(rollout)
+    with self.assertRaisesRegex(ValueError, "is shorter than"):
+      rollout_files.check_rollout(rollout)
+
+  def test_prediction_past_the_data(self):
+    rollout = make_rollout(2)
+    extra = rollout["predicted_rollout"][-1:] + 0.5
+    rollout["predicted_rollout"] = np.concatenate(
+        [rollout["predicted_rollout"], extra])
+    mse = rollout_files.rollout_mse_per_step(rollout_files.check_rollout(
+        rollout))
+    self.assertLen(mse, NUM_STEPS)  # The overlap with the ground truth.
 
 
 class ReadTest(tf.test.TestCase, parameterized.TestCase):
@@ -207,12 +218,31 @@ class RenderTest(tf.test.TestCase, parameterized.TestCase):
     super().setUp()
     self.out = self.create_tempdir().full_path
 
+  def test_rollout_past_the_data(self):
+    rollout = make_rollout(2)
+    rollout["predicted_rollout"] = np.concatenate(
+        [rollout["predicted_rollout"]] * 2)
+    path = os.path.join(self.out, "rollout.gif")
+    count = animation.render_animation(rollout, path, step_stride=1, dpi=DPI)
+    self.assertEqual(count, NUM_FRAMES + NUM_STEPS)
+    self.assertLen(rgb_frames(path), count)
+    scene = scene_lib.RolloutScene(scene_lib.new_figure(DPI), rollout)
+    scene.update(NUM_FRAMES + 1)
+    self.assertEqual(scene.counter.get_text(),
+                     f"step {NUM_FRAMES + 1}/{NUM_FRAMES + NUM_STEPS - 1} "
+                     f"(past the data: ground truth at {NUM_FRAMES - 1})")
+    # The ground truth holds its last frame; the prediction goes on.
+    self.assertAllClose(scene.scatters[0].get_offsets(),
+                        rollout["ground_truth_rollout"][-1])
+    self.assertAllClose(scene.scatters[1].get_offsets(),
+                        rollout["predicted_rollout"][NUM_STEPS + 1])
+
   @parameterized.product(dim=(2, 3), step_stride=(1, 3))
   def test_gif_frames_match_full_draws(self, dim, step_stride):
     path = os.path.join(self.out, "rollout.gif")
     rollout = make_rollout(dim)
     count = animation.render_animation(rollout, path, step_stride,
-                                            fps=20, dpi=DPI)
+                                       fps=20, dpi=DPI)
     self.assertEqual(count, math.ceil(NUM_FRAMES / step_stride))
     frames = rgb_frames(path)
     self.assertEqual(frames.shape, (count, 220, 400, 3))
@@ -239,7 +269,7 @@ class RenderTest(tf.test.TestCase, parameterized.TestCase):
     path = os.path.join(self.out, "corner.gif")
     marker_size = 12.0
     animation.render_animation(rollout, path, step_stride=7, dpi=DPI,
-                                    marker_size=marker_size)
+                               marker_size=marker_size)
     frames = rgb_frames(path)
     self.assertLen(frames, 2)  # Trajectory frames 0 and 7.
 
@@ -303,7 +333,7 @@ class RenderTest(tf.test.TestCase, parameterized.TestCase):
   def test_bad_arguments(self, name, kwargs, message):
     with self.assertRaisesRegex(ValueError, message):
       animation.render_animation(make_rollout(2),
-                                      os.path.join(self.out, name), **kwargs)
+                                 os.path.join(self.out, name), **kwargs)
     self.assertEqual(os.listdir(self.out), [])
 
   def test_failure_leaves_existing_file_untouched(self):
@@ -366,7 +396,7 @@ class ErrorPlotTest(tf.test.TestCase):
         ValueError, r"Unsupported error plot extension '\.gif' .*; "
         r"supported: \.png, \.pdf, \.svg"):
       error_plot.plot_error({"a": make_rollout(2)},
-                                os.path.join(self.out, "a.gif"))
+                            os.path.join(self.out, "a.gif"))
     with self.assertRaisesRegex(ValueError, "needs at least one rollout"):
       error_plot.plot_error({}, os.path.join(self.out, "a.png"))
     self.assertEqual(os.listdir(self.out), [])

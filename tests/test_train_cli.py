@@ -1,5 +1,6 @@
 """End to end: the original's commands on a tiny dataset this test writes."""
 
+import json
 import os
 import pickle
 import signal
@@ -52,6 +53,25 @@ class TrainCliTest(tf.test.TestCase):
     self.assertIn("config.json", files)
     self.assertTrue(os.listdir(os.path.join(self.model_path, "train")))
 
+  def test_validation_and_best_checkpoint(self):
+    # Validation runs at the last step by default, and keeps the best model.
+    self.assertRegex(self.first.stderr, r"validation at step 6 \(valid, 2 "
+                     r"rollouts, [0-9.]+s\): loss_mse [0-9.e+-]+ .* mse_full "
+                     r"[0-9.e+-]+ .*\(best mse_full: saved\)")
+    self.assertIn("ckpt-6.index",
+                  os.listdir(os.path.join(self.model_path, "best")))
+    evaluated = run_cli(f"--data_path={self.data_path}",
+                        f"--model_path={self.model_path}", "--mode=eval",
+                        "--checkpoint=best", "--num_eval_steps=1")
+    self.assertRegex(evaluated.stderr, r"Restored .*best/ckpt-6")
+    bad = run_cli(f"--data_path={self.data_path}",
+                  f"--model_path={self.model_path}", "--mode=eval",
+                  "--checkpoint=/nowhere/ckpt-3", check=False)
+    self.assertNotEqual(bad.returncode, 0)
+    self.assertRegex(bad.stderr.strip().splitlines()[-1],
+                     r"^train: error: --checkpoint: no checkpoint at "
+                     r"/nowhere/ckpt-3")
+
   def test_resume_eval_and_rollout(self):
     model_path = os.path.join(self.root, "resumed")
     run_cli(f"--data_path={self.data_path}", f"--model_path={model_path}",
@@ -76,9 +96,23 @@ class TrainCliTest(tf.test.TestCase):
                      f"--output_path={output_path}", "--num_rollouts=1")
     self.assertRegex(rolled.stdout, r"rollout_error_mse\[0\]: [0-9.e+-]+\n"
                      r"rollout_error_mse: [0-9.e+-]+")
-    self.assertEqual(os.listdir(output_path), ["rollout_test_0.pkl"])
+    self.assertCountEqual(os.listdir(output_path),
+                          ["rollout_test_0.pkl", "metrics.json"])
     with open(os.path.join(output_path, "rollout_test_0.pkl"), "rb") as f:
       rollout = pickle.load(f)
+    with open(os.path.join(output_path, "metrics.json")) as f:
+      metrics = json.load(f)
+    self.assertEqual(set(metrics["model"]), {"mean", "per_trajectory"})
+    self.assertEqual(set(metrics["frozen"]["mean"]),
+                     set(metrics["model"]["mean"]))
+    self.assertIn("constant_velocity", metrics)
+    self.assertAlmostEqual(
+        metrics["model"]["per_trajectory"][0]["rollout_error_mse"],
+        float(np.mean((rollout["predicted_rollout"] -
+                       rollout["ground_truth_rollout"])**2)))
+    # The table of means, the model and the baselines side by side.
+    self.assertRegex(rolled.stdout, r"mse_full +[0-9.e+-]+ +[0-9.e+-]+ +"
+                     r"[0-9.e+-]+")
     self.assertEqual(set(rollout), {
         "initial_positions", "predicted_rollout", "ground_truth_rollout",
         "particle_types", "metadata", "global_context"})
@@ -110,6 +144,20 @@ class TrainCliTest(tf.test.TestCase):
     del capped
     with open(os.path.join(output_path, "rollout_valid_1.pkl"), "rb") as f:
       self.assertEqual(pickle.load(f)["predicted_rollout"].shape, (2, 24, 2))
+
+    # Past the data: the prediction runs on, the ground truth stops, and
+    # kinematic particles stay where the data left them.
+    beyond = num_steps + 3
+    run_cli(f"--data_path={self.data_path}", f"--model_path={model_path}",
+            "--mode=eval_rollout", f"--output_path={output_path}",
+            "--num_rollouts=1", f"--rollout_steps={beyond}")
+    with open(os.path.join(output_path, "rollout_test_0.pkl"), "rb") as f:
+      extrapolated = pickle.load(f)
+    self.assertEqual(extrapolated["predicted_rollout"].shape, (beyond, 24, 2))
+    self.assertEqual(extrapolated["ground_truth_rollout"].shape,
+                     (num_steps, 24, 2))
+    self.assertAllEqual(extrapolated["predicted_rollout"][-3:, kinematic],
+                        np.repeat(positions[-2:-1, kinematic], 3, axis=0))
 
   def test_hyperparameter_mismatch_is_an_error(self):
     result = run_cli(f"--data_path={self.data_path}",

@@ -79,7 +79,7 @@ class LossAndScheduleTest(tf.test.TestCase, parameterized.TestCase):
         METADATA, config_lib.ModelConfig(latent_size=4, hidden_size=4,
                                          message_passing_steps=1))
     optimizer = optimizers.make_optimizer(config_lib.OptimizerConfig(),
-                                        simulator)
+                                          simulator)
     self.assertAllClose(optimizer.learning_rate, 1e-4)
     optimizer.iterations.assign(int(1e7))
     self.assertAllClose(optimizer.learning_rate, 1.99e-6, rtol=1e-5)

@@ -161,7 +161,7 @@ def run_point(point: Point, options: Options = Options(),
   profiles = {}
   if options.train:
     optimizer = optimizers.make_optimizer(config_lib.OptimizerConfig(),
-                                        simulator)
+                                          simulator)
     train_step = one_step.make_train_step(simulator, optimizer,
                                           model_config.noise_std, metadata)
     seconds = timing.time_runs(lambda: train_step(batch), options.repeats,

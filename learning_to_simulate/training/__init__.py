@@ -5,6 +5,9 @@
 - `build`: the simulator for a dataset; `optimizers`: optimizers and the
   learning-rate schedule; `one_step`: noise, loss, train and eval steps;
 - `rollout`: the autoregressive rollout as one graph;
-- `trainer`: the training loop; `evaluation`: `eval` and `eval_rollout`;
-- `baselines`: physics-free baselines; `devices`: device set-up.
+- `metrics`: rollout metrics (MSE at horizons, EMD, kinetic energy, out of
+  domain); `baselines`: physics-free baselines;
+- `evaluation`: `eval` and `eval_rollout`; `validation`: validation during
+  training and the best model; `trainer`: the training loop;
+- `devices`: device set-up.
 """

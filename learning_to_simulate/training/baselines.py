@@ -1,11 +1,13 @@
 """Physics-free baselines that a learned simulator has to beat.
 
 - One step: zero acceleration, `x_next = x + (x - x_prev)`.
-- Rollout: constant-velocity extrapolation from the last input frame,
-  `x_t = x_last + t * v_last`, kinematic particles on their ground truth.
+- Rollouts, kinematic particles on their ground truth in both:
+  - constant velocity: extrapolation from the last input frame,
+    `x_t = x_last + t * v_last`;
+  - frozen: every particle stays at its last known position, `x_t = x_last`.
 """
 
-from typing import Any, Mapping, Optional
+from typing import Any, Dict, Mapping, Optional
 
 import numpy as np
 
@@ -43,10 +45,36 @@ def constant_velocity_rollout(rollout: Mapping[str, np.ndarray]
   ground_truth = np.asarray(rollout["ground_truth_rollout"])
   steps = np.arange(1, ground_truth.shape[0] + 1)[:, None, None]
   predicted = initial[-1] + steps * (initial[-1] - initial[-2])  # dt = 1
+  return _kinematic_on_truth(predicted, rollout)
+
+
+def frozen_rollout(rollout: Mapping[str, np.ndarray]) -> np.ndarray:
+  """`[T, N, dim]`: every particle at its last known position."""
+  initial = np.asarray(rollout["initial_positions"], np.float64)
+  ground_truth = np.asarray(rollout["ground_truth_rollout"])
+  predicted = np.repeat(initial[-1:], ground_truth.shape[0], axis=0)
+  return _kinematic_on_truth(predicted, rollout)
+
+
+def _kinematic_on_truth(predicted: np.ndarray,
+                        rollout: Mapping[str, np.ndarray]) -> np.ndarray:
+  ground_truth = np.asarray(rollout["ground_truth_rollout"])
   kinematic = (np.asarray(rollout["particle_types"]) ==
                common.ParticleType.KINEMATIC)
   predicted[:, kinematic] = ground_truth[:, kinematic]
   return predicted.astype(np.float32)
+
+
+# The rollout baselines by name, in report order.
+ROLLOUT_BASELINES = {"constant_velocity": constant_velocity_rollout,
+                     "frozen": frozen_rollout}
+
+
+def baseline_rollouts(rollout: Mapping[str, np.ndarray]
+                      ) -> Dict[str, np.ndarray]:
+  """Name -> `[T, N, dim]` rollout of each baseline over the ground truth."""
+  return {name: baseline(rollout)
+          for name, baseline in ROLLOUT_BASELINES.items()}
 
 
 def rollout_mse(predicted: np.ndarray, ground_truth: np.ndarray,

@@ -2,25 +2,29 @@
 
 `evaluate` reports the original's `loss_mse` and `one_step_position_mse`;
 `evaluate_rollouts` writes `rollout_{split}_{i}.pkl` files with the
-original's keys and shapes and reports `rollout_error_mse`
-(Sanchez-Gonzalez et al. 2020, Sec. 5).
+original's keys and shapes, reports the original's `rollout_error_mse`
+(Sanchez-Gonzalez et al. 2020, Sec. 5) and scores every rollout and the
+physics-free baselines with the metrics of `metrics` (`metrics.json`).
 """
 
 import os
 import pickle
 import time
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Mapping, Optional, Sequence
 
 from absl import logging
 import numpy as np
+import tensorflow as tf
 import tqdm
 
 from learning_to_simulate.data import common
 from learning_to_simulate.data import dataset_writer
 from learning_to_simulate import reading_utils
+from learning_to_simulate.training import baselines
 from learning_to_simulate.training import build
 from learning_to_simulate.training import checkpoints
 from learning_to_simulate.training import config as config_lib
+from learning_to_simulate.training import metrics as metrics_lib
 from learning_to_simulate.training import one_step
 from learning_to_simulate.training import rollout as rollout_lib
 
@@ -28,16 +32,52 @@ from learning_to_simulate.training import rollout as rollout_lib
 def load_model(data_path: str, model_path: str,
                model_config: config_lib.ModelConfig,
                mixed_precision: Optional[str] = None,
-               jit_compile: bool = False):
-  """Metadata and the simulator restored from the latest checkpoint."""
+               jit_compile: bool = False, checkpoint: str = "latest"):
+  """Metadata and the simulator restored from a checkpoint.
+
+  Args:
+    data_path: dataset directory (for the metadata).
+    model_path: model directory.
+    model_config: the model's hyperparameters.
+    mixed_precision, jit_compile: see `build.build_simulator`.
+    checkpoint: "latest", "best" or a path (see `checkpoints.resolve`).
+  """
   metadata = reading_utils.read_metadata(data_path)
   model_config.validate()
-  simulator = build.build_simulator(metadata, model_config,
-                                       mixed_precision, jit_compile)
-  manager = checkpoints.make_manager(model_path, simulator, max_to_keep=None)
-  path = checkpoints.restore_latest(manager, require=True, model_only=True)
+  simulator = build.build_simulator(metadata, model_config, mixed_precision,
+                                    jit_compile)
+  if checkpoint == "latest":
+    manager = checkpoints.make_manager(model_path, simulator,
+                                       max_to_keep=None)
+    path = checkpoints.restore_latest(manager, require=True, model_only=True)
+  else:
+    path = checkpoints.resolve(model_path, checkpoint)
+    checkpoints.restore_model(simulator, path)
   logging.info("Restored %s.", path)
   return metadata, simulator
+
+
+def one_step_metrics(eval_step, dataset: tf.data.Dataset) -> Dict[str, float]:
+  """`loss_mse`, `one_step_position_mse` and `num_batches` over a dataset.
+
+  Args:
+    eval_step: from `one_step.make_eval_step`.
+    dataset: batches from `reading_utils.get_one_step_dataset`.
+  """
+  totals = {"acc_sse": 0.0, "acc_count": 0.0, "pos_sse": 0.0,
+            "pos_count": 0.0}
+  num_batches = 0
+  for batch in dataset:
+    for key, value in eval_step(batch).items():
+      totals[key] += float(value)
+    num_batches += 1
+  if not num_batches:
+    return {"num_batches": 0}
+  return {
+      "loss_mse": totals["acc_sse"] / totals["acc_count"],
+      "one_step_position_mse": totals["pos_sse"] / totals["pos_count"],
+      "num_batches": num_batches,
+  }
 
 
 def evaluate(data_path: str, model_path: str,
@@ -45,7 +85,8 @@ def evaluate(data_path: str, model_path: str,
              batch_size: int = 2,
              num_eval_steps: Optional[int] = None,
              mixed_precision: Optional[str] = None,
-             jit_compile: bool = False) -> Dict[str, float]:
+             jit_compile: bool = False,
+             checkpoint: str = "latest") -> Dict[str, float]:
   """One-step metrics over a split (or its first `num_eval_steps` batches).
 
   Returns:
@@ -56,29 +97,19 @@ def evaluate(data_path: str, model_path: str,
   if num_eval_steps is not None and num_eval_steps < 1:
     raise ValueError(f"--num_eval_steps must be >= 1, got {num_eval_steps}")
   metadata, simulator = load_model(data_path, model_path, model_config,
-                                   mixed_precision, jit_compile)
+                                   mixed_precision, jit_compile, checkpoint)
   dataset = reading_utils.get_one_step_dataset(
       data_path, split, batch_size, metadata, is_training=False)
   if num_eval_steps is not None:
     dataset = dataset.take(num_eval_steps)
   eval_step = one_step.make_eval_step(simulator, model_config.noise_std,
                                       metadata)
-  totals = {"acc_sse": 0.0, "acc_count": 0.0, "pos_sse": 0.0,
-            "pos_count": 0.0}
-  num_batches = 0
   start = time.time()
-  for batch in dataset:
-    for key, value in eval_step(batch).items():
-      totals[key] += float(value)
-    num_batches += 1
+  metrics = one_step_metrics(eval_step, dataset)
+  num_batches = metrics["num_batches"]
   if not num_batches:
     raise ValueError(f"the {split} split of {data_path} has no windows of "
                      f"{common.WINDOW_LENGTH} frames")
-  metrics = {
-      "loss_mse": totals["acc_sse"] / totals["acc_count"],
-      "one_step_position_mse": totals["pos_sse"] / totals["pos_count"],
-      "num_batches": num_batches,
-  }
   logging.info("Evaluated %d batches of %s in %.1fs.", num_batches, split,
                time.time() - start)
   return metrics
@@ -91,8 +122,46 @@ def _write_pickle(path: str, value: Any) -> None:
       pickle.dump(value, f)
 
 
+METRICS_FILENAME = "metrics.json"
+
+
 def rollout_filename(split: str, index: int) -> str:
   return f"rollout_{split}_{index}.pkl"
+
+
+def score_rollout(rollout: Mapping[str, Any]) -> Dict[str, Dict[str, float]]:
+  """`metrics.rollout_metrics` of the model and of each baseline.
+
+  Returns:
+    `{"model": ..., "constant_velocity": ..., "frozen": ...}`, each a dict
+    of metric name -> value.
+  """
+  scores = {"model": metrics_lib.rollout_metrics(rollout)}
+  for name, predicted in baselines.baseline_rollouts(rollout).items():
+    scores[name] = metrics_lib.rollout_metrics(
+        dict(rollout, predicted_rollout=predicted))
+  return scores
+
+
+def summarize_scores(scores: Sequence[Mapping[str, Mapping[str, float]]]
+                     ) -> Dict[str, Dict[str, Any]]:
+  """Per-trajectory `score_rollout`s -> per predictor `mean` and list."""
+  return {name: {"mean": metrics_lib.mean_metrics([s[name] for s in scores]),
+                 "per_trajectory": [dict(s[name]) for s in scores]}
+          for name in scores[0]}
+
+
+def format_scores(summary: Mapping[str, Mapping[str, Any]]) -> str:
+  """A table: one row per metric, the model and each baseline in columns."""
+  names = ["model", *baselines.ROLLOUT_BASELINES]
+  metric_names = list(summary["model"]["mean"])
+  width = max(len(name) for name in metric_names)
+  lines = [" " * width + "".join(f"  {name:>17}" for name in names)]
+  for metric in metric_names:
+    lines.append(f"{metric:<{width}}" + "".join(
+        f"  {summary[name]['mean'].get(metric, float('nan')):>17.4e}"
+        for name in names))
+  return "\n".join(lines)
 
 
 def evaluate_rollouts(data_path: str, model_path: str, output_path: str,
@@ -101,34 +170,45 @@ def evaluate_rollouts(data_path: str, model_path: str, output_path: str,
                       num_rollouts: Optional[int] = None,
                       rollout_steps: Optional[int] = None,
                       mixed_precision: Optional[str] = None,
-                      jit_compile: bool = False) -> Dict[str, Any]:
-  """Rolls out trajectories of a split and saves them as pickles.
+                      jit_compile: bool = False,
+                      checkpoint: str = "latest") -> Dict[str, Any]:
+  """Rolls out trajectories of a split, saves them and scores them.
+
+  Writes `rollout_{split}_{i}.pkl` (the original's keys) and `metrics.json`
+  (see `metrics`: the model's and the baselines' metrics per trajectory and
+  their means) into `output_path`.
 
   Args:
     data_path, model_path, model_config: the dataset and trained model.
-    output_path: directory for `rollout_{split}_{i}.pkl` (created).
+    output_path: directory for the pickles and `metrics.json` (created).
     split: dataset split.
     num_rollouts: number of trajectories (default all).
-    rollout_steps: cap on predicted steps per trajectory (default the full
-      `sequence_length - INPUT_SEQUENCE_LENGTH`).
+    rollout_steps: predicted steps per trajectory (default the data's
+      `sequence_length - INPUT_SEQUENCE_LENGTH`); more than the data has
+      extrapolates, and the metrics then cover the steps with data.
     mixed_precision, jit_compile: see `build.build_simulator`.
+    checkpoint: "latest", "best" or a path (see `checkpoints.resolve`).
 
   Returns:
-    `rollout_error_mse` (mean over trajectories), `per_trajectory` (list),
-    `files` (written paths).
+    `rollout_error_mse` (the original's figure, mean over trajectories),
+    `per_trajectory` (its list), `files` (written pickles), `metrics` (the
+    content of `metrics.json`) and `metrics_path`.
   """
   if num_rollouts is not None and num_rollouts < 1:
     raise ValueError(f"--num_rollouts must be >= 1, got {num_rollouts}")
   if rollout_steps is not None and rollout_steps < 1:
     raise ValueError(f"--rollout_steps must be >= 1, got {rollout_steps}")
   metadata, simulator = load_model(data_path, model_path, model_config,
-                                   mixed_precision, jit_compile)
-  num_steps = metadata["sequence_length"] - common.INPUT_SEQUENCE_LENGTH
-  if rollout_steps is not None:
-    num_steps = min(num_steps, rollout_steps)
+                                   mixed_precision, jit_compile, checkpoint)
+  data_steps = metadata["sequence_length"] - common.INPUT_SEQUENCE_LENGTH
+  num_steps = rollout_steps or data_steps
   if num_steps < 1:
     raise ValueError(f"sequence_length {metadata['sequence_length']} leaves "
                      "no step to roll out")
+  if num_steps > data_steps:
+    logging.info("Rolling out %d steps: the last %d extrapolate past the data"
+                 " (metrics cover the first %d).", num_steps,
+                 num_steps - data_steps, data_steps)
   os.makedirs(output_path, exist_ok=True)
   dataset = reading_utils.get_rollout_dataset(data_path, split, metadata)
   if num_rollouts is not None:
@@ -138,7 +218,7 @@ def evaluate_rollouts(data_path: str, model_path: str, output_path: str,
   if num_rollouts is not None:
     total = min(total, num_rollouts)
 
-  errors, files = [], []
+  files, scores = [], []
   # A bar on a terminal (tqdm turns itself off elsewhere); logs say the rest.
   for index, features in enumerate(tqdm.tqdm(
       dataset, total=total, unit="rollout", disable=None, leave=False,
@@ -148,20 +228,32 @@ def evaluate_rollouts(data_path: str, model_path: str, output_path: str,
     output = {k: v.numpy() for k, v in rollout_fn(inputs, num_steps).items()}
     seconds = time.time() - start
     output["metadata"] = dict(metadata)
-    error = float(np.mean((output["predicted_rollout"] -
-                           output["ground_truth_rollout"])**2))
     path = os.path.join(output_path, rollout_filename(split, index))
     _write_pickle(path, output)
-    errors.append(error)
     files.append(path)
+    scores.append(score_rollout(output))
+    model = scores[-1]["model"]
     num_particles = output["particle_types"].shape[0]
     logging.info("Rollout %d: %d steps x %d particles in %.1fs (%.1f steps/s)"
-                 "  rollout_error_mse %.6g  -> %s", index, num_steps,
-                 num_particles, seconds, num_steps / max(seconds, 1e-9),
-                 error, path)
-  if not errors:
+                 "  rollout_error_mse %.6g  mse_full %.6g  out_of_domain %.3g"
+                 "  -> %s", index, num_steps, num_particles, seconds,
+                 num_steps / max(seconds, 1e-9), model["rollout_error_mse"],
+                 model["mse_full"], model["out_of_domain"], path)
+  if not files:
     raise ValueError(f"the {split} split of {data_path} has no trajectories")
+  summary = {
+      "split": split,
+      "checkpoint": checkpoint,
+      "num_steps": num_steps,
+      "steps_with_ground_truth": min(num_steps, data_steps),
+      "out_of_domain_tolerance": metrics_lib.out_of_domain_tolerance(
+          metadata),
+      "files": [os.path.basename(path) for path in files],
+      **summarize_scores(scores),
+  }
+  metrics_path = os.path.join(output_path, METRICS_FILENAME)
+  dataset_writer.write_json(metrics_path, summary)
+  errors = [s["model"]["rollout_error_mse"] for s in scores]
   return {"rollout_error_mse": float(np.mean(errors)),
-          "per_trajectory": errors, "files": files}
-
-
+          "per_trajectory": errors, "files": files, "metrics": summary,
+          "metrics_path": metrics_path}

@@ -22,26 +22,35 @@ def rollout(simulator: learned_simulator.LearnedSimulator,
 
   Args:
     simulator: the model.
-    features: `position` `[num_particles, >= INPUT_SEQUENCE_LENGTH +
-      num_steps, dim]`, `particle_type` `[num_particles]`,
+    features: `position` `[num_particles, num_frames, dim]` with `num_frames
+      >= INPUT_SEQUENCE_LENGTH`, `particle_type` `[num_particles]`,
       `n_particles_per_example` `[1]`, optional `step_context`
       `[num_frames, context_size]`.
-    num_steps: number of predicted steps.
+    num_steps: number of predicted steps. Past the data (`num_frames -
+      INPUT_SEQUENCE_LENGTH` steps) the model extrapolates: kinematic
+      particles and the context then keep their last known values.
 
   Returns:
     `initial_positions` `[INPUT_SEQUENCE_LENGTH, num_particles, dim]`,
-    `predicted_rollout` and `ground_truth_rollout` `[num_steps,
-    num_particles, dim]`, `particle_types` `[num_particles]` and, with a
-    context, `global_context` (the `step_context` given).
+    `predicted_rollout` `[num_steps, num_particles, dim]`,
+    `ground_truth_rollout` `[min(num_steps, num_frames -
+    INPUT_SEQUENCE_LENGTH), num_particles, dim]`, `particle_types`
+    `[num_particles]` and, with a context, `global_context` (the
+    `step_context` given).
   """
   position = features["position"]
   dim = position.shape[-1]
   initial_positions = tf.reshape(position[:, :common.INPUT_SEQUENCE_LENGTH],
                                  [-1, common.INPUT_SEQUENCE_LENGTH, dim])
-  # `[num_steps, num_particles, dim]`: one contiguous frame per step.
+  # `[steps with data, num_particles, dim]`: one contiguous frame per step.
   ground_truth = tf.transpose(
       position[:, common.INPUT_SEQUENCE_LENGTH:
                common.INPUT_SEQUENCE_LENGTH + num_steps], [1, 0, 2])
+  # Kinematic targets for every step: the last known frame past the data.
+  num_missing = tf.maximum(num_steps - tf.shape(ground_truth)[0], 0)
+  kinematic_targets = tf.concat(
+      [ground_truth,
+       tf.tile(position[tf.newaxis, :, -1], [num_missing, 1, 1])], axis=0)
   particle_types = features["particle_type"]
   kinematic = common.kinematic_mask(particle_types)[:, tf.newaxis]
   global_context = features.get("step_context")
@@ -49,15 +58,17 @@ def rollout(simulator: learned_simulator.LearnedSimulator,
   def step_fn(step, current_positions, predictions):
     context_step = None
     if global_context is not None:
-      # The context of the last input frame.
-      context_step = global_context[
-          step + common.INPUT_SEQUENCE_LENGTH - 1][tf.newaxis]
+      # The context of the last input frame (the last known past the data).
+      context_step = global_context[tf.minimum(
+          step + common.INPUT_SEQUENCE_LENGTH - 1,
+          tf.shape(global_context)[0] - 1)][tf.newaxis]
     next_position = simulator(
         current_positions,
         n_particles_per_example=features["n_particles_per_example"],
         particle_types=particle_types,
         global_context=context_step)
-    next_position = tf.where(kinematic, ground_truth[step], next_position)
+    next_position = tf.where(kinematic, kinematic_targets[step],
+                             next_position)
     predictions = predictions.write(step, next_position)
     current_positions = tf.concat(
         [current_positions[:, 1:], next_position[:, tf.newaxis]], axis=1)

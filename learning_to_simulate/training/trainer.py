@@ -20,6 +20,7 @@ from learning_to_simulate.training import checkpoints
 from learning_to_simulate.training import config as config_lib
 from learning_to_simulate.training import one_step
 from learning_to_simulate.training import optimizers
+from learning_to_simulate.training import validation
 
 
 @dataclasses.dataclass(frozen=True)
@@ -87,7 +88,9 @@ def _format_duration(seconds: float) -> str:
 def train(data_path: str, model_path: str,
           model_config: config_lib.ModelConfig,
           optimizer_config: config_lib.OptimizerConfig,
-          options: TrainOptions) -> Optional[float]:
+          options: TrainOptions,
+          validation_options: validation.ValidationOptions = (
+              validation.ValidationOptions())) -> Optional[float]:
   """Trains (or resumes training) a model on a dataset.
 
   Args:
@@ -96,6 +99,8 @@ def train(data_path: str, model_path: str,
     model_config, optimizer_config: hyperparameters; saved to
       `{model_path}/config.json`.
     options: steps, batch size, logging and checkpoint cadence.
+    validation_options: validation during training and the best model
+      (`every_steps=0`: none).
 
   Returns:
     The mean loss of the last logging interval (None if no step ran).
@@ -103,15 +108,16 @@ def train(data_path: str, model_path: str,
   model_config.validate()
   optimizer_config.validate()
   options.validate()
+  validation_options.validate()
   metadata = reading_utils.read_metadata(data_path)
   reading_utils.split_file(data_path, "train")
   os.makedirs(model_path, exist_ok=True)
   config_lib.save(model_path, model_config, optimizer_config)
 
   simulator = build.build_simulator(metadata, model_config,
-                                       options.mixed_precision,
-                                       options.jit_compile,
-                                       options.recompute_grad)
+                                    options.mixed_precision,
+                                    options.jit_compile,
+                                    options.recompute_grad)
   optimizer = optimizers.make_optimizer(
       optimizer_config, simulator,
       loss_scaling=options.mixed_precision == "float16")
@@ -131,6 +137,15 @@ def train(data_path: str, model_path: str,
       shuffle_buffer_size=options.shuffle_buffer_size, seed=options.seed)
   train_step = one_step.make_train_step(simulator, optimizer,
                                         model_config.noise_std, metadata)
+  validator = None
+  if validation_options.enabled and not os.path.exists(
+      os.path.join(data_path, f"{validation_options.split}.tfrecord")):
+    logging.warning("%s has no %s split: training without validation.",
+                    data_path, validation_options.split)
+  elif validation_options.enabled:
+    validator = validation.Validator(data_path, model_path, metadata,
+                                     simulator, model_config.noise_std,
+                                     validation_options, options.batch_size)
   writer = tf.summary.create_file_writer(os.path.join(model_path, "train"))
   logging.info("Training on %s for steps %d..%d; checkpoints in %s.",
                data_path, step, options.num_steps, model_path)
@@ -162,6 +177,10 @@ def train(data_path: str, model_path: str,
         tf.summary.scalar("steps_per_sec", steps_per_sec, step=step)
         interval_start, interval_step = now, step
         interval_loss, interval_count = 0.0, 0
+      if validator and not stop.signal_name and validator.due(
+          step, options.num_steps):
+        # Validation time stays out of the steps/s figure.
+        interval_start += validator(step)["seconds"]
       if step >= options.num_steps or stop.signal_name:
         break
       if (step % options.checkpoint_every_steps == 0 or

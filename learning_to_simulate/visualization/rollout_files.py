@@ -68,12 +68,14 @@ def check_rollout(rollout: Mapping[str, Any],
                        f"{num_particles}, {dim}], got {positions.dtype} "
                        f"shape {positions.shape}")
     checked[key] = positions
-  if (checked["predicted_rollout"].shape !=
-      checked["ground_truth_rollout"].shape):
+  # A rollout may run past the data (`--rollout_steps` beyond it), not end
+  # before it.
+  if (len(checked["predicted_rollout"]) <
+      len(checked["ground_truth_rollout"])):
     raise ValueError(
         f"{source}: predicted_rollout {checked['predicted_rollout'].shape} "
-        "and ground_truth_rollout "
-        f"{checked['ground_truth_rollout'].shape} differ in shape")
+        "is shorter than ground_truth_rollout "
+        f"{checked['ground_truth_rollout'].shape}")
   particle_types = np.asarray(rollout["particle_types"])
   if (particle_types.shape != (num_particles,) or
       not np.issubdtype(particle_types.dtype, np.integer)):
@@ -188,20 +190,21 @@ class LazyRollouts(collections.abc.Mapping):
 
 
 def rollout_mse_per_step(rollout: Mapping[str, Any]) -> np.ndarray:
-  """Position MSE of a rollout at each predicted step.
+  """Position MSE of a rollout at each step that has a ground truth.
 
   Averages over every particle and dimension, as the `rollout_error_mse` of
   evaluation does; kinematic particles follow ground truth and add zeros.
 
   Args:
-    rollout: a dict with `predicted_rollout` and `ground_truth_rollout`, both
-      `[num_steps, num_particles, dim]`.
+    rollout: a dict with `predicted_rollout` `[num_predicted, num_particles,
+      dim]` and `ground_truth_rollout` `[num_steps, num_particles, dim]`,
+      `num_predicted >= num_steps` (a rollout may run past the data).
 
   Returns:
     `[num_steps]` float64, `mean((predicted - ground_truth) ** 2)` per step.
 
   Raises:
-    ValueError: if a key is missing or the shapes differ or are not 3-D.
+    ValueError: if a key is missing or the shapes do not fit or are not 3-D.
   """
   missing = [key for key in ("predicted_rollout", "ground_truth_rollout")
              if key not in rollout]
@@ -209,8 +212,11 @@ def rollout_mse_per_step(rollout: Mapping[str, Any]) -> np.ndarray:
     raise ValueError(f"rollout is missing keys {missing}")
   predicted = np.asarray(rollout["predicted_rollout"], dtype=np.float64)
   ground_truth = np.asarray(rollout["ground_truth_rollout"], dtype=np.float64)
-  if predicted.shape != ground_truth.shape or predicted.ndim != 3:
-    raise ValueError("predicted_rollout and ground_truth_rollout must both be "
-                     f"[num_steps, num_particles, dim], got {predicted.shape} "
-                     f"and {ground_truth.shape}")
+  if (predicted.ndim != 3 or predicted.shape[1:] != ground_truth.shape[1:] or
+      len(predicted) < len(ground_truth)):
+    raise ValueError("predicted_rollout and ground_truth_rollout must be "
+                     "[num_steps, num_particles, dim] (the prediction at least "
+                     f"as long), got {predicted.shape} and "
+                     f"{ground_truth.shape}")
+  predicted = predicted[:len(ground_truth)]
   return np.mean((predicted - ground_truth) ** 2, axis=(1, 2))

@@ -99,7 +99,8 @@ class RolloutScene:
   Both panels share the metadata bounds; particles are coloured by type
   (`TYPE_COLORS`) with a legend entry per type present, and a header reads
   "step k/last" where k indexes the trajectory: the initial positions
-  followed by the rollout. `update` only moves the scatter offsets and the
+  followed by the rollout. A rollout that runs past the data keeps the
+  ground truth at its last frame and says so in the header. `update` only moves the scatter offsets and the
   counter text, so frames can be blitted (see `draw`).
   """
 
@@ -126,7 +127,8 @@ class RolloutScene:
     self.trajectories = [
         np.concatenate([initial, rollout[key]], axis=0)
         for key in ("ground_truth_rollout", "predicted_rollout")]
-    self.num_frames = self.trajectories[0].shape[0]
+    self.num_frames = self.trajectories[1].shape[0]
+    self.num_truth_frames = self.trajectories[0].shape[0]
     particle_types = rollout["particle_types"]
     face_colors = mpl_colors.to_rgba_array(
         [TYPE_COLORS[t] for t in range(common.NUM_PARTICLE_TYPES)]
@@ -217,9 +219,12 @@ class RolloutScene:
   def update(self, frame: int) -> List[mpl_artist.Artist]:
     """Shows trajectory frame `frame` and returns the artists it changed."""
     for scatter, trajectory in zip(self.scatters, self.trajectories):
-      positions = trajectory[frame]
+      positions = trajectory[min(frame, len(trajectory) - 1)]
       scatter.set_offsets(positions[:, :2])
       if self.dim == 3:
         scatter.set_3d_properties(positions[:, 2], "z", axlim_clip=True)
-    self.counter.set_text(f"step {frame}/{self.num_frames - 1}")
+    text = f"step {frame}/{self.num_frames - 1}"
+    if frame >= self.num_truth_frames:
+      text += f" (past the data: ground truth at {self.num_truth_frames - 1})"
+    self.counter.set_text(text)
     return [*self.scatters, self.counter]

@@ -1,0 +1,189 @@
+"""Rollout metrics: how close, how physical, and against which yardstick.
+
+All functions are pure numpy on one rollout: `initial_positions`
+`[INPUT_SEQUENCE_LENGTH, num_particles, dim]`, `predicted_rollout`
+`[num_predicted, num_particles, dim]`, `ground_truth_rollout`
+`[num_steps, num_particles, dim]` and `particle_types` `[num_particles]`, as
+in the pickles of `eval_rollout`. A prediction may run past the ground truth
+(`--rollout_steps` beyond the data): the metrics that compare with the ground
+truth then cover the overlap, `min(num_predicted, num_steps)` steps.
+
+Except the original's `rollout_error_mse`, every metric is computed over the
+moving (non-kinematic) particles only: kinematic particles follow their
+ground truth in a rollout and would only dilute the errors.
+
+- `rollout_error_mse`: the original's figure, the mean squared error over all
+  particles (kinematic ones included), dimensions and steps.
+- `mse_{h}` for h in `HORIZONS`: the position MSE over the first h steps
+  (mean over those steps, moving particles and dimensions); `mse_full` over
+  all overlapping steps.
+- `emd`: the earth mover's distance with squared-Euclidean cost between the
+  predicted and the true cloud of moving particles (W2^2, the mean squared
+  distance of the best one-to-one matching, exact, by scipy's
+  `linear_sum_assignment`), averaged over up to `EMD_STEPS` evenly spaced
+  steps (the last included), on at most `EMD_PARTICLES` particles. It ignores
+  which particle is which: a rigid shift by `d` gives `|d|^2`, and a
+  permutation of identical particles gives 0.
+- `kinetic_energy_mse`: per step, `E = 0.5 * mean |v|^2` over the moving
+  particles (unit mass, `v` in position units per frame); the MSE between the
+  predicted and true series.
+- `out_of_domain`: the share of moving particle-steps (all predicted steps)
+  with a coordinate outside the bounds widened by `tolerance`.
+"""
+
+from typing import Any, Dict, Mapping, Sequence
+
+import numpy as np
+from scipy import optimize
+from scipy import spatial
+
+from learning_to_simulate.data import common
+
+# Horizons of the position MSE, in steps after the initial positions.
+HORIZONS = (1, 5, 10, 20, 50, 100)
+# The EMD is averaged over at most this many evenly spaced steps, on at most
+# this many particles (the same random subset in both clouds): an exact
+# assignment costs O(n^3), 0.2 s for 2000 particles.
+EMD_STEPS = 20
+EMD_PARTICLES = 2000
+# A particle counts as out of the domain beyond the bounds plus this
+# fraction of the connectivity radius.
+OUT_OF_DOMAIN_TOLERANCE_RADII = 0.1
+
+Rollout = Mapping[str, Any]
+
+
+def moving_mask(particle_types: np.ndarray) -> np.ndarray:
+  """`[num_particles]` bool: true for the particles the model predicts."""
+  return np.asarray(particle_types) != common.ParticleType.KINEMATIC
+
+
+def position_mse(predicted: np.ndarray, ground_truth: np.ndarray,
+                 moving: np.ndarray) -> np.ndarray:
+  """`[num_steps]` position MSE per step over moving particles and dims."""
+  error = (np.asarray(predicted, np.float64)[:, moving] -
+           np.asarray(ground_truth, np.float64)[:, moving])**2
+  if not error.size:
+    return np.zeros(len(predicted))
+  return error.mean(axis=(1, 2))
+
+
+def velocities(initial_positions: np.ndarray,
+               positions: np.ndarray) -> np.ndarray:
+  """`[num_steps, num_particles, dim]` per-frame velocities of a rollout."""
+  trajectory = np.concatenate([np.asarray(initial_positions[-1:], np.float64),
+                               np.asarray(positions, np.float64)])
+  return trajectory[1:] - trajectory[:-1]
+
+
+def kinetic_energy(initial_positions: np.ndarray, positions: np.ndarray,
+                   moving: np.ndarray) -> np.ndarray:
+  """`[num_steps]`: `0.5 * mean |v|^2` over the moving particles per step."""
+  v = velocities(initial_positions, positions)[:, moving]
+  if not v.size:
+    return np.zeros(len(positions))
+  return 0.5 * np.mean(np.sum(v**2, axis=-1), axis=1)
+
+
+def emd(predicted: np.ndarray, ground_truth: np.ndarray) -> float:
+  """Exact W2^2 between two equal-size clouds `[num_particles, dim]`."""
+  cost = spatial.distance.cdist(np.asarray(predicted, np.float64),
+                                np.asarray(ground_truth, np.float64),
+                                "sqeuclidean")
+  rows, cols = optimize.linear_sum_assignment(cost)
+  return float(cost[rows, cols].mean())
+
+
+def emd_steps(num_steps: int, max_steps: int = EMD_STEPS) -> np.ndarray:
+  """Indices of the evenly spaced steps the EMD is averaged over."""
+  return np.unique(np.linspace(0, num_steps - 1,
+                               min(num_steps, max_steps)).round().astype(int))
+
+
+def mean_emd(predicted: np.ndarray, ground_truth: np.ndarray,
+             moving: np.ndarray, max_steps: int = EMD_STEPS,
+             max_particles: int = EMD_PARTICLES, seed: int = 0) -> float:
+  """`emd` of the moving particles averaged over evenly spaced steps."""
+  index = np.flatnonzero(moving)
+  if not index.size:
+    return 0.0
+  if index.size > max_particles:
+    index = np.sort(np.random.default_rng(seed).choice(
+        index, max_particles, replace=False))
+  return float(np.mean([emd(predicted[t, index], ground_truth[t, index])
+                        for t in emd_steps(len(ground_truth), max_steps)]))
+
+
+def out_of_domain_fraction(positions: np.ndarray, moving: np.ndarray,
+                           bounds: Sequence[Sequence[float]],
+                           tolerance: float) -> float:
+  """Share of moving particle-steps outside `bounds` widened by `tolerance`.
+
+  Args:
+    positions: `[num_steps, num_particles, dim]`.
+    moving: `[num_particles]` bool.
+    bounds: `[dim, 2]` lower and upper bounds.
+    tolerance: allowed excursion beyond the bounds, in position units.
+  """
+  positions = np.asarray(positions)[:, moving]
+  if not positions.size:
+    return 0.0
+  bounds = np.asarray(bounds, np.float64)
+  outside = np.any((positions < bounds[:, 0] - tolerance) |
+                   (positions > bounds[:, 1] + tolerance), axis=-1)
+  return float(outside.mean())
+
+
+def out_of_domain_tolerance(metadata: Mapping[str, Any]) -> float:
+  """The tolerance of `out_of_domain`, in position units."""
+  return (OUT_OF_DOMAIN_TOLERANCE_RADII *
+          float(metadata["default_connectivity_radius"]))
+
+
+def rollout_metrics(rollout: Rollout,
+                    horizons: Sequence[int] = HORIZONS) -> Dict[str, float]:
+  """Every metric of the module docstring for one rollout.
+
+  Args:
+    rollout: a rollout dict, with `metadata` holding `bounds` and
+      `default_connectivity_radius`.
+    horizons: the horizons of `mse_{h}`; those longer than the overlap with
+      the ground truth are left out.
+
+  Returns:
+    Metric name -> value.
+  """
+  predicted = np.asarray(rollout["predicted_rollout"])
+  ground_truth = np.asarray(rollout["ground_truth_rollout"])
+  initial = np.asarray(rollout["initial_positions"])
+  moving = moving_mask(rollout["particle_types"])
+  overlap = min(len(predicted), len(ground_truth))
+  compared = predicted[:overlap]
+  truth = ground_truth[:overlap]
+  metrics = {
+      # Exactly as `eval_rollout` has always computed it (float32 mean).
+      "rollout_error_mse": float(np.mean((compared - truth)**2)),
+  }
+  per_step = position_mse(compared, truth, moving)
+  for horizon in horizons:
+    if horizon <= overlap:
+      metrics[f"mse_{horizon}"] = float(per_step[:horizon].mean())
+  metrics["mse_full"] = float(per_step.mean())
+  metrics["emd"] = mean_emd(compared, truth, moving)
+  metrics["kinetic_energy_mse"] = float(np.mean(
+      (kinetic_energy(initial, compared, moving) -
+       kinetic_energy(initial, truth, moving))**2))
+  metrics["out_of_domain"] = out_of_domain_fraction(
+      predicted, moving, rollout["metadata"]["bounds"],
+      out_of_domain_tolerance(rollout["metadata"]))
+  return metrics
+
+
+def mean_metrics(per_trajectory: Sequence[Mapping[str, float]]
+                 ) -> Dict[str, float]:
+  """Mean of each metric over trajectories (over those that have it)."""
+  names = []
+  for metrics in per_trajectory:
+    names += [name for name in metrics if name not in names]
+  return {name: float(np.mean([m[name] for m in per_trajectory
+                               if name in m])) for name in names}

@@ -1,0 +1,220 @@
+"""Validation during training, and the best model by a validation metric.
+
+Every `every_steps` training steps (and at the last one) `Validator` measures
+on the `valid` split, with the weights being trained:
+- the one-step `loss_mse` and `one_step_position_mse` of `evaluation.evaluate`
+  over the first `num_batches` batches;
+- rollouts of the first `num_rollouts` trajectories (`rollout_steps` steps,
+  default the whole trajectory), scored with `metrics.rollout_metrics`
+  against the constant-velocity and frozen baselines.
+It logs one line, writes TensorBoard scalars under `valid/` (the baselines
+under `valid_constant_velocity/` and `valid_frozen/`) and two images (the
+first rollout at a few steps, and the per-step error of the model and the
+baselines), and keeps the best model by `best_metric` (lower is better) in
+`{model_path}/best/` (see `checkpoints.resolve`).
+"""
+
+import dataclasses
+import os
+import time
+from typing import Any, Dict, Mapping, Optional
+
+from absl import logging
+import numpy as np
+import tensorflow as tf
+
+from learning_to_simulate import reading_utils
+from learning_to_simulate.data import common
+from learning_to_simulate.data import dataset_writer
+from learning_to_simulate.training import baselines
+from learning_to_simulate.training import checkpoints
+from learning_to_simulate.training import evaluation
+from learning_to_simulate.training import metrics as metrics_lib
+from learning_to_simulate.training import one_step
+from learning_to_simulate.training import rollout as rollout_lib
+from learning_to_simulate.visualization import error_plot
+from learning_to_simulate.visualization import snapshots
+
+ONE_STEP_METRICS = ("loss_mse", "one_step_position_mse")
+ROLLOUT_METRICS = tuple(f"mse_{h}" for h in metrics_lib.HORIZONS) + (
+    "mse_full", "emd", "kinetic_energy_mse", "out_of_domain",
+    "rollout_error_mse")
+BEST_METRICS = ONE_STEP_METRICS + ROLLOUT_METRICS
+
+
+@dataclasses.dataclass(frozen=True)
+class ValidationOptions:
+  """When and what to validate.
+
+  The defaults cost about 1% of training time on the bundled sample (see
+  BENCHMARKS.md); `every_steps=0` turns validation off.
+  """
+  every_steps: int = 10000
+  num_batches: int = 100
+  num_rollouts: int = 2
+  rollout_steps: Optional[int] = None  # The whole trajectory.
+  best_metric: str = "mse_full"
+  split: str = "valid"
+
+  def validate(self) -> None:
+    if self.every_steps < 0:
+      raise ValueError(f"--eval_every_steps must be >= 0 (0: no validation),"
+                       f" got {self.every_steps}")
+    for name in ("num_batches", "num_rollouts"):
+      if getattr(self, name) < 1:
+        raise ValueError(f"--eval_{name} must be >= 1, got "
+                         f"{getattr(self, name)}")
+    if self.rollout_steps is not None and self.rollout_steps < 1:
+      raise ValueError(f"--eval_rollout_steps must be >= 1, got "
+                       f"{self.rollout_steps}")
+    if self.best_metric not in BEST_METRICS:
+      raise ValueError(f"--best_metric must be one of {', '.join(BEST_METRICS)}"
+                       f", got {self.best_metric!r}")
+
+  @property
+  def enabled(self) -> bool:
+    return self.every_steps > 0
+
+
+class Validator:
+  """Validates the simulator being trained and keeps its best version."""
+
+  def __init__(self, data_path: str, model_path: str,
+               metadata: Mapping[str, Any], simulator: tf.Module,
+               noise_std: float, options: ValidationOptions,
+               batch_size: int = 2):
+    """Prepares the steps and the best-model checkpoint.
+
+    Args:
+      data_path, model_path: the dataset and the model directory.
+      metadata: the dataset's metadata.
+      simulator: the simulator being trained.
+      noise_std: its input noise (for `loss_mse`, as `evaluate` does).
+      options: what to validate and how often.
+      batch_size: examples per batch of the one-step metrics.
+
+    Raises:
+      ValueError: for bad options, or a dataset without the split.
+    """
+    options.validate()
+    reading_utils.split_file(data_path, options.split)
+    self._data_path = data_path
+    self._model_path = model_path
+    self._metadata = dict(metadata)
+    self._options = options
+    self._batch_size = batch_size
+    self._eval_step = one_step.make_eval_step(simulator, noise_std, metadata)
+    self._rollout_fn = rollout_lib.make_rollout_fn(simulator, metadata)
+    data_steps = metadata["sequence_length"] - common.INPUT_SEQUENCE_LENGTH
+    self._num_steps = options.rollout_steps or data_steps
+    self._best_manager = tf.train.CheckpointManager(
+        tf.train.Checkpoint(simulator=simulator),
+        checkpoints.best_directory(model_path), max_to_keep=1,
+        checkpoint_name=checkpoints.CHECKPOINT_NAME)
+    best = checkpoints.read_best(model_path)
+    self.best_value = None
+    if best is not None and best["metric"] == options.best_metric:
+      self.best_value = best["metrics"][options.best_metric]
+    elif best is not None:
+      logging.warning("The best model in %s was chosen by %s; from now on it "
+                      "is chosen by --best_metric=%s.",
+                      checkpoints.best_directory(model_path), best["metric"],
+                      options.best_metric)
+
+  def due(self, step: int, last_step: int) -> bool:
+    """Whether to validate after `step` (every N steps and at the end)."""
+    return self._options.enabled and (
+        step % self._options.every_steps == 0 or step == last_step)
+
+  def _rollouts(self):
+    """The scored validation rollouts: `(rollout dicts, scores)`."""
+    dataset = reading_utils.get_rollout_dataset(
+        self._data_path, self._options.split, self._metadata).take(
+            self._options.num_rollouts)
+    rollouts, scores = [], []
+    for features in dataset:
+      inputs = {k: v for k, v in features.items() if k != "key"}
+      output = {k: v.numpy()
+                for k, v in self._rollout_fn(inputs, self._num_steps).items()}
+      output["metadata"] = self._metadata
+      rollouts.append(output)
+      scores.append(evaluation.score_rollout(output))
+    return rollouts, scores
+
+  def __call__(self, step: int) -> Dict[str, float]:
+    """Validates, logs, writes summaries (to the default writer) and keeps
+    the best model.
+
+    Returns:
+      The model's metrics (one-step and rollout means) and `seconds`.
+    """
+    start = time.time()
+    one_step_dataset = reading_utils.get_one_step_dataset(
+        self._data_path, self._options.split, self._batch_size,
+        self._metadata, is_training=False).take(self._options.num_batches)
+    results = evaluation.one_step_metrics(self._eval_step, one_step_dataset)
+    rollouts, scores = self._rollouts()
+    summary = evaluation.summarize_scores(scores) if scores else {}
+    if summary:
+      results.update(summary["model"]["mean"])
+    results["seconds"] = time.time() - start
+
+    improved = self._keep_if_best(step, results)
+    self._write_summaries(step, results, summary, rollouts)
+    shown = [name for name in ("loss_mse", "one_step_position_mse", "mse_20",
+                               "mse_full", "emd", "out_of_domain")
+             if name in results]
+    logging.info(
+        "validation at step %d (%s, %d rollouts, %.1fs): %s%s", step,
+        self._options.split, len(rollouts), results["seconds"],
+        "  ".join(f"{name} {results[name]:.4g}" for name in shown),
+        f"  (best {self._options.best_metric}: saved)" if improved else "")
+    return results
+
+  def _keep_if_best(self, step: int, results: Mapping[str, float]) -> bool:
+    """Saves the model as the best one if `best_metric` improved."""
+    value = results.get(self._options.best_metric)
+    if value is None or not np.isfinite(value):
+      return False
+    if self.best_value is not None and value >= self.best_value:
+      return False
+    path = self._best_manager.save(checkpoint_number=step)
+    dataset_writer.write_json(
+        os.path.join(checkpoints.best_directory(self._model_path),
+                     checkpoints.BEST_JSON),
+        {"step": step, "checkpoint": os.path.basename(path),
+         "metric": self._options.best_metric,
+         "metrics": {k: float(v) for k, v in results.items()}})
+    self.best_value = value
+    return True
+
+  def _write_summaries(self, step, results, summary, rollouts) -> None:
+    for name, value in results.items():
+      tf.summary.scalar(f"valid/{name}", value, step=step)
+    for baseline in baselines.ROLLOUT_BASELINES:
+      for name, value in summary.get(baseline, {}).get("mean", {}).items():
+        tf.summary.scalar(f"valid_{baseline}/{name}", value, step=step)
+    if not rollouts:
+      return
+    picture = snapshots.figure_pixels(snapshots.snapshot_figure(rollouts[0]))
+    tf.summary.image("valid/rollout_0", picture[np.newaxis], step=step)
+    curves = {"model": _mean_curve(rollouts, None)}
+    for baseline in baselines.ROLLOUT_BASELINES:
+      curves[baseline.replace("_", " ")] = _mean_curve(rollouts, baseline)
+    errors = snapshots.figure_pixels(error_plot.error_figure(
+        curves, ylabel="position MSE (moving particles)",
+        title=f"Validation rollout error, step {step}"))
+    tf.summary.image("valid/rollout_error", errors[np.newaxis], step=step)
+
+
+def _mean_curve(rollouts, baseline: Optional[str]) -> np.ndarray:
+  """Per-step MSE over moving particles, averaged over the rollouts."""
+  curves = []
+  for rollout in rollouts:
+    truth = rollout["ground_truth_rollout"]
+    predicted = (rollout["predicted_rollout"][:len(truth)] if baseline is None
+                 else baselines.ROLLOUT_BASELINES[baseline](rollout))
+    curves.append(metrics_lib.position_mse(
+        predicted, truth, metrics_lib.moving_mask(rollout["particle_types"])))
+  length = min(len(curve) for curve in curves)
+  return np.mean([curve[:length] for curve in curves], axis=0)

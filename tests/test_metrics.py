@@ -1,0 +1,179 @@
+"""Rollout metrics against numpy on hand-made rollouts, and the baselines."""
+
+import itertools
+
+import numpy as np
+import tensorflow as tf
+
+from learning_to_simulate.data import common
+from learning_to_simulate.training import baselines
+from learning_to_simulate.training import evaluation
+from learning_to_simulate.training import metrics
+
+WATER = common.ParticleType.WATER
+KINEMATIC = common.ParticleType.KINEMATIC
+RADIUS = 0.05
+METADATA = {"bounds": [[0.0, 1.0], [0.0, 1.0]],
+            "default_connectivity_radius": RADIUS}
+
+
+def make_rollout(num_steps=30, num_particles=12, seed=0, kinematic=2):
+  """Particles drifting inside the unit box; the last `kinematic` fixed."""
+  rng = np.random.default_rng(seed)
+  start = rng.uniform(0.3, 0.7, [num_particles, 2])
+  velocity = rng.uniform(-2e-3, 2e-3, [num_particles, 2])
+  frames = np.arange(-5, num_steps + 1)[:, None, None]
+  trajectory = start + frames * velocity
+  types = np.full([num_particles], WATER)
+  types[num_particles - kinematic:] = KINEMATIC
+  trajectory[:, types == KINEMATIC] = start[types == KINEMATIC]
+  truth = trajectory[6:].astype(np.float32)
+  return {"initial_positions": trajectory[:6].astype(np.float32),
+          "ground_truth_rollout": truth, "predicted_rollout": truth.copy(),
+          "particle_types": types, "metadata": METADATA}
+
+
+class RolloutMetricsTest(tf.test.TestCase):
+
+  def test_perfect_rollout_scores_zero(self):
+    scores = metrics.rollout_metrics(make_rollout())
+    for name, value in scores.items():
+      self.assertEqual(value, 0.0, name)
+    # Horizons up to the rollout length, and the full rollout.
+    self.assertEqual(set(scores), {"rollout_error_mse", "mse_1", "mse_5",
+                                   "mse_10", "mse_20", "mse_full", "emd",
+                                   "kinetic_energy_mse", "out_of_domain"})
+
+  def test_rigid_shift(self):
+    rollout = make_rollout()
+    moving = rollout["particle_types"] != KINEMATIC
+    shift = np.array([0.01, -0.02], np.float32)
+    rollout["predicted_rollout"][:, moving] += shift
+    scores = metrics.rollout_metrics(rollout)
+    # MSE averages over dimensions: (0.01^2 + 0.02^2) / 2 at every horizon.
+    expected = float(np.mean(shift.astype(np.float64)**2))
+    for name in ("mse_1", "mse_5", "mse_20", "mse_full"):
+      self.assertAllClose(scores[name], expected, rtol=1e-4)
+    # The original's figure averages over kinematic particles too.
+    self.assertAllClose(scores["rollout_error_mse"],
+                        expected * moving.mean(), rtol=1e-4)
+    # W2^2 of a translation is |d|^2: the shift, summed over dimensions.
+    self.assertAllClose(scores["emd"], 2 * expected, rtol=1e-4)
+    # A shift at every step leaves the velocities after the first alone.
+    velocities = metrics.velocities(rollout["initial_positions"],
+                                    rollout["predicted_rollout"])
+    self.assertAllClose(velocities[1:, moving],
+                        np.diff(rollout["ground_truth_rollout"], axis=0)[
+                            :, moving], atol=1e-6)
+
+  def test_emd_ignores_particle_identity(self):
+    rollout = make_rollout(kinematic=0)
+    rollout["predicted_rollout"] = rollout["predicted_rollout"][:, ::-1]
+    scores = metrics.rollout_metrics(rollout)
+    self.assertGreater(scores["mse_full"], 1e-3)
+    self.assertAllClose(scores["emd"], 0.0, atol=1e-12)
+
+  def test_emd_against_brute_force(self):
+    rng = np.random.default_rng(3)
+    a, b = rng.uniform(size=[2, 6, 2])
+    # All 720 one-to-one matchings of 6 particles.
+    best = min(np.mean(np.sum((a - b[list(p)])**2, axis=-1))
+               for p in itertools.permutations(range(6)))
+    self.assertAllClose(metrics.emd(a, b), best)
+
+  def test_horizons_and_overlap(self):
+    rollout = make_rollout(num_steps=12)
+    moving = rollout["particle_types"] != KINEMATIC
+    # Error 1, 2, 3, ... at steps 1, 2, 3, ... in one coordinate.
+    error = np.arange(1, 13, dtype=np.float64)[:, None] * 1e-3
+    rollout["predicted_rollout"][:, moving, 0] += error.astype(np.float32)
+    # The prediction runs 4 steps past the data: they are not compared.
+    rollout["predicted_rollout"] = np.concatenate(
+        [rollout["predicted_rollout"], np.zeros([4, 12, 2], np.float32)])
+    scores = metrics.rollout_metrics(rollout)
+    per_step = (error[:, 0]**2) / 2  # Mean over the two dimensions.
+    self.assertAllClose(scores["mse_1"], per_step[0], rtol=1e-3)
+    self.assertAllClose(scores["mse_5"], per_step[:5].mean(), rtol=1e-3)
+    self.assertAllClose(scores["mse_10"], per_step[:10].mean(), rtol=1e-3)
+    self.assertAllClose(scores["mse_full"], per_step.mean(), rtol=1e-3)
+    self.assertNotIn("mse_20", scores)
+    # Out of domain covers every predicted step: the zeros past the data sit
+    # on the lower bounds, inside.
+    self.assertEqual(scores["out_of_domain"], 0.0)
+
+  def test_out_of_domain(self):
+    rollout = make_rollout(num_steps=10, num_particles=5, kinematic=1)
+    tolerance = metrics.OUT_OF_DOMAIN_TOLERANCE_RADII * RADIUS
+    self.assertEqual(metrics.out_of_domain_tolerance(METADATA), tolerance)
+    # Particle 0 beyond the tolerance at 3 steps, particle 1 within it at
+    # every step; the kinematic particle 4 outside does not count.
+    rollout["predicted_rollout"][2:5, 0, 0] = 1.0 + 2 * tolerance
+    rollout["predicted_rollout"][:, 1, 1] = -0.5 * tolerance
+    rollout["predicted_rollout"][:, 4] = -1.0
+    scores = metrics.rollout_metrics(rollout)
+    self.assertAllClose(scores["out_of_domain"], 3 / (10 * 4))
+
+  def test_kinetic_energy_series(self):
+    rollout = make_rollout(num_steps=8)
+    positions = rollout["predicted_rollout"].astype(np.float64)
+    moving = rollout["particle_types"] != KINEMATIC
+    energy = metrics.kinetic_energy(rollout["initial_positions"], positions,
+                                    moving)
+    previous = np.concatenate([rollout["initial_positions"][-1:],
+                               positions[:-1]])
+    for step in range(8):
+      v = positions[step, moving] - previous[step, moving]
+      direct = sum(0.5 * (vx * vx + vy * vy) for vx, vy in v) / moving.sum()
+      self.assertAllClose(energy[step], direct)
+    # Doubling every velocity quadruples the energy.
+    doubled = rollout["initial_positions"][-1] + 2 * (
+        positions - rollout["initial_positions"][-1])
+    self.assertAllClose(
+        metrics.kinetic_energy(rollout["initial_positions"], doubled,
+                               moving)[0], 4 * energy[0])
+
+  def test_mean_metrics(self):
+    self.assertEqual(metrics.mean_metrics([{"a": 1.0, "b": 2.0},
+                                           {"a": 3.0}]),
+                     {"a": 2.0, "b": 2.0})
+
+
+class BaselinesTest(tf.test.TestCase):
+
+  def test_frozen_and_constant_velocity(self):
+    rollout = make_rollout(num_steps=5)
+    moving = rollout["particle_types"] != KINEMATIC
+    frozen = baselines.frozen_rollout(rollout)
+    self.assertAllEqual(frozen[:, moving],
+                        np.repeat(rollout["initial_positions"][-1:, moving],
+                                  5, axis=0))
+    self.assertAllEqual(frozen[:, ~moving],
+                        rollout["ground_truth_rollout"][:, ~moving])
+    # The drift is uniform: constant velocity is exact.
+    scores = evaluation.score_rollout(rollout)
+    self.assertEqual(set(scores), {"model", "constant_velocity", "frozen"})
+    self.assertAllClose(scores["constant_velocity"]["mse_full"], 0.0,
+                        atol=1e-12)
+    self.assertGreater(scores["frozen"]["mse_full"], 0.0)
+
+  def test_summary_and_table(self):
+    scores = [evaluation.score_rollout(make_rollout(seed=s))
+              for s in range(2)]
+    summary = evaluation.summarize_scores(scores)
+    self.assertLen(summary["frozen"]["per_trajectory"], 2)
+    self.assertAllClose(
+        summary["frozen"]["mean"]["mse_full"],
+        np.mean([s["frozen"]["mse_full"] for s in scores]))
+    table = evaluation.format_scores(summary)
+    self.assertRegex(table.splitlines()[0],
+                     r"model +constant_velocity +frozen")
+    row = next(line for line in table.splitlines()
+                if line.startswith("mse_full "))
+    self.assertAllClose([float(v) for v in row.split()[1:]],
+                        [summary[name]["mean"]["mse_full"]
+                         for name in ("model", "constant_velocity", "frozen")],
+                        rtol=1e-4)
+
+
+if __name__ == "__main__":
+  tf.test.main()
