@@ -6,5 +6,6 @@
   learning-rate schedule; `one_step`: noise, loss, train and eval steps;
 - `rollout`: the autoregressive rollout as one graph;
 - `trainer`: the training loop; `evaluation`: `eval` and `eval_rollout`;
-- `baselines`: physics-free baselines; `devices`: device set-up.
+- `baselines`: physics-free baselines; `devices`: device set-up;
+- `export`: the trained simulator as a SavedModel (`train --mode=export`).
 """
