@@ -1,4 +1,4 @@
-"""Dataset converters: gns npz, LagrangeBench HDF5 and folders to TFRecords and back."""
+"""Converters: gns npz, LagrangeBench HDF5, folders to TFRecords, and back."""
 
 import json
 import os
@@ -9,6 +9,7 @@ import h5py
 import numpy as np
 import tensorflow as tf
 
+from learning_to_simulate.benchmarks import convert_memory
 from learning_to_simulate.data import common
 from learning_to_simulate.data import convert
 from learning_to_simulate.data import convert_dataset
@@ -440,6 +441,29 @@ class CommandLineTest(tf.test.TestCase):
     self.assertRegex(result.stderr.strip().splitlines()[-1],
                      r"^convert_dataset: error: .*/gns/valid\.npz not found")
     self.assertFalse(os.path.exists(f"{root}/bad"))
+
+
+class ConvertMemoryBenchmarkTest(tf.test.TestCase):
+
+  def test_writes_the_input_and_measures_a_conversion(self):
+    work_dir = self.create_tempdir().full_path
+    size = convert_memory.write_input(work_dir, 2, particles=30, frames=8)
+    self.assertEqual(size, sum(os.path.getsize(os.path.join(work_dir, f))
+                               for f in os.listdir(work_dir)))
+    with np.load(os.path.join(work_dir, "train.npz"),
+                 allow_pickle=True) as archive:
+      self.assertLen(archive.files, 2)
+      positions, types = archive["simulation_trajectory_1"]
+      self.assertEqual(positions.shape, (8, 30, 2))
+      self.assertAllEqual(types, [WATER] * 30)
+    work_dir = self.create_tempdir().full_path
+    results = convert_memory.run([1], particles=30, frames=8,
+                                 work_dir=work_dir)
+    self.assertLen(results, 1)
+    self.assertEqual(results[0]["train_trajectories"], 1)
+    self.assertGreater(results[0]["peak_rss_mib"], 50)
+    self.assertEqual(os.listdir(work_dir), [])  # Inputs and outputs removed.
+    self.assertIn("| 1 |", convert_memory.format_table(results))
 
 
 if __name__ == "__main__":

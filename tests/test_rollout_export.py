@@ -1,4 +1,4 @@
-"""Rollout export: VTK time series read back with meshio, npz arrays, the CLI."""
+"""Rollout export: VTK series read back with meshio, npz arrays, the CLI."""
 
 import json
 import os

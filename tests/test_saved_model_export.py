@@ -1,4 +1,4 @@
-"""SavedModel export: loads without this package and matches the in-package model."""
+"""SavedModel export: loads without the package, matches the in-package one."""
 
 import json
 import os

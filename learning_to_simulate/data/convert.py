@@ -1,4 +1,4 @@
-"""Converting other particle datasets to the DeepMind format, and back to gns npz.
+"""Converting particle datasets to the DeepMind format, and back to gns npz.
 
 Reads a dataset in one of `formats.FORMATS` (gns npz, LagrangeBench HDF5, a
 folder of per-trajectory arrays, or this package's TFRecords) and writes
@@ -136,7 +136,7 @@ class ConversionReport(NamedTuple):
 
 def _check_integer_types(values: np.ndarray, where: str,
                          num_particles: int) -> np.ndarray:
-  if not (np.issubdtype(values.dtype, np.integer) or values.dtype == bool):
+  if not np.issubdtype(values.dtype, np.integer):
     raise ValueError(f"{where}: particle_type must hold integers, got "
                      f"{values.dtype}")
   if values.ndim == 0:  # gns allows one type for the whole trajectory.
@@ -380,6 +380,41 @@ def _metadata(input_path: str, options: ConvertOptions, scan: _Scan,
   return metadata
 
 
+def _check_all(input_path: str, options: ConvertOptions
+               ) -> Tuple[_Scan, Dict[str, Any], int]:
+  """Pass 1: every trajectory checked; the scan, statistics, frame count."""
+  checker, scan = _Checker(options.type_map()), _Scan()
+  read = lambda split: scan.observed(
+      split, _trajectories(input_path, options, split, checker))
+  if options.input_format == "tfrecord":
+    statistics = {}  # Its metadata's are kept.
+    rest = common.SPLITS
+  else:
+    statistics = dataset_writer.compute_statistics(read("train"))
+    rest = common.SPLITS[1:]
+  for split in rest:
+    for _ in read(split):
+      pass
+  return scan, statistics, checker.num_frames
+
+
+def _write(input_path: str, output_path: str, options: ConvertOptions,
+           metadata: Mapping[str, Any]) -> None:
+  """Pass 2: reads, checks and writes one trajectory at a time."""
+  checker = _Checker(options.type_map())
+  splits = {split: _trajectories(input_path, options, split, checker)
+            for split in common.SPLITS}
+  if options.output_format == "tfrecord":
+    dataset_writer.write_dataset(output_path, splits, metadata)
+    return
+  with dataset_writer.staged_directory(output_path) as staging:
+    for split, trajectories in splits.items():
+      formats.write_gns_npz(os.path.join(staging, f"{split}.npz"),
+                            trajectories)
+    dataset_writer.write_json(os.path.join(staging, "metadata.json"),
+                              metadata)
+
+
 def convert(input_path: str, output_path: str,
             options: ConvertOptions) -> ConversionReport:
   """Converts a dataset, checking it whole before writing anything.
@@ -403,18 +438,9 @@ def convert(input_path: str, output_path: str,
   options.validate()
   for split in common.SPLITS:  # A missing split fails before any reading.
     formats.split_path(input_path, options.input_format, split)
-  type_map = options.type_map()
 
-  # Pass 1: check everything and compute the metadata.
-  checker, scan = _Checker(type_map), _Scan()
-  read = lambda split: scan.observed(
-      split, _trajectories(input_path, options, split, checker))
-  statistics = dataset_writer.compute_statistics(read("train"))
-  for split in common.SPLITS[1:]:
-    for _ in read(split):
-      pass
+  scan, statistics, num_frames = _check_all(input_path, options)
   dim = len(scan.lower)
-  num_frames = checker.num_frames
   if options.bounds is not None and len(options.bounds) != dim:
     raise ValueError(f"--bounds has {len(options.bounds)} dimensions, the "
                      f"data {dim}")
@@ -427,20 +453,7 @@ def convert(input_path: str, output_path: str,
   radius = metadata["default_connectivity_radius"]
   logging.info("Checked %s: %s trajectories; writing %s.", input_path,
                scan.counts, output_path)
-
-  # Pass 2: write, one trajectory at a time.
-  checker = _Checker(type_map)
-  splits = {split: _trajectories(input_path, options, split, checker)
-            for split in common.SPLITS}
-  if options.output_format == "tfrecord":
-    dataset_writer.write_dataset(output_path, splits, metadata)
-  else:
-    with dataset_writer.staged_directory(output_path) as staging:
-      for split, trajectories in splits.items():
-        formats.write_gns_npz(os.path.join(staging, f"{split}.npz"),
-                              trajectories)
-      dataset_writer.write_json(os.path.join(staging, "metadata.json"),
-                                metadata)
+  _write(input_path, output_path, options, metadata)
   return ConversionReport(
       metadata=metadata, num_trajectories=dict(scan.counts),
       num_particles=(min(scan.num_particles), max(scan.num_particles)),

@@ -1,4 +1,4 @@
-"""Other particle-dataset layouts, read (and gns npz written) one trajectory at a time.
+"""Other particle-dataset layouts, read a trajectory at a time; gns npz written.
 
 Each reader yields `RawTrajectory` values, unchecked (`convert` checks them),
 one trajectory in memory at a time:
@@ -263,7 +263,8 @@ def read_tfrecord(data_path: str, split: str) -> Iterator[RawTrajectory]:
     except tf.errors.OpError as e:
       lines = [line for line in e.message.splitlines() if filename in line]
       detail = lines[0] if lines else e.message.splitlines()[0]
-      raise ValueError(f"{filename}: record {index}: {detail.strip()}") from None
+      raise ValueError(
+          f"{filename}: record {index}: {detail.strip()}") from None
     step_context = features.get("step_context")
     yield RawTrajectory(
         filename, str(index), features["position"].numpy(),

@@ -1,4 +1,4 @@
-"""The trained simulator as a TensorFlow SavedModel, usable without this package.
+"""The trained simulator as a TensorFlow SavedModel, usable without the package.
 
 `train --mode=export` restores a checkpoint (`evaluation.load_model`) and
 saves the learned simulator (Sanchez-Gonzalez et al. 2020, arXiv:2002.09405)
