@@ -12,7 +12,6 @@ import tensorflow as tf
 from learning_to_simulate.benchmarks import convert_memory
 from learning_to_simulate.data import common
 from learning_to_simulate.data import convert
-from learning_to_simulate.data import convert_dataset
 from learning_to_simulate.data import formats
 from learning_to_simulate.data import neighbours
 from learning_to_simulate.data import synthetic
@@ -387,12 +386,12 @@ class BadInputTest(tf.test.TestCase):
          "--particle_type_map maps 1 to 9")):
       with self.assertRaisesRegex(ValueError, pattern):
         options.validate()
-    self.assertEqual(convert_dataset.parse_type_map("0:5, 1:3"),
+    self.assertEqual(convert.parse_type_map("0:5, 1:3"),
                      {0: 5, 1: 3})
-    self.assertEqual(convert_dataset.parse_type_map(""), {})
+    self.assertEqual(convert.parse_type_map(""), {})
     with self.assertRaisesRegex(ValueError, "--particle_type_map must be"):
-      convert_dataset.parse_type_map("0-5")
-    self.assertEqual(convert_dataset.parse_bounds("[[0, 1], [0, 2]]"),
+      convert.parse_type_map("0-5")
+    self.assertEqual(convert.parse_bounds("[[0, 1], [0, 2]]"),
                      [[0.0, 1.0], [0.0, 2.0]])
 
   def test_unreadable_files(self):

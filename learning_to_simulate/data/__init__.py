@@ -8,6 +8,7 @@
   per-trajectory arrays) read one trajectory at a time, gns npz written;
 - `neighbours`: particle spacing, a connectivity radius from it, neighbour
   counts;
+- `trajectory_checks`: checks of trajectories read from other formats;
 - `convert`: checked, streaming conversion to the DeepMind format (and back
   to gns npz) with its metadata; `convert_dataset`: its command line;
 - `water_drop_sample/`: the dataset bundled with the package.
