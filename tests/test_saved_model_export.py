@@ -191,6 +191,15 @@ class SavedModelExportTest(tf.test.TestCase):
     self.assertNotIn("stale", os.listdir(output_path))
     self.assertEqual(sorted(os.listdir(self.root)),
                      ["data", "model", "out"])
+    env = dict(os.environ, PYTHONPATH=_ROOT, TF_CPP_MIN_LOG_LEVEL="2")
+    result = subprocess.run(
+        [sys.executable, "-m", "learning_to_simulate.train", "--mode=export",
+         f"--data_path={data_path}", f"--model_path={model_path}"],
+        cwd=_ROOT, env=env, capture_output=True, text=True, timeout=300)
+    self.assertEqual(result.returncode, 1)
+    self.assertEqual(result.stderr.strip().splitlines()[-1],
+                     "train: error: --output_path (the SavedModel directory) "
+                     "is required for --mode=export")
 
 
 if __name__ == "__main__":
