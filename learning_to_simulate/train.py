@@ -10,6 +10,9 @@ One-step evaluation from the latest checkpoint:
 Rollouts, saved as `rollout_{split}_{i}.pkl`:
 `python -m learning_to_simulate.train --data_path={DATA_PATH} --model_path={MODEL_PATH} --output_path={OUTPUT_PATH} --mode=eval_rollout`
 
+The model as a TensorFlow SavedModel (signatures `one_step` and `rollout`):
+`python -m learning_to_simulate.train --data_path={DATA_PATH} --model_path={MODEL_PATH} --output_path={SAVED_MODEL_DIR} --mode=export`
+
 Without `--data_path`, the small dataset bundled with the package is used.
 """
 # pylint: enable=line-too-long
@@ -27,6 +30,7 @@ from learning_to_simulate import reading_utils
 from learning_to_simulate.training import config as config_lib
 from learning_to_simulate.training import devices
 from learning_to_simulate.training import evaluation
+from learning_to_simulate.training import export as export_lib
 from learning_to_simulate.training import trainer
 from learning_to_simulate.training import validation
 
@@ -36,9 +40,9 @@ _TRAIN = trainer.TrainOptions()
 _VALID = validation.ValidationOptions()
 
 # The original's flags, same names and defaults.
-flags.DEFINE_enum("mode", "train", ["train", "eval", "eval_rollout"],
+flags.DEFINE_enum("mode", "train", ["train", "eval", "eval_rollout", "export"],
                   help="Train model, one step evaluation or rollout "
-                  "evaluation.")
+                  "evaluation; export: write a SavedModel to --output_path.")
 flags.DEFINE_enum("eval_split", "test", ["train", "valid", "test"],
                   help="Split to use when running evaluation.")
 flags.DEFINE_string("data_path", None,
@@ -54,7 +58,8 @@ flags.DEFINE_string("model_path", None,
                     help="The path for saving checkpoints of the model. "
                     "Defaults to a temporary directory.")
 flags.DEFINE_string("output_path", None,
-                    help="The path for saving outputs (e.g. rollouts).")
+                    help="The path for saving outputs (e.g. rollouts; the "
+                    "SavedModel directory for --mode=export).")
 
 # Evaluation limits.
 flags.DEFINE_integer("num_rollouts", None, lower_bound=1,
@@ -67,7 +72,7 @@ flags.DEFINE_integer("num_eval_steps", None, lower_bound=1,
                      help="Cap on batches for one-step eval (default: the "
                      "whole split).")
 flags.DEFINE_string("checkpoint", "latest",
-                    help="Checkpoint that eval and eval_rollout restore: "
+                    help="Checkpoint that eval, eval_rollout and export restore: "
                     "'latest', 'best' (the best model by validation) or a "
                     "path (a ckpt-N prefix or a directory of them).")
 
@@ -201,6 +206,16 @@ def run():
   if not FLAGS.model_path:
     raise ValueError(f"--model_path is required for --mode={FLAGS.mode}")
   model, _ = _configs(FLAGS.model_path)
+  if FLAGS.mode == "export":
+    if not FLAGS.output_path:
+      raise ValueError("--output_path (the SavedModel directory) is required "
+                       "for --mode=export")
+    exported = export_lib.export(data_path, FLAGS.model_path,
+                                 FLAGS.output_path, model,
+                                 checkpoint=FLAGS.checkpoint)
+    print(f"saved_model: {exported['output_path']} (signatures: "
+          f"{', '.join(exported['signatures'])})")
+    return
   if FLAGS.mode == "eval":
     metrics = evaluation.evaluate(
         data_path, FLAGS.model_path, model, split=FLAGS.eval_split,

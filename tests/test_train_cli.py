@@ -187,7 +187,7 @@ class TrainCliTest(tf.test.TestCase):
   def test_unknown_flag_value(self):
     result = run_cli("--mode=fly", check=False)
     self.assertNotEqual(result.returncode, 0)
-    self.assertIn("value should be one of <train|eval|eval_rollout>",
+    self.assertIn("value should be one of <train|eval|eval_rollout|export>",
                   result.stderr)
     result = run_cli("--optimizer=lbfgs", check=False)
     self.assertIn("value should be one of <adam|rmsprop|sgd|adadelta>",

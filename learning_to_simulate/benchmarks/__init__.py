@@ -3,5 +3,6 @@
 - `throughput`: train, inference and rollout speed, memory and FLOP/s of the
   default model (`workload`: the seeded synthetic workload and FLOP counts;
   `timing`: timers and child processes; `report`: the tables);
-- `pipeline_memory`: training memory against dataset size.
+- `pipeline_memory`: training memory against dataset size;
+- `convert_memory`: dataset conversion memory against input size.
 """

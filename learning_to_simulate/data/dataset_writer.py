@@ -165,16 +165,20 @@ def compute_statistics(trajectories: Iterable[Trajectory]) -> Dict[str, List[flo
   return stats
 
 
-def write_dataset(output_path: str,
-                  splits: Mapping[str, List[Trajectory]],
-                  metadata: Mapping[str, Any]) -> None:
-  """Writes a complete dataset directory, moved into place only when done.
+@contextlib.contextmanager
+def staged_directory(output_path: str, replace: bool = False) -> Iterator[str]:
+  """Yields an empty temporary directory that becomes `output_path` on success.
+
+  The directory is made beside `output_path` (same file system, so moving it
+  is a rename) with the permissions a plain `mkdir` would give. On an
+  exception it is removed and `output_path` is left untouched.
 
   Args:
-    output_path: the dataset directory to create. If it exists, its
-      `metadata.json` and split files are replaced; other files stay.
-    splits: split name (`train`, `valid`, `test`) -> trajectories.
-    metadata: the `metadata.json` content.
+    output_path: the directory to create.
+    replace: if `output_path` exists, replace it whole (it is renamed aside,
+      the new one renamed into place, then the old one removed). Otherwise
+      the staged entries are moved into the existing directory one by one,
+      replacing those of the same name and keeping the others.
   """
   output_path = os.path.abspath(output_path)
   parent = os.path.dirname(output_path)
@@ -183,13 +187,36 @@ def write_dataset(output_path: str,
                              dir=parent)
   os.chmod(staging, 0o777 & ~_umask())
   try:
+    yield staging
+    if not os.path.exists(output_path):
+      os.replace(staging, output_path)
+    elif replace:
+      old = tempfile.mkdtemp(prefix="." + os.path.basename(output_path) +
+                             ".old.", dir=parent)
+      os.replace(output_path, os.path.join(old, "previous"))
+      os.replace(staging, output_path)
+      shutil.rmtree(old, ignore_errors=True)
+    else:
+      for name in os.listdir(staging):
+        os.replace(os.path.join(staging, name),
+                   os.path.join(output_path, name))
+  finally:
+    shutil.rmtree(staging, ignore_errors=True)
+
+
+def write_dataset(output_path: str,
+                  splits: Mapping[str, Iterable[Trajectory]],
+                  metadata: Mapping[str, Any]) -> None:
+  """Writes a complete dataset directory, moved into place only when done.
+
+  Args:
+    output_path: the dataset directory to create. If it exists, its
+      `metadata.json` and split files are replaced; other files stay.
+    splits: split name (`train`, `valid`, `test`) -> trajectories (any
+      iterable: a generator streams them, one in memory at a time).
+    metadata: the `metadata.json` content.
+  """
+  with staged_directory(output_path) as staging:
     for split, trajectories in splits.items():
       write_tfrecord(os.path.join(staging, f"{split}.tfrecord"), trajectories)
     write_json(os.path.join(staging, "metadata.json"), dict(metadata))
-    if not os.path.exists(output_path):
-      os.replace(staging, output_path)
-      return
-    for name in os.listdir(staging):
-      os.replace(os.path.join(staging, name), os.path.join(output_path, name))
-  finally:
-    shutil.rmtree(staging, ignore_errors=True)

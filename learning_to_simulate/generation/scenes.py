@@ -20,10 +20,10 @@ import math
 from typing import Callable, Dict, NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
-from scipy import spatial
 
 from learning_to_simulate.data import common
 from learning_to_simulate.data import dataset_writer
+from learning_to_simulate.data import neighbours
 from learning_to_simulate.generation import mpm
 
 # Gap, in particle spacings, between seeded material and the walls.
@@ -41,9 +41,9 @@ RAMP_MAX_HEIGHT = 0.55
 # Smallest gap between two ramps, in particle spacings; draws per scene.
 RAMP_GAP_SPACINGS = 4.0
 RAMP_MAX_TRIES = 50
-# Connectivity radius in particle spacings: 20 neighbours inside the seeding
-# lattice in 2D (pi * 2.5^2), 26 in 3D (4/3 pi * 1.8^3); fewer near surfaces.
-RADIUS_SPACINGS = {2: 2.5, 3: 1.8}
+# Connectivity radius in particle spacings (one home, shared with the
+# dataset converter): 20 neighbours inside the seeding lattice in 2D, 26 in 3D.
+RADIUS_SPACINGS = neighbours.RADIUS_SPACINGS
 
 
 class InitialState(NamedTuple):
@@ -256,10 +256,7 @@ def mean_neighbour_count(positions: np.ndarray, radius: float) -> float:
     positions: `[num_particles, dim]`.
     radius: the connectivity radius.
   """
-  positions = np.asarray(positions, np.float64)
-  tree = spatial.cKDTree(positions)
-  counts = tree.query_ball_point(positions, radius, return_length=True)
-  return float(np.mean(counts) - 1.0)  # Each particle finds itself.
+  return float(np.mean(neighbours.neighbour_counts(positions, radius)))
 
 
 def make_solver(scene: SceneSpec, states: Sequence[InitialState],

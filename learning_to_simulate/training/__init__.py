@@ -9,5 +9,6 @@
   domain); `baselines`: physics-free baselines;
 - `evaluation`: `eval` and `eval_rollout`; `validation`: validation during
   training and the best model; `trainer`: the training loop;
-- `devices`: device set-up.
+- `devices`: device set-up;
+- `export`: the trained simulator as a SavedModel (`train --mode=export`).
 """

@@ -1,10 +1,12 @@
-"""Pictures of rollouts, drawn headless (Agg), for files and TensorBoard.
+"""Pictures of rollouts, drawn headless (Agg), and their export to VTK and npz.
 
 - `rollout_files`: reading and checking rollout pickles;
 - `scene`: ground truth beside prediction, coloured by particle type;
 - `animation`: GIF and MP4 through imageio-ffmpeg, the interactive window;
 - `error_plot`: per-step error curves;
-- `snapshots`: ground truth above prediction at a few steps (TensorBoard).
+- `snapshots`: ground truth above prediction at a few steps (TensorBoard);
+- `rollout_export`: rollouts as VTK time series (ParaView) and npz arrays;
+  `export_rollout`: its command line.
 
-The command line is the original's `render_rollout` (top level).
+The rendering command line is the original's `render_rollout` (top level).
 """
