@@ -293,6 +293,44 @@ def get_one_step_dataset(data_path: str, split: str, batch_size: int,
   return ds.prefetch(tf.data.AUTOTUNE)
 
 
+def _window_inputs(window: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
+  """`position` `[window_length, N, dim]` -> `[N, window_length, dim]`."""
+  return dict(window, position=tf.transpose(window["position"], [1, 0, 2]))
+
+
+def _concat_windows(window: Dict[str, tf.RaggedTensor]
+                    ) -> Dict[str, tf.Tensor]:
+  """Ragged batch of windows -> examples concatenated on the particle axis."""
+  position = window["position"]
+  out = {"position": position.values,
+         "particle_type": window["particle_type"].values,
+         "n_particles_per_example": tf.cast(position.row_lengths(), tf.int32)}
+  if "step_context" in window:
+    out["step_context"] = window["step_context"]
+  return out
+
+
+def get_window_dataset(data_path: str, split: str, batch_size: int,
+                       metadata: Metadata, window_length: int,
+                       shuffle_buffer_size: int = 512,
+                       seed: Optional[int] = None) -> tf.data.Dataset:
+  """Training batches of whole windows, for training through unrolls.
+
+  Like `get_one_step_dataset(is_training=True)`, but each example keeps all
+  `window_length` frames: `position` `[num_particles_in_batch,
+  window_length, dim]`, `particle_type`, `n_particles_per_example`
+  `[batch_size]` and, with a global context, `step_context` `[batch_size,
+  window_length, context_size]`.
+  """
+  ds = load_trajectories(data_path, split, metadata)
+  ds = ds.flat_map(lambda context, features: split_trajectory(
+      context, features, window_length))
+  ds = ds.map(_window_inputs, num_parallel_calls=tf.data.AUTOTUNE)
+  ds = ds.repeat().shuffle(shuffle_buffer_size, seed=seed)
+  ds = ds.ragged_batch(batch_size).map(_concat_windows)
+  return ds.prefetch(tf.data.AUTOTUNE)
+
+
 def prepare_rollout_inputs(context: Dict[str, tf.Tensor],
                            features: Dict[str, tf.Tensor]
                            ) -> Dict[str, tf.Tensor]:

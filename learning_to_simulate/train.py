@@ -38,6 +38,7 @@ _MODEL = config_lib.ModelConfig()
 _OPTIMIZER = config_lib.OptimizerConfig()
 _TRAIN = trainer.TrainOptions()
 _VALID = validation.ValidationOptions()
+_RECIPE = config_lib.TrainingConfig()
 
 # The original's flags, same names and defaults.
 flags.DEFINE_enum("mode", "train", ["train", "eval", "eval_rollout", "export"],
@@ -142,10 +143,26 @@ flags.DEFINE_boolean("recompute_grad", False,
                      "1/3 more compute, a fraction of the training memory "
                      "(for graphs that do not fit otherwise).")
 
+# Training recipe beyond the paper (opt-in; saved in config.json).
+flags.DEFINE_integer("pushforward_max_unroll",
+                     _RECIPE.pushforward_max_unroll,
+                     help="Pushforward training: the model rolls itself "
+                     "forward up to this many steps (without gradient) "
+                     "before the trained step (0: off, the paper's training).")
+flags.DEFINE_integer("pushforward_phase_steps",
+                     _RECIPE.pushforward_phase_steps,
+                     help="Unroll length k becomes available after k times "
+                     "this many training steps.")
+flags.DEFINE_float("pushforward_probability",
+                   _RECIPE.pushforward_probability,
+                   help="Share of training steps that unroll, once unrolls "
+                   "are available.")
+
 FLAGS = flags.FLAGS
-_MODEL_FLAGS = [f.name for f in dataclasses.fields(config_lib.ModelConfig)]
-_OPTIMIZER_FLAGS = [
-    f.name for f in dataclasses.fields(config_lib.OptimizerConfig)]
+
+
+def _section_flags(cls):
+  return [field.name for field in dataclasses.fields(cls)]
 
 
 def _explicit(names):
@@ -154,13 +171,12 @@ def _explicit(names):
 
 
 def _configs(model_path):
+  """Model, optimizer and training configs: config.json and the flags."""
   saved = config_lib.load(model_path)
-  model = config_lib.resolve(saved, "model", config_lib.ModelConfig,
-                             _explicit(_MODEL_FLAGS), model_path)
-  optimizer = config_lib.resolve(saved, "optimizer",
-                                 config_lib.OptimizerConfig,
-                                 _explicit(_OPTIMIZER_FLAGS), model_path)
-  return model, optimizer
+  return tuple(
+      config_lib.resolve(saved, section, cls, _explicit(_section_flags(cls)),
+                         model_path)
+      for section, cls in config_lib.SECTIONS.items())
 
 
 def _data_path():
@@ -183,7 +199,7 @@ def run():
       model_path = tempfile.mkdtemp(prefix="learning_to_simulate_model_")
       logging.info("No --model_path given: saving checkpoints in %s.",
                    model_path)
-    model, optimizer = _configs(model_path)
+    model, optimizer, recipe = _configs(model_path)
     options = trainer.TrainOptions(
         num_steps=FLAGS.num_steps, batch_size=FLAGS.batch_size,
         seed=FLAGS.seed, log_every_steps=FLAGS.log_every_steps,
@@ -201,11 +217,11 @@ def run():
         rollout_steps=FLAGS.eval_rollout_steps,
         best_metric=FLAGS.best_metric)
     trainer.train(data_path, model_path, model, optimizer, options,
-                  validation_options)
+                  validation_options, recipe)
     return
   if not FLAGS.model_path:
     raise ValueError(f"--model_path is required for --mode={FLAGS.mode}")
-  model, _ = _configs(FLAGS.model_path)
+  model = _configs(FLAGS.model_path)[0]
   if FLAGS.mode == "export":
     if not FLAGS.output_path:
       raise ValueError("--output_path (the SavedModel directory) is required "

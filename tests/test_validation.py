@@ -49,7 +49,7 @@ class ValidationTest(tf.test.TestCase):
   def test_writes_scalars_and_images(self):
     logdir = self.create_tempdir().full_path
     writer = tf.summary.create_file_writer(logdir)
-    with writer.as_default(), self.assertLogs(level="INFO") as logs:
+    with writer.as_default(), self.assertLogs("absl", "INFO") as logs:
       results = self._validator()(5)
     writer.flush()
     self.assertRegex("\n".join(logs.output),

@@ -74,16 +74,53 @@ class OptimizerConfig:
                        f"{self.lr_decay_rate}")
 
 
-def to_dict(model: ModelConfig, optimizer: OptimizerConfig) -> Dict[str, Any]:
+@dataclasses.dataclass(frozen=True)
+class TrainingConfig:
+  """The training recipe beyond the paper: opt-in, off by default.
+
+  Pushforward training (Brandstetter et al. 2022, "Message passing neural PDE
+  solvers", Sec. 2.3; on by default in LagrangeBench, Toshev et al. 2023):
+  before some training steps the model first rolls itself forward
+  `k` steps from the noisy inputs, without gradient, and learns the next
+  step from its own predictions. Unroll length `k` becomes available at
+  `k * pushforward_phase_steps` training steps (up to
+  `pushforward_max_unroll`); once some are, a step unrolls with probability
+  `pushforward_probability`, its length drawn uniformly among them.
+  """
+  pushforward_max_unroll: int = 0  # 0: the paper's one-step training.
+  pushforward_phase_steps: int = 20000
+  pushforward_probability: float = 0.2
+
+  def validate(self) -> None:
+    if self.pushforward_max_unroll < 0:
+      raise ValueError(f"--pushforward_max_unroll must be >= 0, got "
+                       f"{self.pushforward_max_unroll}")
+    if self.pushforward_phase_steps < 0:
+      raise ValueError(f"--pushforward_phase_steps must be >= 0, got "
+                       f"{self.pushforward_phase_steps}")
+    if not 0 <= self.pushforward_probability <= 1:
+      raise ValueError(f"--pushforward_probability must be in [0, 1], got "
+                       f"{self.pushforward_probability}")
+
+
+# Sections of config.json and their classes. A file written before a section
+# existed reads as that section's defaults.
+SECTIONS = {"model": ModelConfig, "optimizer": OptimizerConfig,
+            "training": TrainingConfig}
+
+
+def to_dict(model: ModelConfig, optimizer: OptimizerConfig,
+            training: TrainingConfig = TrainingConfig()) -> Dict[str, Any]:
   return {"model": dataclasses.asdict(model),
-          "optimizer": dataclasses.asdict(optimizer)}
+          "optimizer": dataclasses.asdict(optimizer),
+          "training": dataclasses.asdict(training)}
 
 
-def save(model_path: str, model: ModelConfig,
-         optimizer: OptimizerConfig) -> None:
+def save(model_path: str, model: ModelConfig, optimizer: OptimizerConfig,
+         training: TrainingConfig = TrainingConfig()) -> None:
   """Writes `{model_path}/config.json` atomically."""
   dataset_writer.write_json(os.path.join(model_path, CONFIG_FILENAME),
-                            to_dict(model, optimizer))
+                            to_dict(model, optimizer, training))
 
 
 def load(model_path: str) -> Optional[Dict[str, Any]]:
@@ -94,8 +131,9 @@ def load(model_path: str) -> Optional[Dict[str, Any]]:
   try:
     with open(path) as f:
       saved = json.load(f)
-    ModelConfig(**saved["model"])
-    OptimizerConfig(**saved["optimizer"])
+    for section, cls in SECTIONS.items():
+      if section != "training" or section in saved:
+        cls(**saved[section])
   except (json.JSONDecodeError, KeyError, TypeError) as e:
     raise ValueError(f"{path} is not a valid model config: {e}") from None
   return saved
@@ -107,8 +145,8 @@ def resolve(saved: Optional[Dict[str, Any]], section: str, cls,
 
   Args:
     saved: the loaded config.json, or None.
-    section: "model" or "optimizer".
-    cls: `ModelConfig` or `OptimizerConfig`.
+    section: a key of `SECTIONS`.
+    cls: its class.
     overrides: values the user set explicitly (flag name -> value).
     path: the model path, named in the error.
 
@@ -122,7 +160,7 @@ def resolve(saved: Optional[Dict[str, Any]], section: str, cls,
   """
   if saved is None:
     return cls(**overrides)
-  values = dict(saved[section])
+  values = dict(saved.get(section, dataclasses.asdict(cls())))
   for name, value in overrides.items():
     if name in values and values[name] != value:
       raise ValueError(

@@ -12,6 +12,7 @@ import time
 from typing import Optional
 
 from absl import logging
+import numpy as np
 import tensorflow as tf
 
 from learning_to_simulate import reading_utils
@@ -20,6 +21,7 @@ from learning_to_simulate.training import checkpoints
 from learning_to_simulate.training import config as config_lib
 from learning_to_simulate.training import one_step
 from learning_to_simulate.training import optimizers
+from learning_to_simulate.training import pushforward
 from learning_to_simulate.training import validation
 
 
@@ -85,12 +87,46 @@ def _format_duration(seconds: float) -> str:
       f"{minutes}m{seconds:02d}s")
 
 
+def _train_step_and_dataset(data_path, metadata, simulator, optimizer,
+                            model_config: config_lib.ModelConfig,
+                            training_config: config_lib.TrainingConfig,
+                            options: TrainOptions):
+  """The step function `(batch, step) -> loss` and its input pipeline."""
+  if not training_config.pushforward_max_unroll:  # The paper's training.
+    dataset = reading_utils.get_one_step_dataset(
+        data_path, "train", options.batch_size, metadata, is_training=True,
+        shuffle_buffer_size=options.shuffle_buffer_size, seed=options.seed)
+    step_fn = one_step.make_train_step(simulator, optimizer,
+                                       model_config.noise_std, metadata)
+    return lambda batch, step: step_fn(batch), dataset
+  dataset = reading_utils.get_window_dataset(
+      data_path, "train", options.batch_size, metadata,
+      pushforward.window_length(training_config),
+      shuffle_buffer_size=options.shuffle_buffer_size, seed=options.seed)
+  step_fn = pushforward.make_pushforward_train_step(
+      simulator, optimizer, model_config.noise_std, metadata)
+  rng = np.random.default_rng(options.seed)
+  logging.info("Pushforward training: unroll lengths 1..%d phased in every %d"
+               " steps, each step unrolled with probability %g.",
+               training_config.pushforward_max_unroll,
+               training_config.pushforward_phase_steps,
+               training_config.pushforward_probability)
+
+  def train_step(batch, step):
+    num_unroll = pushforward.sample_unroll(step, training_config, rng)
+    return step_fn(batch, tf.constant(num_unroll, tf.int32))
+
+  return train_step, dataset
+
+
 def train(data_path: str, model_path: str,
           model_config: config_lib.ModelConfig,
           optimizer_config: config_lib.OptimizerConfig,
           options: TrainOptions,
           validation_options: validation.ValidationOptions = (
-              validation.ValidationOptions())) -> Optional[float]:
+              validation.ValidationOptions()),
+          training_config: config_lib.TrainingConfig = (
+              config_lib.TrainingConfig())) -> Optional[float]:
   """Trains (or resumes training) a model on a dataset.
 
   Args:
@@ -101,6 +137,8 @@ def train(data_path: str, model_path: str,
     options: steps, batch size, logging and checkpoint cadence.
     validation_options: validation during training and the best model
       (`every_steps=0`: none).
+    training_config: the opt-in training recipe beyond the paper
+      (pushforward); saved to `config.json` too.
 
   Returns:
     The mean loss of the last logging interval (None if no step ran).
@@ -112,7 +150,8 @@ def train(data_path: str, model_path: str,
   metadata = reading_utils.read_metadata(data_path)
   reading_utils.split_file(data_path, "train")
   os.makedirs(model_path, exist_ok=True)
-  config_lib.save(model_path, model_config, optimizer_config)
+  training_config.validate()
+  config_lib.save(model_path, model_config, optimizer_config, training_config)
 
   simulator = build.build_simulator(metadata, model_config,
                                     options.mixed_precision,
@@ -132,11 +171,9 @@ def train(data_path: str, model_path: str,
                  options.num_steps)
     return None
 
-  dataset = reading_utils.get_one_step_dataset(
-      data_path, "train", options.batch_size, metadata, is_training=True,
-      shuffle_buffer_size=options.shuffle_buffer_size, seed=options.seed)
-  train_step = one_step.make_train_step(simulator, optimizer,
-                                        model_config.noise_std, metadata)
+  train_step, dataset = _train_step_and_dataset(
+      data_path, metadata, simulator, optimizer, model_config,
+      training_config, options)
   validator = None
   if validation_options.enabled and not os.path.exists(
       os.path.join(data_path, f"{validation_options.split}.tfrecord")):
@@ -158,7 +195,7 @@ def train(data_path: str, model_path: str,
     for batch in dataset:
       # The loss stays a tensor until it is logged, so the loop does not wait
       # for each step to finish before dispatching the next one.
-      loss = train_step(batch)
+      loss = train_step(batch, step)
       step += 1
       interval_loss += loss
       interval_count += 1

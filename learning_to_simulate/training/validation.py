@@ -23,9 +23,9 @@ from absl import logging
 import numpy as np
 import tensorflow as tf
 
-from learning_to_simulate import reading_utils
 from learning_to_simulate.data import common
 from learning_to_simulate.data import dataset_writer
+from learning_to_simulate import reading_utils
 from learning_to_simulate.training import baselines
 from learning_to_simulate.training import checkpoints
 from learning_to_simulate.training import evaluation

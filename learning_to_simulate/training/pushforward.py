@@ -1,0 +1,170 @@
+"""Pushforward training: learning the next step from the model's own rollout.
+
+Opt-in (`TrainingConfig.pushforward_max_unroll > 0`); the paper trains on
+ground-truth inputs with random-walk noise only. Brandstetter et al. 2022
+("Message passing neural PDE solvers", Sec. 2.3) train on the model's own
+predictions instead, rolled forward without gradient ("pushforward"), so
+that it learns to correct the errors it makes in a rollout; LagrangeBench
+(Toshev et al. 2023) uses it by default for GNS.
+
+One step, from a window of `INPUT_SEQUENCE_LENGTH + 1 + max_unroll` frames:
+1. the first `INPUT_SEQUENCE_LENGTH` frames get the paper's random-walk
+   noise;
+2. the model rolls forward `k` steps from them without gradient (kinematic
+   particles on their ground truth);
+3. the difference between these rolled-out inputs and the ground-truth
+   frames they stand for is treated exactly as the paper treats its noise:
+   the target acceleration takes the last input to the true next position
+   shifted by the last input's error, so the predicted velocity is the true
+   one (`LearnedSimulator.get_predicted_and_target_normalized_accelerations`).
+With `k = 0` this is the paper's training step.
+"""
+
+from typing import Any, Dict, Mapping
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from learning_to_simulate import learned_simulator
+from learning_to_simulate.data import common
+from learning_to_simulate.training import config as config_lib
+from learning_to_simulate.training import one_step
+
+Window = Dict[str, tf.Tensor]
+
+
+def window_length(training: config_lib.TrainingConfig) -> int:
+  """Frames per training window: the inputs, the unroll and the target."""
+  return common.WINDOW_LENGTH + training.pushforward_max_unroll
+
+
+def available_unroll(step: int, training: config_lib.TrainingConfig) -> int:
+  """Longest unroll allowed at a training step (phased in)."""
+  if training.pushforward_phase_steps == 0:
+    return training.pushforward_max_unroll
+  return min(training.pushforward_max_unroll,
+             step // training.pushforward_phase_steps)
+
+
+def sample_unroll(step: int, training: config_lib.TrainingConfig,
+                  rng: np.random.Generator) -> int:
+  """Unroll length of one training step (0: the paper's step)."""
+  available = available_unroll(step, training)
+  if available == 0 or rng.random() >= training.pushforward_probability:
+    return 0
+  return int(rng.integers(1, available + 1))
+
+
+def _frames(position: tf.Tensor, start: tf.Tensor, count: int) -> tf.Tensor:
+  """`[N, count, dim]`: frames `start .. start + count - 1` of a window."""
+  return tf.gather(position, tf.range(start, start + count), axis=1)
+
+
+def _context(window: Window, frame: tf.Tensor):
+  """The context of one frame of the window, `[batch_size, context_size]`."""
+  if "step_context" not in window:
+    return None
+  return tf.gather(window["step_context"], frame, axis=1)
+
+
+def unrolled_inputs(simulator: learned_simulator.LearnedSimulator,
+                    window: Window, num_unroll: tf.Tensor,
+                    noise_std: float) -> tf.Tensor:
+  """Noisy inputs rolled forward `num_unroll` steps, without gradient.
+
+  Args:
+    simulator: the model.
+    window: `position` `[N, window_length, dim]`, `particle_type` `[N]`,
+      `n_particles_per_example` `[batch_size]`, optional `step_context`
+      `[batch_size, window_length, context_size]`.
+    num_unroll: scalar int32, at most `window_length - WINDOW_LENGTH`.
+    noise_std: std of the random-walk noise on the initial inputs.
+
+  Returns:
+    `[N, INPUT_SEQUENCE_LENGTH, dim]` inputs standing for frames
+    `num_unroll .. num_unroll + INPUT_SEQUENCE_LENGTH - 1` of the window.
+  """
+  length = common.INPUT_SEQUENCE_LENGTH
+  position = window["position"]
+  particle_types = window["particle_type"]
+  kinematic = common.kinematic_mask(particle_types)[:, tf.newaxis]
+  initial = _frames(position, tf.constant(0), length)
+  inputs = initial + one_step.sample_noise(initial, particle_types, noise_std)
+
+  def body(step, inputs):
+    next_position = simulator(
+        inputs, n_particles_per_example=window["n_particles_per_example"],
+        global_context=_context(window, step + length - 1),
+        particle_types=particle_types)
+    next_position = tf.where(
+        kinematic, tf.gather(position, length + step, axis=1), next_position)
+    return step + 1, tf.concat([inputs[:, 1:], next_position[:, tf.newaxis]],
+                               axis=1)
+
+  _, inputs = tf.while_loop(lambda step, _: step < num_unroll, body,
+                            (tf.constant(0), inputs),
+                            parallel_iterations=1)
+  return tf.stop_gradient(inputs)
+
+
+def pushforward_loss(simulator: learned_simulator.LearnedSimulator,
+                     window: Window, inputs: tf.Tensor,
+                     num_unroll: tf.Tensor) -> tf.Tensor:
+  """The paper's loss on the step after `inputs` (from `unrolled_inputs`)."""
+  length = common.INPUT_SEQUENCE_LENGTH
+  truth = _frames(window["position"], num_unroll, length)
+  particle_types = window["particle_type"]
+  predicted, target = (
+      simulator.get_predicted_and_target_normalized_accelerations(
+          next_position=tf.gather(window["position"], num_unroll + length,
+                                  axis=1),
+          position_sequence_noise=inputs - truth,
+          position_sequence=truth,
+          n_particles_per_example=window["n_particles_per_example"],
+          particle_types=particle_types,
+          global_context=_context(window, num_unroll + length - 1)))
+  return one_step.masked_loss(predicted, target, particle_types)
+
+
+def pushforward_train_step(simulator: learned_simulator.LearnedSimulator,
+                           optimizer: keras.optimizers.Optimizer,
+                           window: Window, num_unroll: tf.Tensor,
+                           noise_std: float) -> tf.Tensor:
+  """One optimizer step after a `num_unroll`-step pushforward; the loss."""
+  inputs = unrolled_inputs(simulator, window, num_unroll, noise_std)
+  with tf.GradientTape() as tape:
+    loss = pushforward_loss(simulator, window, inputs, num_unroll)
+    scaled_loss = optimizer.scale_loss(loss)
+  variables = simulator.trainable_variables
+  gradients = tape.gradient(scaled_loss, variables)
+  optimizer.apply_gradients(zip(gradients, variables))
+  return loss
+
+
+def window_signature(metadata: Mapping[str, Any]) -> Dict[str, tf.TensorSpec]:
+  """Specs of a window batch with open particle, batch and window sizes."""
+  dim = metadata["dim"]
+  signature = {
+      "position": tf.TensorSpec([None, None, dim], tf.float32),
+      "particle_type": tf.TensorSpec([None], tf.int64),
+      "n_particles_per_example": tf.TensorSpec([None], tf.int32),
+  }
+  if "context_mean" in metadata:
+    signature["step_context"] = tf.TensorSpec(
+        [None, None, len(metadata["context_mean"])], tf.float32)
+  return signature
+
+
+def make_pushforward_train_step(simulator, optimizer, noise_std: float,
+                                metadata: Mapping[str, Any]):
+  """`pushforward_train_step` as a `tf.function(window, num_unroll)` that
+  does not retrace for new particle counts or unroll lengths."""
+
+  @tf.function(input_signature=[window_signature(metadata),
+                                tf.TensorSpec([], tf.int32)])
+  def step(window, num_unroll):
+    return pushforward_train_step(simulator, optimizer, window, num_unroll,
+                                  noise_std)
+
+  return step

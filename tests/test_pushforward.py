@@ -1,0 +1,131 @@
+"""Pushforward training: the schedule, the unroll, and k = 0 is the paper."""
+
+import os
+
+import numpy as np
+import tensorflow as tf
+
+from learning_to_simulate import reading_utils
+from learning_to_simulate.data import common
+from learning_to_simulate.data import synthetic
+from learning_to_simulate.training import build
+from learning_to_simulate.training import config as config_lib
+from learning_to_simulate.training import one_step
+from learning_to_simulate.training import pushforward
+from learning_to_simulate.training import trainer
+from learning_to_simulate.training import validation
+
+SMALL = config_lib.ModelConfig(latent_size=8, hidden_size=8, hidden_layers=1,
+                               message_passing_steps=2)
+RECIPE = config_lib.TrainingConfig(pushforward_max_unroll=3,
+                                   pushforward_phase_steps=100,
+                                   pushforward_probability=0.5)
+
+
+class ScheduleTest(tf.test.TestCase):
+
+  def test_unrolls_phase_in(self):
+    self.assertEqual(pushforward.window_length(RECIPE), 10)
+    self.assertEqual([pushforward.available_unroll(s, RECIPE)
+                      for s in (0, 99, 100, 250, 300, 10**6)],
+                     [0, 0, 1, 2, 3, 3])
+    rng = np.random.default_rng(0)
+    self.assertEqual({pushforward.sample_unroll(50, RECIPE, rng)
+                      for _ in range(100)}, {0})
+    draws = np.array([pushforward.sample_unroll(10**6, RECIPE, rng)
+                      for _ in range(4000)])
+    # Half the steps unroll, their lengths uniform over 1..3.
+    self.assertAllClose(np.mean(draws == 0), 0.5, atol=0.03)
+    for k in (1, 2, 3):
+      self.assertAllClose(np.mean(draws == k), 0.5 / 3, atol=0.03)
+
+  def test_validation(self):
+    for recipe, message in (
+        (config_lib.TrainingConfig(pushforward_max_unroll=-1),
+         "--pushforward_max_unroll must be >= 0"),
+        (config_lib.TrainingConfig(pushforward_probability=1.5),
+         r"--pushforward_probability must be in \[0, 1\]")):
+      with self.assertRaisesRegex(ValueError, message):
+        recipe.validate()
+
+
+class UnrollTest(tf.test.TestCase):
+
+  def setUp(self):
+    super().setUp()
+    tf.random.set_seed(0)
+    self.data_path = self.create_tempdir().full_path
+    self.metadata = synthetic.write_tiny_dataset(
+        self.data_path, num_particles=20, num_kinematic=4, num_frames=14,
+        context_size=2, seed=1)
+    self.simulator = build.build_simulator(self.metadata, SMALL)
+    rng = np.random.default_rng(0)
+    for v in self.simulator.trainable_variables:  # Non-trivial outputs.
+      v.assign(v + rng.normal(0, 0.1, v.shape).astype(np.float32))
+    self.window = next(iter(reading_utils.get_window_dataset(
+        self.data_path, "train", 2, self.metadata, window_length=10,
+        seed=0)))
+
+  def test_window_batches(self):
+    self.assertEqual(self.window["position"].shape, (48, 10, 2))
+    self.assertEqual(self.window["step_context"].shape, (2, 10, 2))
+    self.assertAllEqual(self.window["n_particles_per_example"], [24, 24])
+
+  def test_without_unroll_it_is_the_paper_step(self):
+    window = self.window
+    features = {"position": window["position"][:, :6],
+                "particle_type": window["particle_type"],
+                "n_particles_per_example": window["n_particles_per_example"],
+                "step_context": window["step_context"][:, 5]}
+    batch = (features, window["position"][:, 6])
+    tf.random.set_seed(7)
+    paper = one_step.masked_loss(
+        *one_step.predicted_and_target_accelerations(self.simulator, batch,
+                                                     6.7e-4),
+        window["particle_type"])
+    tf.random.set_seed(7)
+    zero = tf.constant(0)
+    inputs = pushforward.unrolled_inputs(self.simulator, window, zero,
+                                         6.7e-4)
+    ours = pushforward.pushforward_loss(self.simulator, window, inputs, zero)
+    self.assertAllClose(ours, paper, rtol=1e-5)
+
+  def test_unroll_feeds_predictions_back_without_gradient(self):
+    window = self.window
+    kinematic = common.kinematic_mask(window["particle_type"]).numpy()
+    with tf.GradientTape() as tape:
+      inputs = pushforward.unrolled_inputs(self.simulator, window,
+                                           tf.constant(2), noise_std=0.0)
+    self.assertIsNone(tape.gradient(tf.reduce_sum(inputs),
+                                    self.simulator.trainable_variables[0]))
+    # By hand: two steps of the model from the clean first six frames.
+    position = window["position"].numpy()
+    current = position[:, :6]
+    for step in range(2):
+      predicted = self.simulator(
+          current, window["n_particles_per_example"],
+          global_context=window["step_context"][:, 5 + step],
+          particle_types=window["particle_type"]).numpy()
+      predicted[kinematic] = position[kinematic, 6 + step]
+      current = np.concatenate([current[:, 1:], predicted[:, None]], axis=1)
+    self.assertAllClose(inputs, current, atol=1e-6)
+    # The first four stand for frames 2..5, which are ground truth.
+    self.assertAllClose(inputs[:, :4], position[:, 2:6])
+
+  def test_training_with_pushforward(self):
+    model_path = self.create_tempdir().full_path
+    recipe = config_lib.TrainingConfig(pushforward_max_unroll=2,
+                                       pushforward_phase_steps=0,
+                                       pushforward_probability=1.0)
+    loss = trainer.train(
+        self.data_path, model_path, SMALL, config_lib.OptimizerConfig(),
+        trainer.TrainOptions(num_steps=4, log_every_steps=2, seed=0),
+        validation.ValidationOptions(every_steps=0), recipe)
+    self.assertTrue(np.isfinite(loss))
+    saved = config_lib.load(model_path)
+    self.assertEqual(saved["training"]["pushforward_max_unroll"], 2)
+    self.assertIn("ckpt-4.index", os.listdir(model_path))
+
+
+if __name__ == "__main__":
+  tf.test.main()
