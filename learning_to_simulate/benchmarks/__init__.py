@@ -4,5 +4,7 @@
   default model (`workload`: the seeded synthetic workload and FLOP counts;
   `timing`: timers and child processes; `report`: the tables);
 - `pipeline_memory`: training memory against dataset size;
-- `convert_memory`: dataset conversion memory against input size.
+- `convert_memory`: dataset conversion memory against input size;
+- `validation_cost`: validation during training as a share of training time;
+- `recipe_study`: the paper's training recipe against the opt-in ones.
 """

@@ -1,0 +1,310 @@
+"""The training-recipe study: does an opt-in option beat the paper's recipe?
+
+Trains the same model with the paper's recipe and with each candidate, at an
+equal number of steps and several seeds, on datasets made by this package's
+generator, and evaluates every model on the test split with the rollout
+metrics of `training.metrics` (and the physics-free baselines). Prints one
+table per dataset, mean +- standard deviation over seeds, and writes
+`{output_dir}/study.json`.
+
+  python -m learning_to_simulate.benchmarks.recipe_study \\
+      --output_dir=outputs/recipe_study            # the recorded study
+  python -m learning_to_simulate.benchmarks.recipe_study --quick \\
+      --output_dir=/tmp/study                      # a smoke test
+
+Every run is a `train` / `eval` / `eval_rollout` child process (its own
+`--model_path`), pinned to one core with `--jobs` runs at a time; a run
+whose model and `metrics.json` are complete is not redone, so an
+interrupted study resumes where it stopped. Needs the `datagen` extra
+(Taichi) to make the datasets.
+"""
+
+import concurrent.futures
+import dataclasses
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from typing import Any, Dict, List, Optional, Sequence
+
+from absl import app
+from absl import flags
+import numpy as np
+
+from learning_to_simulate.benchmarks import report as report_lib
+from learning_to_simulate.benchmarks import timing
+from learning_to_simulate.data import dataset_writer
+
+
+@dataclasses.dataclass(frozen=True)
+class DatasetSpec:
+  """A generated dataset of the study."""
+  name: str
+  scene: str
+  num_train: int
+  num_valid: int
+  num_test: int
+  num_frames: int
+  seed: int = 1
+  resolution: Optional[int] = None
+
+
+# Water with more trajectories than the bundled sample, and water poured
+# over static obstacles (kinematic particles).
+DATASETS = (
+    DatasetSpec("water", "water_drop", 32, 4, 8, 201),
+    DatasetSpec("ramps", "water_ramps", 32, 4, 8, 201),
+)
+QUICK_DATASETS = (
+    DatasetSpec("water", "water_drop", 2, 1, 1, 14, resolution=16),
+)
+QUICK_RECIPES = ("paper", "pushforward")
+
+# The demo's model size: small enough for a 2-core CPU.
+MODEL_FLAGS = ("--latent_size=64", "--hidden_size=64", "--hidden_layers=2",
+               "--message_passing_steps=5")
+QUICK_MODEL_FLAGS = ("--latent_size=8", "--hidden_size=8",
+                     "--hidden_layers=1", "--message_passing_steps=2")
+
+
+def recipes(num_steps: int) -> Dict[str, List[str]]:
+  """Recipe name -> its train flags. `paper` is the faithful model."""
+  phase = max(num_steps // 8, 1)
+  pushforward = ["--pushforward_max_unroll=3",
+                 f"--pushforward_phase_steps={phase}",
+                 "--pushforward_probability=0.3"]
+  return {
+      "paper": [],
+      "noise_3e-4": ["--noise_std=3e-4"],
+      "noise_1.5e-3": ["--noise_std=1.5e-3"],
+      "pushforward": pushforward,
+  }
+
+
+# Columns of the tables: (metric key, header).
+COLUMNS = (("one_step_position_mse", "one-step MSE"),
+           ("mse_20", "MSE@20"),
+           ("mse_full", "full MSE"),
+           ("emd", "EMD"),
+           ("kinetic_energy_mse", "KE MSE"),
+           ("out_of_domain", "out of domain"),
+           ("train_seconds", "train s"))
+
+
+def _run(module: str, args: Sequence[str], log_path: str,
+         core: Optional[int]) -> str:
+  """Runs `python -m learning_to_simulate.{module}`; returns its stdout."""
+  command, env = timing.module_command(module, list(args))
+  if core is not None:
+    env.update(TF_NUM_INTRAOP_THREADS="1", TF_NUM_INTEROP_THREADS="1")
+  with open(log_path, "a") as log:
+    process = subprocess.run(
+        command, env=env, stdout=subprocess.PIPE, stderr=log, text=True,
+        check=False,
+        preexec_fn=(lambda: os.sched_setaffinity(0, {core}))
+        if core is not None else None)
+  if process.returncode != 0:
+    raise RuntimeError(f"{module} {' '.join(args)} failed (exit "
+                       f"{process.returncode}); see {log_path}")
+  return process.stdout
+
+
+def make_datasets(specs: Sequence[DatasetSpec], root: str) -> Dict[str, str]:
+  """Generates the datasets that are not there yet; name -> path."""
+  # pylint: disable=g-import-not-at-top
+  from learning_to_simulate.generation import generate_dataset
+  # pylint: enable=g-import-not-at-top
+  paths = {}
+  for spec in specs:
+    path = os.path.join(root, spec.name)
+    if not os.path.exists(os.path.join(path, "metadata.json")):
+      generate_dataset.generate_dataset(
+          spec.scene, path, spec.num_train, spec.num_valid, spec.num_test,
+          spec.num_frames, spec.seed, resolution=spec.resolution)
+    paths[spec.name] = path
+  return paths
+
+
+def run_one(data_path: str, run_dir: str, recipe_flags: Sequence[str],
+            model_flags: Sequence[str], num_steps: int, seed: int,
+            core: Optional[int]) -> Dict[str, Any]:
+  """Trains, evaluates and rolls out one model; returns its results.
+
+  Resumes: a run with `results.json` is read back, and `train` resumes from
+  its checkpoints.
+  """
+  results_path = os.path.join(run_dir, "results.json")
+  if os.path.exists(results_path):
+    with open(results_path) as f:
+      return json.load(f)
+  os.makedirs(run_dir, exist_ok=True)
+  model_path = os.path.join(run_dir, "model")
+  log_path = os.path.join(run_dir, "log.txt")
+  common = [f"--data_path={data_path}", f"--model_path={model_path}"]
+  start = time.time()
+  _run("train", common + list(model_flags) + list(recipe_flags) + [
+      f"--num_steps={num_steps}", f"--seed={seed}", "--lr=1e-3",
+      "--min_lr=1e-5", f"--lr_decay_steps={num_steps}",
+      f"--log_every_steps={max(num_steps // 10, 1)}",
+      "--eval_every_steps=0"], log_path, core)
+  train_seconds = time.time() - start
+  one_step = _run("train", common + ["--mode=eval", "--eval_split=test"],
+                  log_path, core)
+  rollout_path = os.path.join(run_dir, "rollouts")
+  _run("train", common + ["--mode=eval_rollout", "--eval_split=test",
+                          f"--output_path={rollout_path}"], log_path, core)
+  with open(os.path.join(rollout_path, "metrics.json")) as f:
+    metrics = json.load(f)
+  results = {
+      "train_seconds": train_seconds,
+      "one_step_position_mse": float(re.search(
+          r"one_step_position_mse: (\S+)", one_step).group(1)),
+      "rollout": metrics["model"]["mean"],
+      "baselines": {name: metrics[name]["mean"]
+                    for name in ("constant_velocity", "frozen")},
+  }
+  dataset_writer.write_json(results_path, results)
+  return results
+
+
+def _flat(results: Dict[str, Any]) -> Dict[str, float]:
+  return {"train_seconds": results["train_seconds"],
+          "one_step_position_mse": results["one_step_position_mse"],
+          **results["rollout"]}
+
+
+def summarize(runs: Dict[str, List[Dict[str, Any]]]) -> Dict[str, Any]:
+  """Recipe -> metric -> mean, std (over seeds) and values."""
+  summary = {}
+  for recipe, results in runs.items():
+    flat = [_flat(r) for r in results]
+    summary[recipe] = {
+        key: {"mean": float(np.mean([f[key] for f in flat])),
+              "std": float(np.std([f[key] for f in flat])),
+              "values": [f[key] for f in flat]}
+        for key, _ in COLUMNS if all(key in f for f in flat)}
+  first = next(iter(runs.values()))[0]
+  for name, metrics in first["baselines"].items():
+    summary[f"baseline: {name.replace('_', ' ')}"] = {
+        key: {"mean": metrics[key], "std": 0.0, "values": [metrics[key]]}
+        for key, _ in COLUMNS if key in metrics}
+  return summary
+
+
+def format_table(summary: Dict[str, Any]) -> str:
+  """Markdown table: a row per recipe (and baseline), mean +- std."""
+  def cell(entry):
+    if entry is None:
+      return ""
+    if entry["std"] == 0.0 and len(entry["values"]) == 1:
+      return f"{entry['mean']:.3g}"
+    return f"{entry['mean']:.3g} +- {entry['std']:.2g}"
+  rows = [[name] + [cell(metrics.get(key)) for key, _ in COLUMNS]
+          for name, metrics in summary.items()]
+  return report_lib.format_markdown_table(
+      ["recipe"] + [header for _, header in COLUMNS], rows)
+
+
+def run_study(output_dir: str, num_steps: int, seeds: Sequence[int],
+              recipe_names: Sequence[str], quick: bool, jobs: int = 1,
+              cores: Optional[Sequence[int]] = None) -> Dict[str, Any]:
+  """Runs (or resumes) the whole study; returns and writes its summary.
+
+  Args:
+    output_dir: datasets, runs and `study.json`.
+    num_steps: training steps of every run.
+    seeds: seeds of each recipe.
+    recipe_names: keys of `recipes`.
+    quick: tiny datasets and model (a smoke test).
+    jobs: runs at a time.
+    cores: CPU cores the runs are pinned to, in turn (one core a run, one
+      thread); None runs them unpinned.
+  """
+  specs = QUICK_DATASETS if quick else DATASETS
+  model_flags = QUICK_MODEL_FLAGS if quick else MODEL_FLAGS
+  all_recipes = recipes(num_steps)
+  unknown = sorted(set(recipe_names) - set(all_recipes))
+  if unknown:
+    raise ValueError(f"--recipes: unknown {unknown}; known: "
+                     f"{', '.join(all_recipes)}")
+  start = time.time()
+  paths = make_datasets(specs, os.path.join(output_dir, "datasets"))
+  tasks = [(dataset, recipe, seed) for dataset in paths
+           for recipe in recipe_names for seed in seeds]
+  cores = list(cores) if cores else [None]
+  results = {}
+  with concurrent.futures.ThreadPoolExecutor(max_workers=jobs) as pool:
+    futures = {}
+    for index, (dataset, recipe, seed) in enumerate(tasks):
+      run_dir = os.path.join(output_dir, "runs", dataset, recipe,
+                             f"seed{seed}")
+      futures[pool.submit(
+          run_one, paths[dataset], run_dir, all_recipes[recipe], model_flags,
+          num_steps, seed, cores[index % len(cores)])
+             ] = (dataset, recipe, seed)
+    for future in concurrent.futures.as_completed(futures):
+      dataset, recipe, seed = futures[future]
+      results[(dataset, recipe, seed)] = future.result()
+      print(f"done: {dataset} / {recipe} / seed {seed} "
+            f"({time.time() - start:.0f} s)", flush=True)
+  study = {"num_steps": num_steps, "seeds": list(seeds),
+           "recipes": {name: all_recipes[name] for name in recipe_names},
+           "model_flags": list(model_flags),
+           "datasets": {spec.name: dataclasses.asdict(spec) for spec in specs},
+           "wall_seconds": time.time() - start, "results": {}}
+  for dataset in paths:
+    runs = {recipe: [results[(dataset, recipe, seed)] for seed in seeds]
+            for recipe in recipe_names}
+    study["results"][dataset] = summarize(runs)
+  dataset_writer.write_json(os.path.join(output_dir, "study.json"), study)
+  return study
+
+
+def format_study(study: Dict[str, Any]) -> str:
+  lines = [f"Recipe study: {study['num_steps']} steps, seeds "
+           f"{study['seeds']}, {study['wall_seconds']:.0f} s"]
+  for dataset, summary in study["results"].items():
+    lines += ["", f"### {dataset}", "", format_table(summary)]
+  return "\n".join(lines)
+
+
+_OUTPUT_DIR = flags.DEFINE_string("output_dir", "outputs/recipe_study",
+                                  "Datasets, runs and study.json go here.")
+_NUM_STEPS = flags.DEFINE_integer("num_steps", 6000,
+                                  "Training steps of every run.")
+_SEEDS = flags.DEFINE_list("seeds", ["0", "1", "2"], "Seeds per recipe.")
+_RECIPES = flags.DEFINE_list("recipes", list(recipes(1)),
+                             "Recipes to run (paper is the faithful one).")
+_QUICK = flags.DEFINE_boolean("quick", False,
+                              "Tiny datasets and model, a few steps: a "
+                              "smoke test of the study itself.")
+_JOBS = flags.DEFINE_integer("jobs", 1, "Runs at a time.", lower_bound=1)
+_CORES = flags.DEFINE_list("cores", None,
+                           "Pin the runs to these CPU cores, one core and "
+                           "thread a run, in turn (default: unpinned).")
+
+
+def main(argv: Sequence[str]) -> None:
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+  num_steps = 20 if _QUICK.value and not _NUM_STEPS.present else (
+      _NUM_STEPS.value)
+  seeds = [int(seed) for seed in _SEEDS.value]
+  recipe_names = _RECIPES.value
+  if _QUICK.value and not _SEEDS.present:
+    seeds = [0]
+  if _QUICK.value and not _RECIPES.present:
+    recipe_names = list(QUICK_RECIPES)
+  cores = [int(core) for core in _CORES.value] if _CORES.value else None
+  try:
+    study = run_study(_OUTPUT_DIR.value, num_steps, seeds, recipe_names,
+                      _QUICK.value, _JOBS.value, cores)
+  except (RuntimeError, ValueError) as error:
+    sys.exit(f"recipe_study: error: {error}")
+  print(format_study(study))
+
+
+if __name__ == "__main__":
+  app.run(main)
