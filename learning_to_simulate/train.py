@@ -64,6 +64,11 @@ flags.DEFINE_integer("rollout_steps", None, lower_bound=1,
 flags.DEFINE_integer("num_eval_steps", None, lower_bound=1,
                      help="Cap on batches for one-step eval (default: the "
                      "whole split).")
+flags.DEFINE_boolean("skip_corrupt_records", False,
+                     help="Skip damaged dataset records with a warning "
+                     "instead of stopping: records that fail a check "
+                     "(NaN position, particle type, shape) one by one; a "
+                     "failed checksum ends the reading of the file there.")
 
 # Model hyperparameters (saved in {model_path}/config.json).
 flags.DEFINE_integer("latent_size", _MODEL.latent_size,
@@ -164,7 +169,8 @@ def run():
         shuffle_buffer_size=FLAGS.shuffle_buffer_size,
         mixed_precision=FLAGS.mixed_precision,
         jit_compile=FLAGS.jit_compile,
-        recompute_grad=FLAGS.recompute_grad)
+        recompute_grad=FLAGS.recompute_grad,
+        skip_corrupt_records=FLAGS.skip_corrupt_records)
     trainer.train(data_path, model_path, model, optimizer, options)
     return
   if not FLAGS.model_path:
@@ -174,7 +180,8 @@ def run():
     metrics = evaluation.evaluate(
         data_path, FLAGS.model_path, model, split=FLAGS.eval_split,
         batch_size=FLAGS.batch_size, num_eval_steps=FLAGS.num_eval_steps,
-        mixed_precision=FLAGS.mixed_precision, jit_compile=FLAGS.jit_compile)
+        mixed_precision=FLAGS.mixed_precision, jit_compile=FLAGS.jit_compile,
+        skip_corrupt_records=FLAGS.skip_corrupt_records)
     logging.info("Evaluation metrics (%s): %s", FLAGS.eval_split, metrics)
     print(f"loss_mse: {metrics['loss_mse']:.8g}")
     print(f"one_step_position_mse: {metrics['one_step_position_mse']:.8g}")
@@ -186,7 +193,8 @@ def run():
       data_path, FLAGS.model_path, FLAGS.output_path, model,
       split=FLAGS.eval_split, num_rollouts=FLAGS.num_rollouts,
       rollout_steps=FLAGS.rollout_steps,
-      mixed_precision=FLAGS.mixed_precision, jit_compile=FLAGS.jit_compile)
+      mixed_precision=FLAGS.mixed_precision, jit_compile=FLAGS.jit_compile,
+      skip_corrupt_records=FLAGS.skip_corrupt_records)
   for index, error in enumerate(results["per_trajectory"]):
     print(f"rollout_error_mse[{index}]: {error:.8g}")
   print(f"rollout_error_mse: {results['rollout_error_mse']:.8g}")
@@ -201,13 +209,30 @@ def _one_line(error: Exception) -> str:
   return lines[0] if lines else type(error).__name__
 
 
+def _os_error_line(error: OSError) -> str:
+  if error.filename and error.strerror:
+    return f"{error.filename}: {error.strerror}"
+  return str(error)
+
+
 def main(argv):
+  """Runs the CLI: every expected failure is one line on stderr.
+
+  Exit status 1 for an error (`train: error: ...`), 130 for Ctrl-C outside
+  the training loop (`train: interrupted...`; in the loop, Ctrl-C saves a
+  checkpoint and exits 0).
+  """
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
   try:
     run()
+  except KeyboardInterrupt as error:
+    print(f"train: {str(error) or 'interrupted'}", file=sys.stderr)
+    sys.exit(130)
   except (ValueError, tf.errors.InvalidArgumentError) as error:
     sys.exit(f"train: error: {_one_line(error)}")
+  except OSError as error:
+    sys.exit(f"train: error: {_os_error_line(error)}")
 
 
 if __name__ == "__main__":

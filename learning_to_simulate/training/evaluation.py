@@ -9,7 +9,7 @@ original's keys and shapes and reports `rollout_error_mse`
 import os
 import pickle
 import time
-from typing import Any, Dict, Optional
+from typing import Any, Callable, Dict, Iterable, List, Optional
 
 from absl import logging
 import numpy as np
@@ -40,25 +40,65 @@ def load_model(data_path: str, model_path: str,
   return metadata, simulator
 
 
+class RolloutsInterrupted(KeyboardInterrupt):
+  """Ctrl-C during `evaluate_rollouts`; the message says what was written.
+
+  Attributes:
+    files: the complete rollout pickles written before the interrupt.
+  """
+
+  def __init__(self, message: str, files: List[str]):
+    super().__init__(message)
+    self.files = files
+
+
+def _interrupted(files: List[str], total: int, output_path: str
+                 ) -> RolloutsInterrupted:
+  if not files:
+    return RolloutsInterrupted("interrupted before the first rollout was "
+                               f"written to {output_path}", files)
+  names = os.path.basename(files[0])
+  if len(files) > 1:
+    names += f" .. {os.path.basename(files[-1])}"
+  return RolloutsInterrupted(
+      f"interrupted: wrote {len(files)} of {total} rollouts ({names}) to "
+      f"{output_path}; none is partial", files)
+
+
+def _check_finite(values: Dict[str, float], what: str) -> None:
+  bad = [name for name, value in values.items() if not np.isfinite(value)]
+  if bad:
+    raise ValueError(f"{', '.join(bad)} is not finite on {what}: the model's "
+                     "predictions overflow")
+
+
 def evaluate(data_path: str, model_path: str,
              model_config: config_lib.ModelConfig, split: str = "test",
              batch_size: int = 2,
              num_eval_steps: Optional[int] = None,
              mixed_precision: Optional[str] = None,
-             jit_compile: bool = False) -> Dict[str, float]:
+             jit_compile: bool = False,
+             skip_corrupt_records: bool = False) -> Dict[str, float]:
   """One-step metrics over a split (or its first `num_eval_steps` batches).
 
   Returns:
     `loss_mse` (normalized acceleration, inputs with training noise, as in
     the original) and `one_step_position_mse` (next position, clean inputs),
     each a mean over all particles and dimensions, and `num_batches`.
+
+  Raises:
+    ValueError: bad arguments or data (`reading_utils.DatasetError`), no
+      usable checkpoint (`checkpoints.CheckpointError`), or a metric that is
+      not finite.
   """
   if num_eval_steps is not None and num_eval_steps < 1:
     raise ValueError(f"--num_eval_steps must be >= 1, got {num_eval_steps}")
+  reading_utils.check_split(data_path, split, skip_corrupt_records)
   metadata, simulator = load_model(data_path, model_path, model_config,
                                    mixed_precision, jit_compile)
   dataset = reading_utils.get_one_step_dataset(
-      data_path, split, batch_size, metadata, is_training=False)
+      data_path, split, batch_size, metadata, is_training=False,
+      skip_corrupt_records=skip_corrupt_records)
   if num_eval_steps is not None:
     dataset = dataset.take(num_eval_steps)
   eval_step = one_step.make_eval_step(simulator, model_config.noise_std,
@@ -67,7 +107,8 @@ def evaluate(data_path: str, model_path: str,
             "pos_count": 0.0}
   num_batches = 0
   start = time.time()
-  for batch in dataset:
+  for batch in reading_utils.iterate(
+      dataset, reading_utils.split_file(data_path, split)):
     for key, value in eval_step(batch).items():
       totals[key] += float(value)
     num_batches += 1
@@ -79,16 +120,28 @@ def evaluate(data_path: str, model_path: str,
       "one_step_position_mse": totals["pos_sse"] / totals["pos_count"],
       "num_batches": num_batches,
   }
+  _check_finite({k: metrics[k] for k in ("loss_mse", "one_step_position_mse")},
+                f"the {split} split")
   logging.info("Evaluated %d batches of %s in %.1fs.", num_batches, split,
                time.time() - start)
   return metrics
 
 
-def _write_pickle(path: str, value: Any) -> None:
-  """Pickles `value` to `path` atomically (temporary file, then rename)."""
-  with dataset_writer.atomic_file(path) as tmp_path:
-    with open(tmp_path, "wb") as f:
-      pickle.dump(value, f)
+def _write_pickle(path: str, value: Any, written: int) -> None:
+  """Pickles `value` to `path` atomically (temporary file, then rename).
+
+  Raises:
+    ValueError: the write failed (a full disk, ...); the message says that
+      the `written` rollouts before it are complete.
+  """
+  try:
+    with dataset_writer.atomic_file(path) as tmp_path:
+      with open(tmp_path, "wb") as f:
+        pickle.dump(value, f)
+  except OSError as error:
+    raise ValueError(f"could not write {path}: {error.strerror or error}; "
+                     f"the {written} rollouts written before it are "
+                     "complete") from None
 
 
 def rollout_filename(split: str, index: int) -> str:
@@ -101,7 +154,8 @@ def evaluate_rollouts(data_path: str, model_path: str, output_path: str,
                       num_rollouts: Optional[int] = None,
                       rollout_steps: Optional[int] = None,
                       mixed_precision: Optional[str] = None,
-                      jit_compile: bool = False) -> Dict[str, Any]:
+                      jit_compile: bool = False,
+                      skip_corrupt_records: bool = False) -> Dict[str, Any]:
   """Rolls out trajectories of a split and saves them as pickles.
 
   Args:
@@ -112,10 +166,17 @@ def evaluate_rollouts(data_path: str, model_path: str, output_path: str,
     rollout_steps: cap on predicted steps per trajectory (default the full
       `sequence_length - INPUT_SEQUENCE_LENGTH`).
     mixed_precision, jit_compile: see `build.build_simulator`.
+    skip_corrupt_records: see `reading_utils.load_trajectories` (rollouts
+      are numbered in reading order, skipped records leave no gap).
 
   Returns:
     `rollout_error_mse` (mean over trajectories), `per_trajectory` (list),
     `files` (written paths).
+
+  Raises:
+    ValueError: bad arguments, data, model or output directory, a failed
+      write, or a rollout error that is not finite (after writing them all).
+    RolloutsInterrupted: on Ctrl-C, naming the complete pickles.
   """
   if num_rollouts is not None and num_rollouts < 1:
     raise ValueError(f"--num_rollouts must be >= 1, got {num_rollouts}")
@@ -129,8 +190,9 @@ def evaluate_rollouts(data_path: str, model_path: str, output_path: str,
   if num_steps < 1:
     raise ValueError(f"sequence_length {metadata['sequence_length']} leaves "
                      "no step to roll out")
-  os.makedirs(output_path, exist_ok=True)
-  dataset = reading_utils.get_rollout_dataset(data_path, split, metadata)
+  dataset_writer.make_directory(output_path, "--output_path")
+  dataset = reading_utils.get_rollout_dataset(data_path, split, metadata,
+                                              skip_corrupt_records)
   if num_rollouts is not None:
     dataset = dataset.take(num_rollouts)
   rollout_fn = rollout_lib.make_rollout_fn(simulator, metadata)
@@ -139,10 +201,34 @@ def evaluate_rollouts(data_path: str, model_path: str, output_path: str,
     total = min(total, num_rollouts)
 
   errors, files = [], []
+  try:
+    _write_rollouts(dataset, reading_utils.split_file(data_path, split),
+                    rollout_fn, num_steps, metadata, output_path, split, total,
+                    errors, files)
+  except KeyboardInterrupt:
+    raise _interrupted(files, total, output_path) from None
+  if not errors:
+    raise ValueError(f"the {split} split of {data_path} has no trajectories")
+  _check_finite({f"rollout_error_mse[{i}]": e for i, e in enumerate(errors)},
+                f"the {split} split (rollouts written to {output_path})")
+  return {"rollout_error_mse": float(np.mean(errors)),
+          "per_trajectory": errors, "files": files}
+
+
+def _write_rollouts(dataset: Iterable[Any], path: str,
+                    rollout_fn: Callable[..., Dict[str, Any]], num_steps: int,
+                    metadata: Dict[str, Any], output_path: str, split: str,
+                    total: int, errors: List[float], files: List[str]
+                    ) -> None:
+  """The loop of `evaluate_rollouts`, reading `dataset` from `path`.
+
+  Appends each rollout's error and pickle path to `errors` and `files` as
+  soon as the pickle is complete, so an interrupt knows what was written.
+  """
   # A bar on a terminal (tqdm turns itself off elsewhere); logs say the rest.
   for index, features in enumerate(tqdm.tqdm(
-      dataset, total=total, unit="rollout", disable=None, leave=False,
-      desc=f"eval_rollout ({split})")):
+      reading_utils.iterate(dataset, path), total=total, unit="rollout",
+      disable=None, leave=False, desc=f"eval_rollout ({split})")):
     inputs = {k: v for k, v in features.items() if k != "key"}
     start = time.time()
     output = {k: v.numpy() for k, v in rollout_fn(inputs, num_steps).items()}
@@ -150,18 +236,14 @@ def evaluate_rollouts(data_path: str, model_path: str, output_path: str,
     output["metadata"] = dict(metadata)
     error = float(np.mean((output["predicted_rollout"] -
                            output["ground_truth_rollout"])**2))
-    path = os.path.join(output_path, rollout_filename(split, index))
-    _write_pickle(path, output)
+    rollout_path = os.path.join(output_path, rollout_filename(split, index))
+    _write_pickle(rollout_path, output, len(files))
     errors.append(error)
-    files.append(path)
+    files.append(rollout_path)
     num_particles = output["particle_types"].shape[0]
     logging.info("Rollout %d: %d steps x %d particles in %.1fs (%.1f steps/s)"
                  "  rollout_error_mse %.6g  -> %s", index, num_steps,
                  num_particles, seconds, num_steps / max(seconds, 1e-9),
-                 error, path)
-  if not errors:
-    raise ValueError(f"the {split} split of {data_path} has no trajectories")
-  return {"rollout_error_mse": float(np.mean(errors)),
-          "per_trajectory": errors, "files": files}
+                 error, rollout_path)
 
 
