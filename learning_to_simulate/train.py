@@ -24,6 +24,7 @@ from absl import logging
 import tensorflow as tf
 
 from learning_to_simulate import reading_utils
+from learning_to_simulate.training import checkpoints
 from learning_to_simulate.training import config as config_lib
 from learning_to_simulate.training import devices
 from learning_to_simulate.training import evaluation
@@ -131,6 +132,13 @@ def _explicit(names):
 
 def _configs(model_path):
   saved = config_lib.load(model_path)
+  if (saved is not None and FLAGS.mode == "train" and
+      not checkpoints.numbers_on_disk(model_path)):
+    # No checkpoint was trained with it (say a run that diverged at once):
+    # flags such as a lower --lr may differ.
+    logging.info("%s has no checkpoint yet: its config.json is replaced.",
+                 model_path)
+    saved = None
   model = config_lib.resolve(saved, "model", config_lib.ModelConfig,
                              _explicit(_MODEL_FLAGS), model_path)
   optimizer = config_lib.resolve(saved, "optimizer",

@@ -182,6 +182,7 @@ def evaluate_rollouts(data_path: str, model_path: str, output_path: str,
     raise ValueError(f"--num_rollouts must be >= 1, got {num_rollouts}")
   if rollout_steps is not None and rollout_steps < 1:
     raise ValueError(f"--rollout_steps must be >= 1, got {rollout_steps}")
+  total = reading_utils.check_split(data_path, split, skip_corrupt_records)
   metadata, simulator = load_model(data_path, model_path, model_config,
                                    mixed_precision, jit_compile)
   num_steps = metadata["sequence_length"] - common.INPUT_SEQUENCE_LENGTH
@@ -196,7 +197,6 @@ def evaluate_rollouts(data_path: str, model_path: str, output_path: str,
   if num_rollouts is not None:
     dataset = dataset.take(num_rollouts)
   rollout_fn = rollout_lib.make_rollout_fn(simulator, metadata)
-  total = reading_utils.count_records(data_path, split)
   if num_rollouts is not None:
     total = min(total, num_rollouts)
 
