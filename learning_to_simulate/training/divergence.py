@@ -5,13 +5,14 @@ every later update spreads NaN to the weights; saving them would push the
 good checkpoints out of the rotation. The train step records, on the device,
 the first step whose loss is not finite (no host round trip per step). The
 loop reads that record only where it waits for the device anyway (when it
-logs) and before every save, where one reduced op also checks that every
-variable is finite. So at most `log_every_steps` steps run after the first
-non-finite loss, and no checkpoint with a non-finite value is ever written.
+logs) and before every save, where one reduction, read back once, also
+checks that every variable is finite. So at most `log_every_steps` steps run
+after the first non-finite loss, and no checkpoint with a non-finite value
+is ever written.
 """
 
 import os
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Optional, Sequence
 
 import numpy as np
 import tensorflow as tf
@@ -59,17 +60,19 @@ class Monitor:
                                   name="first_nonfinite_step")
     self._first_loss = tf.Variable(0.0, dtype=tf.float32, trainable=False,
                                    name="first_nonfinite_loss")
-    self._all_finite = tf.function(self._variables_finite)
 
-  def _variables_finite(self) -> tf.Tensor:
-    return tf.reduce_all(tf.stack([
+  def _variables_finite(self) -> bool:
+    # Eager: a few ms per save, where a tf.function would cost a trace of
+    # one op per variable at the first save.
+    return bool(tf.reduce_all(tf.stack([
         tf.reduce_all(tf.math.is_finite(tf.convert_to_tensor(v)))
-        for v in self._variables]))
+        for v in self._variables])))
 
   def record(self, loss: tf.Tensor) -> None:
     """Counts a step and records it if `loss` is the first non-finite one.
 
-    A few scalar ops inside the train step's graph; nothing is read back.
+    The train step's `on_loss` (`one_step.make_train_step`): a few scalar ops
+    inside its graph; nothing is read back.
     """
     step = self._step.assign_add(1)
     first = tf.logical_and(self.first_step < 0,
@@ -77,18 +80,6 @@ class Monitor:
     self.first_step.assign(tf.where(first, step, self.first_step))
     self._first_loss.assign(
         tf.where(first, tf.cast(loss, tf.float32), self._first_loss))
-
-  def watch(self, train_step: Callable[[Any], tf.Tensor],
-            input_signature: Sequence[Any]) -> Callable[[Any], tf.Tensor]:
-    """`train_step` that also records its loss, as one `tf.function`."""
-
-    @tf.function(input_signature=input_signature)
-    def step(batch):
-      loss = train_step(batch)
-      self.record(loss)
-      return loss
-
-    return step
 
   def check_loss(self, kept: Optional[str]) -> None:
     """Raises `DivergedError` if a loss was not finite (one scalar read).
@@ -103,13 +94,13 @@ class Monitor:
           f"{first}; {_kept(kept)}; {ADVICE}")
 
   def check(self, step: int, kept: Optional[str]) -> None:
-    """Before a save: the losses so far, then every variable (one op).
+    """Before a save: the losses so far, then every variable (one read).
 
     Raises:
       DivergedError: naming the first non-finite loss, or `step` if only
         the variables are not finite; the message names `kept`.
     """
     self.check_loss(kept)
-    if self._variables and not bool(self._all_finite()):
+    if self._variables and not self._variables_finite():
       raise DivergedError(f"a variable is not finite after step {step}; "
                           f"{_kept(kept)}; {ADVICE}")

@@ -173,11 +173,11 @@ def _train(data_path: str, model_path: str,
       data_path, "train", options.batch_size, metadata, is_training=True,
       shuffle_buffer_size=options.shuffle_buffer_size, seed=options.seed,
       skip_corrupt_records=options.skip_corrupt_records)
-  train_step = one_step.make_train_step(simulator, optimizer,
-                                        model_config.noise_std, metadata)
   monitor = divergence.Monitor([*simulator.variables, *optimizer.variables],
                                step)
-  train_step = monitor.watch(train_step, [one_step.batch_signature(metadata)])
+  train_step = one_step.make_train_step(simulator, optimizer,
+                                        model_config.noise_std, metadata,
+                                        on_loss=monitor.record)
   kept = restored  # The latest checkpoint on disk, named in errors.
   train_file = reading_utils.split_file(data_path, "train")
   writer = tf.summary.create_file_writer(os.path.join(model_path, "train"))
