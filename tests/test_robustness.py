@@ -2,8 +2,8 @@
 
 Each test reproduces one way users break a run (issue 16) with a tiny model
 on a tiny dataset, in process, and checks the error message and that the
-checkpoints on disk are unchanged, finite and loadable. `test_cli_errors`
-checks the same through the command line (exit codes, stderr).
+checkpoints on disk are unchanged, finite and loadable. `test_train_cli`
+checks the command line's side (exit codes, the line on stderr).
 """
 
 import errno
