@@ -10,8 +10,10 @@ dataset size.
 
 import json
 import os
-from typing import Any, Dict, Optional, Tuple
+import re
+from typing import Any, Dict, Iterator, Optional, Tuple
 
+from absl import logging
 import tensorflow as tf
 
 from learning_to_simulate.data import common
@@ -107,22 +109,114 @@ def split_file(data_path: str, split: str) -> str:
   return path
 
 
-def count_records(data_path: str, split: str) -> int:
-  """Trajectories in a split, from the TFRecord framing (no decoding).
+# TFRecord framing: uint64 length, uint32 masked CRC of the length, the data,
+# uint32 masked CRC of the data.
+_HEADER_BYTES = 12
+_FRAMING_BYTES = 16
 
-  Each record is framed as a little-endian uint64 length, a uint32 CRC, the
-  data and another uint32 CRC, so counting seeks from header to header.
+
+def record_offsets(path: str) -> Iterator[Tuple[int, int]]:
+  """`(byte offset, data length)` of each record, read from the framing.
+
+  Only the 8-byte length fields are read (no decoding, no checksums), so this
+  seeks from header to header. The last record yielded may run past the end
+  of a truncated file; a header cut short is not yielded.
+  """
+  size = os.path.getsize(path)
+  offset = 0
+  with open(path, "rb") as f:
+    while offset + _HEADER_BYTES <= size:
+      f.seek(offset)
+      length = int.from_bytes(f.read(8), "little")
+      yield offset, length
+      offset += _FRAMING_BYTES + length
+
+
+def count_records(data_path: str, split: str) -> int:
+  """Trajectories in a split, from the TFRecord framing (no decoding)."""
+  return sum(1 for _ in record_offsets(split_file(data_path, split)))
+
+
+def check_split(data_path: str, split: str,
+                skip_corrupt_records: bool = False) -> int:
+  """Checks a split file's framing; returns its number of complete records.
+
+  Reads only the length fields, so a truncated file (an interrupted
+  download or copy) is caught before any training step; flipped bytes are
+  caught by the record checksums while reading (see `iterate`).
+
+  Raises:
+    DatasetError: the file is missing or holds no trajectory, or (unless
+      `skip_corrupt_records`) its last record runs past the end of the file.
   """
   path = split_file(data_path, split)
   size = os.path.getsize(path)
-  count, offset = 0, 0
-  with open(path, "rb") as f:
-    while offset + 12 <= size:
-      f.seek(offset)
-      length = int.from_bytes(f.read(8), "little")
-      offset += 8 + 4 + length + 4
-      count += 1
+  count, end = 0, 0  # Complete records, and where the last one ends.
+  for offset, length in record_offsets(path):
+    if offset + _FRAMING_BYTES + length > size:
+      break
+    count += 1
+    end = offset + _FRAMING_BYTES + length
+  if end != size:  # A record runs past the end, or a header is cut short.
+    message = (f"{path}: record {count} at byte offset {end} runs past the "
+               f"end of the file ({size} bytes): the file is truncated")
+    if not skip_corrupt_records:
+      raise DatasetError(f"{message}; download or copy it again, or pass "
+                         "--skip_corrupt_records to read the complete "
+                         "records only")
+    logging.warning("%s; --skip_corrupt_records: reading its %d complete "
+                    "records.", message, count)
+  if not count:
+    raise DatasetError(f"{path} holds no trajectories")
   return count
+
+
+_DATA_LOSS = re.compile(r"(corrupted|truncated) record at (\d+)")
+
+
+def describe_data_loss(path: str, message: str) -> str:
+  """One line naming the damaged record of `path` from a `DataLossError`.
+
+  Args:
+    path: the TFRecord file the dataset reads.
+    message: the error's message, e.g. `corrupted record at 3111`.
+  """
+  match = _DATA_LOSS.search(message)
+  if match is None:
+    first = next((line for line in message.splitlines() if line.strip()), "")
+    return f"{path}: unreadable: {first.strip()}"
+  kind, offset = match.group(1), int(match.group(2))
+  # TensorFlow names the offset of the record's header or of its data.
+  index, start = -1, offset
+  for record_start, _ in record_offsets(path):
+    if record_start > offset:
+      break
+    index, start = index + 1, record_start
+  reason = ("its checksum does not match (a damaged byte)"
+            if kind == "corrupted" else "the file ends inside it")
+  return (f"{path}: record {index} at byte offset {start} is damaged: "
+          f"{reason}; restore the file, or pass --skip_corrupt_records to "
+          "skip damaged records")
+
+
+def iterate(dataset: tf.data.Dataset, path: str) -> Iterator[Any]:
+  """Iterates `dataset`, read from `path`, with one-line errors.
+
+  Raises:
+    DatasetError: a record is damaged (`tf.errors.DataLossError`: named with
+      its byte offset) or fails a check of
+      `parse_serialized_simulation_example` (the check's message).
+  """
+  try:
+    yield from dataset
+  except tf.errors.DataLossError as error:
+    raise DatasetError(describe_data_loss(path, error.message)) from None
+  except tf.errors.InvalidArgumentError as error:
+    start = error.message.find(f"{path}: ")
+    if start < 0:
+      raise
+    line = error.message[start:].splitlines()[0]
+    raise DatasetError(line.split("]")[0].strip()) from None
 
 
 def has_context(metadata: Metadata) -> bool:
@@ -131,14 +225,17 @@ def has_context(metadata: Metadata) -> bool:
 
 def parse_serialized_simulation_example(
     example_proto: tf.Tensor, metadata: Metadata,
-    filename: str = "<tfrecord>") -> Tuple[Dict[str, tf.Tensor],
-                                           Dict[str, tf.Tensor]]:
+    filename: str = "<tfrecord>",
+    record_index: Optional[tf.Tensor] = None
+) -> Tuple[Dict[str, tf.Tensor], Dict[str, tf.Tensor]]:
   """Decodes one trajectory record in-graph.
 
   Args:
     example_proto: scalar string, a serialized `tf.train.SequenceExample`.
     metadata: the dataset metadata.
     filename: named in the error raised for a malformed record.
+    record_index: optional int64 scalar, the record's position in the file
+      (named in the errors next to the trajectory's `key`).
 
   Returns:
     context: `key` (int64 scalar) and `particle_type` (`[num_particles]`
@@ -149,7 +246,9 @@ def parse_serialized_simulation_example(
 
   Raises:
     tf.errors.InvalidArgumentError (when run) naming `filename` if a record
-    does not fit `[sequence_length + 1, -1, dim]`.
+    does not fit `[sequence_length + 1, -1, dim]`, and naming `filename`
+    and the trajectory if it has a non-finite position or context or a
+    particle type outside `0..NUM_PARTICLE_TYPES - 1`.
   """
   num_frames = metadata["sequence_length"] + 1
   dim = metadata["dim"]
@@ -200,19 +299,63 @@ def parse_serialized_simulation_example(
         step_context, [num_frames, context_size])
   out_context = {"key": context["key"],
                  "particle_type": tf.reshape(particle_type, [-1])}
-  return out_context, out_features
+  return out_context, _checked_values(out_context, out_features, filename,
+                                      record_index)
+
+
+def _checked_values(context: Dict[str, tf.Tensor],
+                    features: Dict[str, tf.Tensor], filename: str,
+                    record_index: Optional[tf.Tensor]
+                    ) -> Dict[str, tf.Tensor]:
+  """`features`, once the trajectory's values are known to be usable.
+
+  A NaN position would train to NaN weights and a type out of range would
+  fail deep in the embedding lookup, so both fail here, naming the file and
+  the trajectory. One reduction per trajectory (not per training window).
+  """
+  trajectory = ["trajectory ", tf.strings.as_string(context["key"])]
+  if record_index is not None:
+    trajectory += [" (record ", tf.strings.as_string(record_index), ")"]
+
+  def message(*parts):
+    return tf.strings.join([f"{filename}: ", *trajectory, *parts])
+
+  particle_type = context["particle_type"]
+  valid_type = (particle_type >= 0) & (
+      particle_type < common.NUM_PARTICLE_TYPES)
+  first_invalid = tf.boolean_mask(particle_type, ~valid_type)[:1]
+  checks = [tf.debugging.Assert(tf.reduce_all(valid_type), [message(
+      " has particle type ",
+      tf.strings.reduce_join(tf.strings.as_string(first_invalid)),
+      f"; types must be in 0..{common.NUM_PARTICLE_TYPES - 1}")])]
+  for name, value in features.items():
+    checks.append(tf.debugging.Assert(
+        tf.reduce_all(tf.math.is_finite(value)),
+        [message(f" has a non-finite {name} (NaN or inf)")]))
+  with tf.control_dependencies(checks):
+    return {name: tf.identity(value) for name, value in features.items()}
 
 
 def load_trajectories(data_path: str, split: str,
-                      metadata: Optional[Metadata] = None) -> tf.data.Dataset:
-  """Dataset of `(context, features)` trajectories of one split."""
+                      metadata: Optional[Metadata] = None,
+                      skip_corrupt_records: bool = False) -> tf.data.Dataset:
+  """Dataset of `(context, features)` trajectories of one split.
+
+  With `skip_corrupt_records`, a record that fails a check of
+  `parse_serialized_simulation_example` is skipped with a warning; a record
+  whose checksum fails ends the reading of the file (TensorFlow's TFRecord
+  reader moves on to the next file), so the records after it are lost too.
+  """
   if metadata is None:
     metadata = read_metadata(data_path)
   filename = split_file(data_path, split)
-  return tf.data.TFRecordDataset([filename]).map(
-      lambda proto: parse_serialized_simulation_example(
-          proto, metadata, filename),
+  dataset = tf.data.TFRecordDataset([filename]).enumerate().map(
+      lambda index, proto: parse_serialized_simulation_example(
+          proto, metadata, filename, index),
       num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+  if skip_corrupt_records:
+    dataset = dataset.ignore_errors(log_warning=True)
+  return dataset
 
 
 def split_trajectory(context: Dict[str, tf.Tensor],
@@ -274,15 +417,17 @@ def _concat_batch(features, target):
 def get_one_step_dataset(data_path: str, split: str, batch_size: int,
                          metadata: Metadata, is_training: bool,
                          shuffle_buffer_size: int = 512,
-                         seed: Optional[int] = None) -> tf.data.Dataset:
+                         seed: Optional[int] = None,
+                         skip_corrupt_records: bool = False
+                         ) -> tf.data.Dataset:
   """Batches of one-step examples (`features`, `target_position`).
 
   Examples are concatenated on the particle axis; `n_particles_per_example`
   `[batch_size]` marks where each one starts. In training the windows repeat
   forever and are shuffled with a buffer of `shuffle_buffer_size`, as in the
-  original.
+  original. `skip_corrupt_records`: see `load_trajectories`.
   """
-  ds = load_trajectories(data_path, split, metadata)
+  ds = load_trajectories(data_path, split, metadata, skip_corrupt_records)
   ds = ds.flat_map(split_trajectory)
   ds = ds.map(prepare_inputs, num_parallel_calls=tf.data.AUTOTUNE)
   if is_training:
@@ -313,16 +458,19 @@ def _concat_windows(window: Dict[str, tf.RaggedTensor]
 def get_window_dataset(data_path: str, split: str, batch_size: int,
                        metadata: Metadata, window_length: int,
                        shuffle_buffer_size: int = 512,
-                       seed: Optional[int] = None) -> tf.data.Dataset:
+                       seed: Optional[int] = None,
+                       skip_corrupt_records: bool = False
+                       ) -> tf.data.Dataset:
   """Training batches of whole windows, for training through unrolls.
 
   Like `get_one_step_dataset(is_training=True)`, but each example keeps all
   `window_length` frames: `position` `[num_particles_in_batch,
   window_length, dim]`, `particle_type`, `n_particles_per_example`
   `[batch_size]` and, with a global context, `step_context` `[batch_size,
-  window_length, context_size]`.
+  window_length, context_size]`. `skip_corrupt_records`: see
+  `load_trajectories`.
   """
-  ds = load_trajectories(data_path, split, metadata)
+  ds = load_trajectories(data_path, split, metadata, skip_corrupt_records)
   ds = ds.flat_map(lambda context, features: split_trajectory(
       context, features, window_length))
   ds = ds.map(_window_inputs, num_parallel_calls=tf.data.AUTOTUNE)
@@ -352,8 +500,10 @@ def prepare_rollout_inputs(context: Dict[str, tf.Tensor],
   return out
 
 
-def get_rollout_dataset(data_path: str, split: str,
-                        metadata: Metadata) -> tf.data.Dataset:
+def get_rollout_dataset(data_path: str, split: str, metadata: Metadata,
+                        skip_corrupt_records: bool = False
+                        ) -> tf.data.Dataset:
   """One element per trajectory of `split`, see `prepare_rollout_inputs`."""
-  return load_trajectories(data_path, split, metadata).map(
+  return load_trajectories(data_path, split, metadata,
+                           skip_corrupt_records).map(
       prepare_rollout_inputs).prefetch(1)

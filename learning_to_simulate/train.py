@@ -27,6 +27,7 @@ from absl import logging
 import tensorflow as tf
 
 from learning_to_simulate import reading_utils
+from learning_to_simulate.training import checkpoints
 from learning_to_simulate.training import config as config_lib
 from learning_to_simulate.training import devices
 from learning_to_simulate.training import evaluation
@@ -73,9 +74,10 @@ flags.DEFINE_integer("num_eval_steps", None, lower_bound=1,
                      help="Cap on batches for one-step eval (default: the "
                      "whole split).")
 flags.DEFINE_string("checkpoint", "latest",
-                    help="Checkpoint that eval, eval_rollout and export restore: "
-                    "'latest', 'best' (the best model by validation) or a "
-                    "path (a ckpt-N prefix or a directory of them).")
+                    help="Checkpoint that eval, eval_rollout and export "
+                    "restore: 'latest', 'best' (the best model by "
+                    "validation) or a path (a ckpt-N prefix or a directory "
+                    "of them).")
 
 # Validation during training (on the valid split) and the best model.
 flags.DEFINE_integer("eval_every_steps", _VALID.every_steps,
@@ -94,6 +96,11 @@ flags.DEFINE_enum("best_metric", _VALID.best_metric,
                   list(validation.BEST_METRICS),
                   help="Validation metric (lower is better) that picks the "
                   "best model.")
+flags.DEFINE_boolean("skip_corrupt_records", False,
+                     help="Skip damaged dataset records with a warning "
+                     "instead of stopping: records that fail a check "
+                     "(NaN position, particle type, shape) one by one; a "
+                     "failed checksum ends the reading of the file there.")
 
 # Model hyperparameters (saved in {model_path}/config.json).
 flags.DEFINE_integer("latent_size", _MODEL.latent_size,
@@ -173,6 +180,13 @@ def _explicit(names):
 def _configs(model_path):
   """Model, optimizer and training configs: config.json and the flags."""
   saved = config_lib.load(model_path)
+  if (saved is not None and FLAGS.mode == "train" and
+      not checkpoints.numbers_on_disk(model_path)):
+    # No checkpoint was trained with it (say a run that diverged at once):
+    # flags such as a lower --lr may differ.
+    logging.info("%s has no checkpoint yet: its config.json is replaced.",
+                 model_path)
+    saved = None
   return tuple(
       config_lib.resolve(saved, section, cls, _explicit(_section_flags(cls)),
                          model_path)
@@ -209,7 +223,8 @@ def run():
         shuffle_buffer_size=FLAGS.shuffle_buffer_size,
         mixed_precision=FLAGS.mixed_precision,
         jit_compile=FLAGS.jit_compile,
-        recompute_grad=FLAGS.recompute_grad)
+        recompute_grad=FLAGS.recompute_grad,
+        skip_corrupt_records=FLAGS.skip_corrupt_records)
     validation_options = validation.ValidationOptions(
         every_steps=FLAGS.eval_every_steps,
         num_batches=FLAGS.eval_num_batches,
@@ -237,7 +252,8 @@ def run():
         data_path, FLAGS.model_path, model, split=FLAGS.eval_split,
         batch_size=FLAGS.batch_size, num_eval_steps=FLAGS.num_eval_steps,
         mixed_precision=FLAGS.mixed_precision, jit_compile=FLAGS.jit_compile,
-        checkpoint=FLAGS.checkpoint)
+        checkpoint=FLAGS.checkpoint,
+        skip_corrupt_records=FLAGS.skip_corrupt_records)
     logging.info("Evaluation metrics (%s): %s", FLAGS.eval_split, metrics)
     print(f"loss_mse: {metrics['loss_mse']:.8g}")
     print(f"one_step_position_mse: {metrics['one_step_position_mse']:.8g}")
@@ -250,7 +266,8 @@ def run():
       split=FLAGS.eval_split, num_rollouts=FLAGS.num_rollouts,
       rollout_steps=FLAGS.rollout_steps,
       mixed_precision=FLAGS.mixed_precision, jit_compile=FLAGS.jit_compile,
-      checkpoint=FLAGS.checkpoint)
+      checkpoint=FLAGS.checkpoint,
+      skip_corrupt_records=FLAGS.skip_corrupt_records)
   for index, error in enumerate(results["per_trajectory"]):
     print(f"rollout_error_mse[{index}]: {error:.8g}")
   print(f"rollout_error_mse: {results['rollout_error_mse']:.8g}")
@@ -268,13 +285,30 @@ def _one_line(error: Exception) -> str:
   return lines[0] if lines else type(error).__name__
 
 
+def _os_error_line(error: OSError) -> str:
+  if error.filename and error.strerror:
+    return f"{error.filename}: {error.strerror}"
+  return str(error)
+
+
 def main(argv):
+  """Runs the CLI: every expected failure is one line on stderr.
+
+  Exit status 1 for an error (`train: error: ...`), 130 for Ctrl-C outside
+  the training loop (`train: interrupted...`; in the loop, Ctrl-C saves a
+  checkpoint and exits 0).
+  """
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
   try:
     run()
+  except KeyboardInterrupt as error:
+    print(f"train: {str(error) or 'interrupted'}", file=sys.stderr)
+    sys.exit(130)
   except (ValueError, tf.errors.InvalidArgumentError) as error:
     sys.exit(f"train: error: {_one_line(error)}")
+  except OSError as error:
+    sys.exit(f"train: error: {_os_error_line(error)}")
 
 
 if __name__ == "__main__":

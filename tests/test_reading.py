@@ -194,6 +194,59 @@ class BadInputTest(tf.test.TestCase):
                                 r"test\.tfrecord: each record must hold 11"):
       list(reading_utils.load_trajectories(self.data_path, "test"))
 
+  def _write_split(self, trajectories):
+    metadata = metadata_for(2, 8)
+    dataset_writer.write_dataset(self.data_path, {"train": trajectories},
+                                 metadata)
+    return os.path.join(self.data_path, "train.tfrecord")
+
+  def test_values_are_checked_per_trajectory(self):
+    good = dataset_writer.Trajectory(np.zeros([9, 5, 2], np.float32),
+                                     np.full([5], 5, np.int64))
+    bad_position = np.zeros([9, 5, 2], np.float32)
+    bad_position[4, 1, 0] = np.inf
+    bad_type = np.full([5], 5, np.int64)
+    bad_type[3] = -1
+    for trajectory, message in (
+        (good._replace(positions=bad_position),
+         r"has a non-finite position \(NaN or inf\)"),
+        (good._replace(particle_types=bad_type),
+         "has particle type -1; types must be in 0..8")):
+      path = self._write_split([good, good, trajectory])
+      with self.assertRaisesRegex(
+          reading_utils.DatasetError,
+          f"^{path}: trajectory 2 \\(record 2\\) {message}$"):
+        list(reading_utils.iterate(
+            reading_utils.load_trajectories(self.data_path, "train"), path))
+      # Opt-in: skipped, the others are read.
+      self.assertLen(list(reading_utils.load_trajectories(
+          self.data_path, "train", skip_corrupt_records=True)), 2)
+
+  def test_framing(self):
+    good = dataset_writer.Trajectory(np.zeros([9, 5, 2], np.float32),
+                                     np.full([5], 5, np.int64))
+    path = self._write_split([good] * 3)
+    offsets = list(reading_utils.record_offsets(path))
+    length = offsets[0][1]
+    self.assertEqual(offsets, [(i * (length + 16), length) for i in range(3)])
+    self.assertEqual(reading_utils.check_split(self.data_path, "train"), 3)
+    # TensorFlow names the header or the data of the damaged record.
+    for offset in (offsets[1][0], offsets[1][0] + 12):
+      self.assertEqual(
+          reading_utils.describe_data_loss(
+              path, f"{{node}} corrupted record at {offset} [Op:Next]"),
+          f"{path}: record 1 at byte offset {offsets[1][0]} is damaged: its "
+          "checksum does not match (a damaged byte); restore the file, or "
+          "pass --skip_corrupt_records to skip damaged records")
+    # A header cut short is a truncated file too.
+    with open(path, "r+b") as f:
+      f.truncate(offsets[2][0] + 5)
+    with self.assertRaisesRegex(
+        reading_utils.DatasetError,
+        f"^{path}: record 2 at byte offset {offsets[2][0]} runs past the end "
+        "of the file"):
+      reading_utils.check_split(self.data_path, "train")
+
 
 if __name__ == "__main__":
   tf.test.main()

@@ -3,6 +3,7 @@
 import json
 import os
 import pickle
+import re
 import signal
 import subprocess
 import sys
@@ -14,9 +15,14 @@ from learning_to_simulate.data import common
 from learning_to_simulate.data import dataset_writer
 from learning_to_simulate.data import synthetic
 from learning_to_simulate import reading_utils
+from learning_to_simulate.training import checkpoints
 
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _SMALL = ["--latent_size=8", "--hidden_size=8", "--message_passing_steps=2"]
+
+
+def last_line(result):
+  return result.stderr.strip().splitlines()[-1]
 
 
 def run_cli(*args, module="learning_to_simulate.train", check=True):
@@ -246,6 +252,136 @@ class TrainCliTest(tf.test.TestCase):
                       f"--model_path={model_path}",
                       f"--num_steps={int(latest.rsplit('-', 1)[1]) + 1}")
     self.assertIn("Resumed from", resumed.stderr)
+
+  # Issue 16: what users break, each answered in one line.
+
+  def test_diverging_run_stops_with_one_line(self):
+    model_path = os.path.join(self.root, "diverging")
+    result = run_cli(f"--data_path={self.data_path}",
+                     f"--model_path={model_path}", "--lr=1e30",
+                     "--num_steps=50", "--log_every_steps=2", "--seed=3",
+                     *_SMALL, check=False)
+    self.assertEqual(result.returncode, 1, result.stderr[-2000:])
+    self.assertRegex(last_line(result),
+                     r"^train: error: (loss is (NaN|-?inf) at step \d+|a "
+                     r"variable is not finite after step \d+); no checkpoint "
+                     r"was saved; lower --lr or check the data$")
+    self.assertEqual(checkpoints.numbers_on_disk(model_path), [])
+    # As it says: the same command with a lower --lr trains.
+    run_cli(f"--data_path={self.data_path}", f"--model_path={model_path}",
+            "--lr=1e-4", "--num_steps=1", "--seed=3", *_SMALL)
+    self.assertEqual(checkpoints.numbers_on_disk(model_path), [1])
+    self.assertIsNone(checkpoints.damage(
+        checkpoints.checkpoint_path(model_path, 1)))
+
+  def test_second_trainer_is_refused(self):
+    model_path = os.path.join(self.root, "locked")
+    os.makedirs(model_path)
+    holder = subprocess.Popen(
+        [sys.executable, "-c",
+         "import sys, time\n"
+         "from learning_to_simulate.training import model_lock\n"
+         "with model_lock.hold(sys.argv[1]):\n"
+         "  print('locked', flush=True)\n"
+         "  time.sleep(300)\n", model_path],
+        cwd=_ROOT, env=dict(os.environ, PYTHONPATH=_ROOT),
+        stdout=subprocess.PIPE, text=True)
+    try:
+      self.assertEqual(holder.stdout.readline().strip(), "locked")
+      result = run_cli(f"--data_path={self.data_path}",
+                       f"--model_path={model_path}", "--num_steps=2",
+                       *_SMALL, check=False)
+    finally:
+      holder.kill()
+      holder.wait()
+    self.assertEqual(result.returncode, 1)
+    self.assertRegex(last_line(result),
+                     rf"^train: error: --model_path '{model_path}' is in use "
+                     rf"by another trainer \(pid {holder.pid} on host .+, "
+                     r"started .+\); wait for it to end or use another "
+                     r"--model_path$")
+    self.assertFalse(checkpoints.numbers_on_disk(model_path))
+
+  def test_bad_flags_and_damaged_files_are_one_line(self):
+    result = run_cli(f"--data_path={self.data_path}",
+                     f"--model_path={self.root}/zero",
+                     "--checkpoint_every_steps=0", check=False)
+    self.assertEqual(result.returncode, 1)
+    self.assertEqual(last_line(result), "train: error: "
+                     "--checkpoint_every_steps must be >= 1, got 0")
+    truncated = os.path.join(self.root, "truncated")
+    self._copy_dataset(truncated)
+    path = os.path.join(truncated, "test.tfrecord")
+    with open(path, "r+b") as f:
+      f.truncate(os.path.getsize(path) - 1)
+    result = run_cli(f"--data_path={truncated}",
+                     f"--model_path={self.model_path}", "--mode=eval",
+                     check=False)
+    self.assertEqual(result.returncode, 1)
+    self.assertRegex(last_line(result),
+                     rf"^train: error: {path}: record 1 at byte offset \d+ "
+                     r"runs past the end of the file \(\d+ bytes\): the file "
+                     r"is truncated; .* --skip_corrupt_records")
+
+  def _copy_dataset(self, path):
+    os.makedirs(path)
+    for name in os.listdir(self.data_path):
+      with open(os.path.join(self.data_path, name), "rb") as src:
+        with open(os.path.join(path, name), "wb") as dst:
+          dst.write(src.read())
+
+  def test_bad_particle_type_in_eval_rollout(self):
+    data_path = os.path.join(self.root, "bad_type")
+    self._copy_dataset(data_path)
+    good = next(iter(reading_utils.load_trajectories(self.data_path,
+                                                     "test")))
+    types = good[0]["particle_type"].numpy().copy()
+    types[5] = 12
+    dataset_writer.write_tfrecord(
+        os.path.join(data_path, "test.tfrecord"),
+        [dataset_writer.Trajectory(good[1]["position"].numpy(), types,
+                                   good[1]["step_context"].numpy())])
+    result = run_cli(f"--data_path={data_path}",
+                     f"--model_path={self.model_path}",
+                     "--mode=eval_rollout",
+                     f"--output_path={self.root}/bad_type_rollouts",
+                     check=False)
+    self.assertEqual(result.returncode, 1)
+    self.assertEqual(last_line(result),
+                     f"train: error: {data_path}/test.tfrecord: trajectory 0 "
+                     "(record 0) has particle type 12; types must be in 0..8")
+
+  def test_ctrl_c_during_eval_rollout(self):
+    data_path = os.path.join(self.root, "long")
+    synthetic.write_tiny_dataset(
+        data_path, dim=2, num_particles=20, num_kinematic=4, num_frames=100,
+        num_trajectories=20, context_size=2, seed=2)
+    output_path = os.path.join(self.root, "interrupted_rollouts")
+    env = dict(os.environ, PYTHONPATH=_ROOT, TF_CPP_MIN_LOG_LEVEL="2")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "learning_to_simulate.train",
+         f"--data_path={data_path}", f"--model_path={self.model_path}",
+         "--mode=eval_rollout", f"--output_path={output_path}"],
+        cwd=_ROOT, env=env, stderr=subprocess.PIPE, text=True)
+    for line in process.stderr:
+      if "Rollout 0:" in line:
+        break
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=120)
+    self.assertEqual(process.returncode, 130, stderr[-2000:])
+    line = stderr.strip().splitlines()[-1]
+    match = re.fullmatch(
+        r"train: interrupted: wrote (\d+) of 20 rollouts \(rollout_test_0"
+        rf"\.pkl( \.\. rollout_test_\d+\.pkl)?\) to {output_path}; none "
+        r"is partial", line)
+    self.assertIsNotNone(match, line)
+    written = int(match.group(1))
+    self.assertBetween(written, 1, 19)
+    self.assertCountEqual(os.listdir(output_path),
+                          [f"rollout_test_{i}.pkl" for i in range(written)])
+    for name in os.listdir(output_path):
+      with open(os.path.join(output_path, name), "rb") as f:
+        self.assertLen(pickle.load(f)["predicted_rollout"], 100 - 1 - 6)
 
 
 class ModelDemoTest(tf.test.TestCase):

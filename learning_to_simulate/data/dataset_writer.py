@@ -105,6 +105,24 @@ def atomic_file(path: str) -> Iterator[str]:
       os.remove(tmp_path)
 
 
+def make_directory(path: str, flag: str) -> None:
+  """Creates the directory `path` if needed; `flag` names it in errors.
+
+  Raises:
+    ValueError: `path` is an existing file, cannot be created, or is not
+      writable.
+  """
+  if os.path.exists(path) and not os.path.isdir(path):
+    raise ValueError(f"{flag} {path!r} is an existing file, not a directory")
+  try:
+    os.makedirs(path, exist_ok=True)
+  except OSError as error:
+    raise ValueError(f"cannot create {flag} {path!r}: "
+                     f"{error.strerror or error}") from None
+  if not os.access(path, os.W_OK | os.X_OK):
+    raise ValueError(f"{flag} {path!r} is not writable")
+
+
 def write_tfrecord(path: str, trajectories: Iterable[Trajectory]) -> int:
   """Writes `trajectories` (keys 0, 1, ...) to `path`; returns their number."""
   count = 0

@@ -1,7 +1,8 @@
 """Stage 3, training and evaluation library (no flags: the CLIs own those).
 
 - `config`: hyperparameters and `config.json`; `checkpoints`: model
-  directories;
+  directories, finding the newest usable checkpoint and repairing the rest;
+  `model_lock`: one trainer per model directory;
 - `build`: the simulator for a dataset; `optimizers`: optimizers and the
   learning-rate schedule; `one_step`: noise, loss, train and eval steps;
   `pushforward`: the opt-in training step through the model's own rollout;
@@ -10,6 +11,7 @@
   domain); `baselines`: physics-free baselines;
 - `evaluation`: `eval` and `eval_rollout`; `validation`: validation during
   training and the best model; `trainer`: the training loop;
+  `divergence`: stopping it at the first non-finite loss;
 - `devices`: device set-up;
 - `export`: the trained simulator as a SavedModel (`train --mode=export`).
 """

@@ -1,23 +1,44 @@
-"""Checkpoint layout of a model directory (`--model_path`).
+"""Checkpoint layout of a model directory (`--model_path`), and its repair.
 
 `ckpt-N.*` files written by `tf.train.CheckpointManager` (the `checkpoint`
-index file is replaced atomically after the data files are complete, so a
-crash mid-save leaves the previous checkpoint as the latest), and
+state file is replaced atomically after the data files are complete, so a
+crash mid-save leaves the previous checkpoint as the latest),
 `config.json` with the hyperparameters (see `config`), and the best model by
 validation in `best/` (see `resolve`).
+
+A checkpoint is *usable* when every tensor in it reads back (the bundle's
+checksums pass) and every float is finite. Restoring takes the newest usable
+`ckpt-N` on disk, whatever the state file says, so a corrupt state file, a
+truncated `.index`/`.data` file or a diverged (NaN) checkpoint costs at most
+the steps since the previous checkpoint, with a warning naming it; training
+never restarts from step 0 over existing checkpoints.
 """
 
+import glob
 import json
 import os
-from typing import Any, Dict, Optional
+import re
+import shutil
+from typing import Any, Dict, List, Optional, Tuple
 
+from absl import logging
+import numpy as np
 import tensorflow as tf
 
+from learning_to_simulate.data import dataset_writer
+
 CHECKPOINT_NAME = "ckpt"
+STATE_FILENAME = "checkpoint"
+# Suffix of the files of a damaged checkpoint that training moved aside.
+DAMAGED_SUFFIX = ".damaged"
+# Saves cut short leave `ckpt-N_temp/` (sharded data) and state-file temps.
+_TEMP_PATTERNS = (f"{CHECKPOINT_NAME}-*_temp*", f"{STATE_FILENAME}.tmp*",
+                  f".{STATE_FILENAME}.*.tmp")
+_INDEX = re.compile(rf"^{CHECKPOINT_NAME}-(\d+)\.index$")
 
 
 class CheckpointError(ValueError):
-  """A model directory has no usable checkpoint."""
+  """A model directory has no usable checkpoint, or a save failed."""
 
 
 def make_manager(model_path: str, simulator: tf.Module,
@@ -34,9 +55,113 @@ def make_manager(model_path: str, simulator: tf.Module,
                                     checkpoint_name=CHECKPOINT_NAME)
 
 
+def checkpoint_path(model_path: str, number: int) -> str:
+  return os.path.join(model_path, f"{CHECKPOINT_NAME}-{number}")
+
+
+def numbers_on_disk(model_path: str) -> List[int]:
+  """Numbers N of the `ckpt-N.index` files in `model_path`, ascending."""
+  if not os.path.isdir(model_path):
+    return []
+  return sorted(int(match.group(1)) for match in map(
+      _INDEX.match, os.listdir(model_path)) if match)
+
+
+def damage(path: str) -> Optional[str]:
+  """Why the checkpoint at `path` (a `ckpt-N` prefix) is unusable, or None.
+
+  Reads every tensor, so a truncated or corrupted `.data` file fails its
+  checksum here rather than halfway through a restore.
+  """
+  if not os.path.exists(path + ".index"):
+    return "its .index file is missing"
+  try:
+    reader = tf.train.load_checkpoint(path)
+    for name, dtype in sorted(reader.get_variable_to_dtype_map().items()):
+      value = reader.get_tensor(name)
+      if dtype.is_floating and not np.all(np.isfinite(value)):
+        variable = name.split("/.ATTRIBUTES")[0]
+        return f"{variable} is not finite: training diverged"
+  except Exception as error:  # pylint: disable=broad-except
+    # Any failure to read makes it unusable: IndexError for a short .data
+    # file, OpError for a bad checksum or index, ...
+    return f"unreadable: {_first_line(error)}"
+  return None
+
+
+def _first_line(error: BaseException) -> str:
+  message = getattr(error, "message", None) or str(error)
+  lines = [line.strip() for line in message.splitlines() if line.strip()]
+  return lines[0] if lines else type(error).__name__
+
+
+def _state(model_path: str) -> Tuple[bool, Optional[str]]:
+  """Whether the state file exists, and the latest checkpoint it names.
+
+  The name is None when the file is missing or unreadable.
+  """
+  if not os.path.exists(os.path.join(model_path, STATE_FILENAME)):
+    return False, None
+  try:
+    state = tf.train.get_checkpoint_state(model_path)
+  except (tf.errors.OpError, ValueError):
+    state = None
+  if state is None or not state.model_checkpoint_path:
+    return True, None
+  return True, state.model_checkpoint_path
+
+
+def _basename(path: Optional[str]) -> str:
+  return os.path.basename(path) if path else "none"
+
+
+def latest_usable(model_path: str
+                  ) -> Tuple[Optional[str], List[Tuple[str, str]]]:
+  """The newest usable checkpoint on disk, and the newer damaged ones.
+
+  Logs a warning for a state file that is unreadable or names a missing
+  checkpoint, and for each damaged checkpoint passed over.
+
+  Returns:
+    `(path, damaged)`: `path` is None when `model_path` has no checkpoint;
+    `damaged` lists `(path, reason)` of the newer, unusable ones.
+
+  Raises:
+    CheckpointError: there are checkpoints but none is usable.
+  """
+  if os.path.exists(model_path) and not os.path.isdir(model_path):
+    raise CheckpointError(f"--model_path {model_path!r} is an existing file, "
+                          "not a directory")
+  has_state, state_latest = _state(model_path)
+  numbers = numbers_on_disk(model_path)
+  if has_state and state_latest is None and numbers:
+    logging.warning("The checkpoint state file %s is unreadable; looking for "
+                    "the newest readable %s-N on disk.",
+                    os.path.join(model_path, STATE_FILENAME), CHECKPOINT_NAME)
+  elif state_latest and not os.path.exists(state_latest + ".index"):
+    logging.warning("The checkpoint state file names %s, which is missing; "
+                    "looking for the newest readable %s-N on disk.",
+                    state_latest, CHECKPOINT_NAME)
+  damaged = []
+  for number in reversed(numbers):
+    path = checkpoint_path(model_path, number)
+    reason = damage(path)
+    if reason is None:
+      for bad, why in damaged:
+        logging.warning("Checkpoint %s is damaged (%s); using %s instead.",
+                        bad, why, _basename(path))
+      return path, damaged
+    damaged.append((path, reason))
+  if damaged:
+    raise CheckpointError(
+        f"--model_path {model_path!r} has no usable checkpoint: " +
+        "; ".join(f"{_basename(p)} {why}" for p, why in damaged))
+  return None, []
+
+
 def restore_latest(manager: tf.train.CheckpointManager, require: bool,
                    model_only: bool = False) -> Optional[str]:
-  """Restores the latest checkpoint of `manager`'s directory.
+  """Restores the newest usable checkpoint of `manager`'s directory.
 
   Args:
     manager: from `make_manager`.
@@ -47,8 +172,11 @@ def restore_latest(manager: tf.train.CheckpointManager, require: bool,
 
   Returns:
     The restored checkpoint path, or None.
+
+  Raises:
+    CheckpointError: no checkpoint (with `require`), or none usable.
   """
-  path = manager.latest_checkpoint
+  path, _ = latest_usable(manager.directory)
   if path is None:
     if require:
       raise CheckpointError(
@@ -60,6 +188,118 @@ def restore_latest(manager: tf.train.CheckpointManager, require: bool,
   if model_only:
     status.expect_partial()
   return path
+
+
+def remove_stale_temp_files(model_path: str) -> List[str]:
+  """Removes what saves cut short by a kill left behind; returns the paths.
+
+  Only call this while holding the training lock (`model_lock`): a live
+  trainer's save in progress looks the same.
+  """
+  removed = []
+  for pattern in _TEMP_PATTERNS:
+    for path in sorted(glob.glob(os.path.join(model_path, pattern))):
+      if os.path.isdir(path):
+        shutil.rmtree(path, ignore_errors=True)
+      else:
+        os.remove(path)
+      removed.append(path)
+  if removed:
+    logging.warning("Removed what interrupted saves left behind: %s.",
+                    ", ".join(os.path.basename(p) for p in removed))
+  return removed
+
+
+def _move_aside(path: str) -> List[str]:
+  """Renames the files of checkpoint `path` to `*.damaged`; returns them."""
+  moved = []
+  for name in sorted(glob.glob(glob.escape(path) + ".*")):
+    if not name.endswith(DAMAGED_SUFFIX):
+      os.replace(name, name + DAMAGED_SUFFIX)
+      moved.append(name + DAMAGED_SUFFIX)
+  return moved
+
+
+def recover(model_path: str) -> Optional[str]:
+  """Makes a model directory consistent before training resumes in it.
+
+  Removes stale temporary files, moves the files of damaged checkpoints
+  newer than the newest usable one aside (`ckpt-N.index.damaged`, ...), so
+  that no save overwrites them, and rewrites the state file when it is
+  unreadable or does not name that checkpoint, so that the manager resumes
+  from it and rotates the older ones as usual. Call it while holding the
+  training lock, before `make_manager`.
+
+  Returns:
+    The newest usable checkpoint, or None for a directory without any.
+
+  Raises:
+    CheckpointError: there are checkpoints but none is usable.
+  """
+  remove_stale_temp_files(model_path)
+  path, damaged = latest_usable(model_path)
+  for bad, _ in damaged:
+    logging.warning("Moved the damaged checkpoint aside: %s.",
+                    ", ".join(_move_aside(bad)))
+  if path is None:
+    return None
+  _, state_latest = _state(model_path)
+  if state_latest is None or (os.path.abspath(state_latest) !=
+                               os.path.abspath(path)):
+    names = [_basename(checkpoint_path(model_path, n))
+             for n in numbers_on_disk(model_path)]
+    _write_state(model_path, _basename(path), names)
+    logging.warning("Rewrote the checkpoint state file %s: latest %s, "
+                    "tracking %s.", os.path.join(model_path, STATE_FILENAME),
+                    _basename(path), ", ".join(names))
+  return path
+
+
+def _write_state(model_path: str, latest: str, names: List[str]) -> None:
+  """Writes the state file (a `CheckpointState` text proto) atomically.
+
+  Each checkpoint's time is its `.index` file's; all are newer than the
+  last preserved time, so the manager rotates them as usual.
+  """
+  times = [os.path.getmtime(os.path.join(model_path, name + ".index"))
+           for name in names]
+  lines = [f'model_checkpoint_path: "{latest}"']
+  lines += [f'all_model_checkpoint_paths: "{name}"' for name in names]
+  lines += [f"all_model_checkpoint_timestamps: {t!r}" for t in times]
+  lines.append(f"last_preserved_timestamp: {min(times) - 1.0!r}")
+  with dataset_writer.atomic_file(
+      os.path.join(model_path, STATE_FILENAME)) as tmp_path:
+    with open(tmp_path, "w") as f:
+      f.write("\n".join(lines) + "\n")
+
+
+def save(manager: tf.train.CheckpointManager, step: int,
+         kept: Optional[str]) -> str:
+  """Saves `ckpt-{step}`; a failed write is one clear error.
+
+  Args:
+    manager: from `make_manager`.
+    step: the checkpoint number.
+    kept: the latest complete checkpoint (named in the error), or None.
+
+  Raises:
+    CheckpointError: the write failed (a full disk: `OSError` ENOSPC or a
+      TensorFlow `ResourceExhaustedError`; no permission; ...). The state
+      file is replaced only after a complete write, so `kept` is intact.
+  """
+  try:
+    return manager.save(checkpoint_number=step)
+  except (OSError, tf.errors.OpError) as error:
+    reason = (error.strerror if isinstance(error, OSError) and error.strerror
+              else _first_line(error))
+    for path in glob.glob(checkpoint_path(manager.directory, step) +
+                          "_temp*"):
+      shutil.rmtree(path, ignore_errors=True)
+    intact = (f"the latest complete checkpoint, {_basename(kept)}, is intact"
+              if kept else "no earlier checkpoint exists")
+    raise CheckpointError(
+        f"could not save {CHECKPOINT_NAME}-{step} in {manager.directory}: "
+        f"{reason}; {intact}") from None
 
 
 # The best model by a validation metric (see `training.validation`):
@@ -96,16 +336,16 @@ def resolve(model_path: str, which: str = "latest") -> str:
 
   Args:
     model_path: the model directory.
-    which: "latest" (the newest `ckpt-N` of the training run), "best" (the
-      best model by validation, see `read_best`), or a path: a checkpoint
-      prefix such as `/models/x/ckpt-5000`, or a directory holding `ckpt-N`
-      files.
+    which: "latest" (the newest usable `ckpt-N` of the training run, see
+      `latest_usable`), "best" (the best model by validation, see
+      `read_best`), or a path: a checkpoint prefix such as
+      `/models/x/ckpt-5000`, or a directory holding `ckpt-N` files.
 
   Raises:
     CheckpointError: when there is no such checkpoint.
   """
   if which == "latest":
-    path = tf.train.latest_checkpoint(model_path)
+    path, _ = latest_usable(model_path)
     if path is None:
       raise CheckpointError(
           f"--model_path {model_path!r} has no checkpoint (expected "
@@ -127,13 +367,22 @@ def resolve(model_path: str, which: str = "latest") -> str:
     path = which
   if not tf.io.gfile.exists(path + ".index"):
     raise CheckpointError(f"--checkpoint: no checkpoint at {path} (expected "
-                          f"{path}.index); use latest, best, a {CHECKPOINT_NAME}"
-                          "-N prefix or a directory of them")
+                          f"{path}.index); use latest, best, a "
+                          f"{CHECKPOINT_NAME}-N prefix or a directory of them")
   return path
 
 
 def restore_model(simulator: tf.Module, path: str) -> None:
-  """Restores the simulator's variables from a checkpoint prefix."""
+  """Restores the simulator's variables from a usable checkpoint prefix.
+
+  Raises:
+    CheckpointError: the checkpoint is unreadable or not finite.
+  """
+  reason = damage(path)
+  if reason is not None:
+    raise CheckpointError(f"--checkpoint: {path} is {reason}"
+                          if reason.startswith("unreadable") else
+                          f"--checkpoint: in {path}, {reason}")
   status = tf.train.Checkpoint(simulator=simulator).restore(path)
   status.assert_existing_objects_matched()
   status.expect_partial()  # The optimizer state, if saved, stays unread.

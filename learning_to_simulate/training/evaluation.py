@@ -10,7 +10,8 @@ physics-free baselines with the metrics of `metrics` (`metrics.json`).
 import os
 import pickle
 import time
-from typing import Any, Dict, Mapping, Optional, Sequence
+from typing import (Any, Callable, Dict, Iterable, List, Mapping, Optional,
+                    Sequence)
 
 from absl import logging
 import numpy as np
@@ -57,8 +58,8 @@ def load_model(data_path: str, model_path: str,
   return metadata, simulator
 
 
-def one_step_metrics(eval_step, dataset: tf.data.Dataset) -> Dict[str, float]:
-  """`loss_mse`, `one_step_position_mse` and `num_batches` over a dataset.
+def one_step_metrics(eval_step, dataset: Iterable[Any]) -> Dict[str, float]:
+  """`loss_mse`, `one_step_position_mse` and `num_batches` over batches.
 
   Args:
     eval_step: from `one_step.make_eval_step`.
@@ -80,14 +81,51 @@ def one_step_metrics(eval_step, dataset: tf.data.Dataset) -> Dict[str, float]:
   }
 
 
+class RolloutsInterrupted(KeyboardInterrupt):
+  """Ctrl-C during `evaluate_rollouts`; the message says what was written.
+
+  Attributes:
+    files: the complete rollout pickles written before the interrupt.
+  """
+
+  def __init__(self, message: str, files: List[str]):
+    super().__init__(message)
+    self.files = files
+
+
+def _interrupted(files: List[str], total: int, output_path: str
+                 ) -> RolloutsInterrupted:
+  if not files:
+    return RolloutsInterrupted("interrupted before the first rollout was "
+                               f"written to {output_path}", files)
+  names = os.path.basename(files[0])
+  if len(files) > 1:
+    names += f" .. {os.path.basename(files[-1])}"
+  return RolloutsInterrupted(
+      f"interrupted: wrote {len(files)} of {total} rollouts ({names}) to "
+      f"{output_path}; none is partial", files)
+
+
+def _check_finite(values: Dict[str, float], what: str) -> None:
+  bad = [name for name, value in values.items() if not np.isfinite(value)]
+  if bad:
+    raise ValueError(f"{', '.join(bad)} is not finite on {what}: the model's "
+                     "predictions overflow")
+
+
 def evaluate(data_path: str, model_path: str,
              model_config: config_lib.ModelConfig, split: str = "test",
              batch_size: int = 2,
              num_eval_steps: Optional[int] = None,
              mixed_precision: Optional[str] = None,
              jit_compile: bool = False,
-             checkpoint: str = "latest") -> Dict[str, float]:
+             checkpoint: str = "latest",
+             skip_corrupt_records: bool = False) -> Dict[str, float]:
   """One-step metrics over a split (or its first `num_eval_steps` batches).
+
+  Args:
+    checkpoint: "latest", "best" or a path (see `checkpoints.resolve`).
+    skip_corrupt_records: see `reading_utils.load_trajectories`.
 
   Returns:
     `loss_mse` (normalized acceleration, inputs with training noise, as in
@@ -96,30 +134,45 @@ def evaluate(data_path: str, model_path: str,
   """
   if num_eval_steps is not None and num_eval_steps < 1:
     raise ValueError(f"--num_eval_steps must be >= 1, got {num_eval_steps}")
+  reading_utils.check_split(data_path, split, skip_corrupt_records)
   metadata, simulator = load_model(data_path, model_path, model_config,
                                    mixed_precision, jit_compile, checkpoint)
   dataset = reading_utils.get_one_step_dataset(
-      data_path, split, batch_size, metadata, is_training=False)
+      data_path, split, batch_size, metadata, is_training=False,
+      skip_corrupt_records=skip_corrupt_records)
   if num_eval_steps is not None:
     dataset = dataset.take(num_eval_steps)
   eval_step = one_step.make_eval_step(simulator, model_config.noise_std,
                                       metadata)
   start = time.time()
-  metrics = one_step_metrics(eval_step, dataset)
+  metrics = one_step_metrics(eval_step, reading_utils.iterate(
+      dataset, reading_utils.split_file(data_path, split)))
   num_batches = metrics["num_batches"]
   if not num_batches:
     raise ValueError(f"the {split} split of {data_path} has no windows of "
                      f"{common.WINDOW_LENGTH} frames")
+  _check_finite({k: metrics[k] for k in ("loss_mse", "one_step_position_mse")},
+                f"the {split} split")
   logging.info("Evaluated %d batches of %s in %.1fs.", num_batches, split,
                time.time() - start)
   return metrics
 
 
-def _write_pickle(path: str, value: Any) -> None:
-  """Pickles `value` to `path` atomically (temporary file, then rename)."""
-  with dataset_writer.atomic_file(path) as tmp_path:
-    with open(tmp_path, "wb") as f:
-      pickle.dump(value, f)
+def _write_pickle(path: str, value: Any, written: int) -> None:
+  """Pickles `value` to `path` atomically (temporary file, then rename).
+
+  Raises:
+    ValueError: the write failed (a full disk, ...); the message says that
+      the `written` rollouts before it are complete.
+  """
+  try:
+    with dataset_writer.atomic_file(path) as tmp_path:
+      with open(tmp_path, "wb") as f:
+        pickle.dump(value, f)
+  except OSError as error:
+    raise ValueError(f"could not write {path}: {error.strerror or error}; "
+                     f"the {written} rollouts written before it are "
+                     "complete") from None
 
 
 METRICS_FILENAME = "metrics.json"
@@ -171,7 +224,8 @@ def evaluate_rollouts(data_path: str, model_path: str, output_path: str,
                       rollout_steps: Optional[int] = None,
                       mixed_precision: Optional[str] = None,
                       jit_compile: bool = False,
-                      checkpoint: str = "latest") -> Dict[str, Any]:
+                      checkpoint: str = "latest",
+                      skip_corrupt_records: bool = False) -> Dict[str, Any]:
   """Rolls out trajectories of a split, saves them and scores them.
 
   Writes `rollout_{split}_{i}.pkl` (the original's keys) and `metrics.json`
@@ -188,16 +242,24 @@ def evaluate_rollouts(data_path: str, model_path: str, output_path: str,
       extrapolates, and the metrics then cover the steps with data.
     mixed_precision, jit_compile: see `build.build_simulator`.
     checkpoint: "latest", "best" or a path (see `checkpoints.resolve`).
+    skip_corrupt_records: see `reading_utils.load_trajectories` (rollouts
+      are numbered in reading order, skipped records leave no gap).
 
   Returns:
     `rollout_error_mse` (the original's figure, mean over trajectories),
     `per_trajectory` (its list), `files` (written pickles), `metrics` (the
     content of `metrics.json`) and `metrics_path`.
+
+  Raises:
+    ValueError: bad arguments, data, model or output directory, a failed
+      write, or a rollout error that is not finite (after writing them all).
+    RolloutsInterrupted: on Ctrl-C, naming the complete pickles.
   """
   if num_rollouts is not None and num_rollouts < 1:
     raise ValueError(f"--num_rollouts must be >= 1, got {num_rollouts}")
   if rollout_steps is not None and rollout_steps < 1:
     raise ValueError(f"--rollout_steps must be >= 1, got {rollout_steps}")
+  total = reading_utils.check_split(data_path, split, skip_corrupt_records)
   metadata, simulator = load_model(data_path, model_path, model_config,
                                    mixed_precision, jit_compile, checkpoint)
   data_steps = metadata["sequence_length"] - common.INPUT_SEQUENCE_LENGTH
@@ -209,38 +271,26 @@ def evaluate_rollouts(data_path: str, model_path: str, output_path: str,
     logging.info("Rolling out %d steps: the last %d extrapolate past the data"
                  " (metrics cover the first %d).", num_steps,
                  num_steps - data_steps, data_steps)
-  os.makedirs(output_path, exist_ok=True)
-  dataset = reading_utils.get_rollout_dataset(data_path, split, metadata)
+  dataset_writer.make_directory(output_path, "--output_path")
+  dataset = reading_utils.get_rollout_dataset(data_path, split, metadata,
+                                              skip_corrupt_records)
   if num_rollouts is not None:
     dataset = dataset.take(num_rollouts)
-  rollout_fn = rollout_lib.make_rollout_fn(simulator, metadata)
-  total = reading_utils.count_records(data_path, split)
-  if num_rollouts is not None:
     total = min(total, num_rollouts)
+  rollout_fn = rollout_lib.make_rollout_fn(simulator, metadata)
 
   files, scores = [], []
-  # A bar on a terminal (tqdm turns itself off elsewhere); logs say the rest.
-  for index, features in enumerate(tqdm.tqdm(
-      dataset, total=total, unit="rollout", disable=None, leave=False,
-      desc=f"eval_rollout ({split})")):
-    inputs = {k: v for k, v in features.items() if k != "key"}
-    start = time.time()
-    output = {k: v.numpy() for k, v in rollout_fn(inputs, num_steps).items()}
-    seconds = time.time() - start
-    output["metadata"] = dict(metadata)
-    path = os.path.join(output_path, rollout_filename(split, index))
-    _write_pickle(path, output)
-    files.append(path)
-    scores.append(score_rollout(output))
-    model = scores[-1]["model"]
-    num_particles = output["particle_types"].shape[0]
-    logging.info("Rollout %d: %d steps x %d particles in %.1fs (%.1f steps/s)"
-                 "  rollout_error_mse %.6g  mse_full %.6g  out_of_domain %.3g"
-                 "  -> %s", index, num_steps, num_particles, seconds,
-                 num_steps / max(seconds, 1e-9), model["rollout_error_mse"],
-                 model["mse_full"], model["out_of_domain"], path)
+  try:
+    _write_rollouts(dataset, reading_utils.split_file(data_path, split),
+                    rollout_fn, num_steps, metadata, output_path, split, total,
+                    scores, files)
+  except KeyboardInterrupt:
+    raise _interrupted(files, total, output_path) from None
   if not files:
     raise ValueError(f"the {split} split of {data_path} has no trajectories")
+  errors = [s["model"]["rollout_error_mse"] for s in scores]
+  _check_finite({f"rollout_error_mse[{i}]": e for i, e in enumerate(errors)},
+                f"the {split} split (rollouts written to {output_path})")
   summary = {
       "split": split,
       "checkpoint": checkpoint,
@@ -253,7 +303,39 @@ def evaluate_rollouts(data_path: str, model_path: str, output_path: str,
   }
   metrics_path = os.path.join(output_path, METRICS_FILENAME)
   dataset_writer.write_json(metrics_path, summary)
-  errors = [s["model"]["rollout_error_mse"] for s in scores]
   return {"rollout_error_mse": float(np.mean(errors)),
           "per_trajectory": errors, "files": files, "metrics": summary,
           "metrics_path": metrics_path}
+
+
+def _write_rollouts(dataset: Iterable[Any], path: str,
+                    rollout_fn: Callable[..., Dict[str, Any]], num_steps: int,
+                    metadata: Dict[str, Any], output_path: str, split: str,
+                    total: int, scores: List[Dict[str, Any]],
+                    files: List[str]) -> None:
+  """The loop of `evaluate_rollouts`, reading `dataset` from `path`.
+
+  Appends each rollout's `score_rollout` and pickle path to `scores` and
+  `files` as soon as the pickle is complete, so an interrupt knows what was
+  written.
+  """
+  # A bar on a terminal (tqdm turns itself off elsewhere); logs say the rest.
+  for index, features in enumerate(tqdm.tqdm(
+      reading_utils.iterate(dataset, path), total=total, unit="rollout",
+      disable=None, leave=False, desc=f"eval_rollout ({split})")):
+    inputs = {k: v for k, v in features.items() if k != "key"}
+    start = time.time()
+    output = {k: v.numpy() for k, v in rollout_fn(inputs, num_steps).items()}
+    seconds = time.time() - start
+    output["metadata"] = dict(metadata)
+    rollout_path = os.path.join(output_path, rollout_filename(split, index))
+    _write_pickle(rollout_path, output, len(files))
+    scores.append(score_rollout(output))
+    files.append(rollout_path)
+    model = scores[-1]["model"]
+    num_particles = output["particle_types"].shape[0]
+    logging.info("Rollout %d: %d steps x %d particles in %.1fs (%.1f steps/s)"
+                 "  rollout_error_mse %.6g  mse_full %.6g  out_of_domain %.3g"
+                 "  -> %s", index, num_steps, num_particles, seconds,
+                 num_steps / max(seconds, 1e-9), model["rollout_error_mse"],
+                 model["mse_full"], model["out_of_domain"], rollout_path)

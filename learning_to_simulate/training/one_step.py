@@ -7,7 +7,7 @@ leaves particle counts open, so new graph sizes do not retrace.
 """
 
 import functools
-from typing import Any, Dict, Mapping, Optional, Tuple
+from typing import Any, Callable, Dict, Mapping, Optional, Tuple
 
 import keras
 import tensorflow as tf
@@ -99,11 +99,24 @@ def batch_signature(metadata: Mapping[str, Any],
 
 
 def make_train_step(simulator, optimizer, noise_std: float,
-                    metadata: Mapping[str, Any]):
-  """`train_step` bound to its model, as a `tf.function` that never retraces."""
+                    metadata: Mapping[str, Any],
+                    on_loss: Optional[Callable[[tf.Tensor], None]] = None):
+  """`train_step` bound to its model, as a `tf.function` that never retraces.
+
+  `on_loss`, if given, is called with each step's loss inside the function
+  (`divergence.Monitor.record` keeps a record on the device that way, with
+  no host round trip per step).
+  """
   step = functools.partial(train_step, simulator, optimizer,
                            noise_std=noise_std)
-  return tf.function(lambda batch: step(batch),
+
+  def step_and_observe(batch):
+    loss = step(batch)
+    if on_loss is not None:
+      on_loss(loss)
+    return loss
+
+  return tf.function(step_and_observe,
                      input_signature=[batch_signature(metadata)])
 
 

@@ -20,7 +20,7 @@ One step, from a window of `INPUT_SEQUENCE_LENGTH + 1 + max_unroll` frames:
 With `k = 0` this is the paper's training step.
 """
 
-from typing import Any, Dict, Mapping
+from typing import Any, Callable, Dict, Mapping, Optional
 
 import keras
 import numpy as np
@@ -156,15 +156,23 @@ def window_signature(metadata: Mapping[str, Any]) -> Dict[str, tf.TensorSpec]:
   return signature
 
 
-def make_pushforward_train_step(simulator, optimizer, noise_std: float,
-                                metadata: Mapping[str, Any]):
+def make_pushforward_train_step(
+    simulator, optimizer, noise_std: float, metadata: Mapping[str, Any],
+    on_loss: Optional[Callable[[tf.Tensor], None]] = None):
   """`pushforward_train_step` as a `tf.function(window, num_unroll)` that
-  does not retrace for new particle counts or unroll lengths."""
+  does not retrace for new particle counts or unroll lengths.
+
+  `on_loss`, if given, is called with each step's loss inside the function,
+  as in `one_step.make_train_step`.
+  """
 
   @tf.function(input_signature=[window_signature(metadata),
                                 tf.TensorSpec([], tf.int32)])
   def step(window, num_unroll):
-    return pushforward_train_step(simulator, optimizer, window, num_unroll,
+    loss = pushforward_train_step(simulator, optimizer, window, num_unroll,
                                   noise_std)
+    if on_loss is not None:
+      on_loss(loss)
+    return loss
 
   return step

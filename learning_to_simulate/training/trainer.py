@@ -15,10 +15,13 @@ from absl import logging
 import numpy as np
 import tensorflow as tf
 
+from learning_to_simulate.data import dataset_writer
 from learning_to_simulate import reading_utils
 from learning_to_simulate.training import build
 from learning_to_simulate.training import checkpoints
 from learning_to_simulate.training import config as config_lib
+from learning_to_simulate.training import divergence
+from learning_to_simulate.training import model_lock
 from learning_to_simulate.training import one_step
 from learning_to_simulate.training import optimizers
 from learning_to_simulate.training import pushforward
@@ -41,6 +44,8 @@ class TrainOptions:
   jit_compile: bool = False
   # Memory for large graphs: recompute activations in the backward pass.
   recompute_grad: bool = False
+  # Skip damaged records (see `reading_utils.load_trajectories`).
+  skip_corrupt_records: bool = False
 
   def validate(self) -> None:
     if self.num_steps < 0:
@@ -53,6 +58,15 @@ class TrainOptions:
     if self.keep_checkpoints < 1:
       raise ValueError(f"--keep_checkpoints must be >= 1, got "
                        f"{self.keep_checkpoints}")
+    if self.checkpoint_every_steps < 1:
+      raise ValueError(f"--checkpoint_every_steps must be >= 1, got "
+                       f"{self.checkpoint_every_steps}")
+    if self.checkpoint_every_secs < 0:
+      raise ValueError(f"--checkpoint_every_secs must be >= 0, got "
+                       f"{self.checkpoint_every_secs}")
+    if self.shuffle_buffer_size < 1:
+      raise ValueError(f"--shuffle_buffer_size must be >= 1, got "
+                       f"{self.shuffle_buffer_size}")
 
 
 class _StopRequest:
@@ -87,24 +101,39 @@ def _format_duration(seconds: float) -> str:
       f"{minutes}m{seconds:02d}s")
 
 
+def _save(manager: tf.train.CheckpointManager, monitor: divergence.Monitor,
+          step: int, kept: Optional[str]) -> str:
+  """Saves `ckpt-{step}` if the losses and variables are finite."""
+  monitor.check(step, kept)
+  return checkpoints.save(manager, step, kept)
+
+
 def _train_step_and_dataset(data_path, metadata, simulator, optimizer,
                             model_config: config_lib.ModelConfig,
                             training_config: config_lib.TrainingConfig,
-                            options: TrainOptions):
-  """The step function `(batch, step) -> loss` and its input pipeline."""
+                            options: TrainOptions,
+                            monitor: divergence.Monitor):
+  """The step function `(batch, step) -> loss` and its input pipeline.
+
+  Each step's loss goes to `monitor.record` inside the step's graph.
+  """
   if not training_config.pushforward_max_unroll:  # The paper's training.
     dataset = reading_utils.get_one_step_dataset(
         data_path, "train", options.batch_size, metadata, is_training=True,
-        shuffle_buffer_size=options.shuffle_buffer_size, seed=options.seed)
+        shuffle_buffer_size=options.shuffle_buffer_size, seed=options.seed,
+        skip_corrupt_records=options.skip_corrupt_records)
     step_fn = one_step.make_train_step(simulator, optimizer,
-                                       model_config.noise_std, metadata)
+                                       model_config.noise_std, metadata,
+                                       on_loss=monitor.record)
     return lambda batch, step: step_fn(batch), dataset
   dataset = reading_utils.get_window_dataset(
       data_path, "train", options.batch_size, metadata,
       pushforward.window_length(training_config),
-      shuffle_buffer_size=options.shuffle_buffer_size, seed=options.seed)
+      shuffle_buffer_size=options.shuffle_buffer_size, seed=options.seed,
+      skip_corrupt_records=options.skip_corrupt_records)
   step_fn = pushforward.make_pushforward_train_step(
-      simulator, optimizer, model_config.noise_std, metadata)
+      simulator, optimizer, model_config.noise_std, metadata,
+      on_loss=monitor.record)
   rng = np.random.default_rng(options.seed)
   logging.info("Pushforward training: unroll lengths 1..%d phased in every %d"
                " steps, each step unrolled with probability %g.",
@@ -129,6 +158,9 @@ def train(data_path: str, model_path: str,
               config_lib.TrainingConfig())) -> Optional[float]:
   """Trains (or resumes training) a model on a dataset.
 
+  Holds the directory's training lock (`model_lock`) throughout and resumes
+  from its newest usable checkpoint (`checkpoints.recover`).
+
   Args:
     data_path: dataset directory.
     model_path: checkpoint directory; created if needed.
@@ -142,15 +174,35 @@ def train(data_path: str, model_path: str,
 
   Returns:
     The mean loss of the last logging interval (None if no step ran).
+
+  Raises:
+    ValueError: bad options, data or model directory, one line each:
+      `reading_utils.DatasetError`, `checkpoints.CheckpointError` (also
+      for a failed save), `model_lock.LockedError`, and
+      `divergence.DivergedError` when a loss or variable is not finite (no
+      checkpoint is saved then).
   """
   model_config.validate()
   optimizer_config.validate()
   options.validate()
   validation_options.validate()
-  metadata = reading_utils.read_metadata(data_path)
-  reading_utils.split_file(data_path, "train")
-  os.makedirs(model_path, exist_ok=True)
   training_config.validate()
+  metadata = reading_utils.read_metadata(data_path)
+  reading_utils.check_split(data_path, "train", options.skip_corrupt_records)
+  dataset_writer.make_directory(model_path, "--model_path")
+  with model_lock.hold(model_path):
+    return _train(data_path, model_path, model_config, optimizer_config,
+                  options, metadata, validation_options, training_config)
+
+
+def _train(data_path: str, model_path: str,
+           model_config: config_lib.ModelConfig,
+           optimizer_config: config_lib.OptimizerConfig,
+           options: TrainOptions,
+           metadata: reading_utils.Metadata,
+           validation_options: validation.ValidationOptions,
+           training_config: config_lib.TrainingConfig) -> Optional[float]:
+  """`train`, once the directory is locked."""
   config_lib.save(model_path, model_config, optimizer_config, training_config)
 
   simulator = build.build_simulator(metadata, model_config,
@@ -160,6 +212,7 @@ def train(data_path: str, model_path: str,
   optimizer = optimizers.make_optimizer(
       optimizer_config, simulator,
       loss_scaling=options.mixed_precision == "float16")
+  checkpoints.recover(model_path)
   manager = checkpoints.make_manager(model_path, simulator, optimizer,
                                      options.keep_checkpoints)
   restored = checkpoints.restore_latest(manager, require=False)
@@ -171,18 +224,24 @@ def train(data_path: str, model_path: str,
                  options.num_steps)
     return None
 
+  monitor = divergence.Monitor([*simulator.variables, *optimizer.variables],
+                               step)
   train_step, dataset = _train_step_and_dataset(
       data_path, metadata, simulator, optimizer, model_config,
-      training_config, options)
+      training_config, options, monitor)
+  kept = restored  # The latest checkpoint on disk, named in errors.
   validator = None
   if validation_options.enabled and not os.path.exists(
       os.path.join(data_path, f"{validation_options.split}.tfrecord")):
     logging.warning("%s has no %s split: training without validation.",
                     data_path, validation_options.split)
   elif validation_options.enabled:
-    validator = validation.Validator(data_path, model_path, metadata,
-                                     simulator, model_config.noise_std,
-                                     validation_options, options.batch_size)
+    validator = validation.Validator(
+        data_path, model_path, metadata, simulator, model_config.noise_std,
+        validation_options, options.batch_size,
+        # The best model is never a non-finite one.
+        before_save=lambda step: monitor.check(step, kept))
+  train_file = reading_utils.split_file(data_path, "train")
   writer = tf.summary.create_file_writer(os.path.join(model_path, "train"))
   logging.info("Training on %s for steps %d..%d; checkpoints in %s.",
                data_path, step, options.num_steps, model_path)
@@ -192,7 +251,7 @@ def train(data_path: str, model_path: str,
   interval_loss, interval_count = 0.0, 0
   mean_loss = None
   with _StopRequest() as stop, writer.as_default():
-    for batch in dataset:
+    for batch in reading_utils.iterate(dataset, train_file):
       # The loss stays a tensor until it is logged, so the loop does not wait
       # for each step to finish before dispatching the next one.
       loss = train_step(batch, step)
@@ -204,6 +263,7 @@ def train(data_path: str, model_path: str,
         steps_per_sec = (step - interval_step) / max(now - interval_start,
                                                      1e-9)
         mean_loss = float(interval_loss) / interval_count
+        monitor.check_loss(kept)
         eta = (options.num_steps - step) / max(steps_per_sec, 1e-9)
         learning_rate = float(optimizer.learning_rate)
         logging.info("step %d/%d  loss %.6g  lr %.3g  %.2f steps/s  ETA %s",
@@ -223,9 +283,14 @@ def train(data_path: str, model_path: str,
       if (step % options.checkpoint_every_steps == 0 or
           (options.checkpoint_every_secs > 0 and
            time.time() - last_save_time >= options.checkpoint_every_secs)):
-        logging.info("Saved %s.", manager.save(checkpoint_number=step))
+        kept = _save(manager, monitor, step, kept)
+        logging.info("Saved %s.", kept)
         last_save_time = time.time()
-    path = manager.save(checkpoint_number=step)
+    if step < options.num_steps and not stop.signal_name:
+      raise reading_utils.DatasetError(
+          f"{train_file} gave no training windows (every record was skipped "
+          "as damaged)")
+    path = _save(manager, monitor, step, kept)
     writer.flush()
   if stop.signal_name:
     logging.info("Stopped by %s at step %d; saved %s.", stop.signal_name,

@@ -17,7 +17,7 @@ baselines), and keeps the best model by `best_metric` (lower is better) in
 import dataclasses
 import os
 import time
-from typing import Any, Dict, Mapping, Optional
+from typing import Any, Callable, Dict, Mapping, Optional
 
 from absl import logging
 import numpy as np
@@ -82,7 +82,8 @@ class Validator:
   def __init__(self, data_path: str, model_path: str,
                metadata: Mapping[str, Any], simulator: tf.Module,
                noise_std: float, options: ValidationOptions,
-               batch_size: int = 2):
+               batch_size: int = 2,
+               before_save: Optional[Callable[[int], None]] = None):
     """Prepares the steps and the best-model checkpoint.
 
     Args:
@@ -92,6 +93,9 @@ class Validator:
       noise_std: its input noise (for `loss_mse`, as `evaluate` does).
       options: what to validate and how often.
       batch_size: examples per batch of the one-step metrics.
+      before_save: called with the step before a best model is saved; it
+        raises to prevent the save (the trainer checks that the variables
+        are finite).
 
     Raises:
       ValueError: for bad options, or a dataset without the split.
@@ -103,6 +107,7 @@ class Validator:
     self._metadata = dict(metadata)
     self._options = options
     self._batch_size = batch_size
+    self._before_save = before_save
     self._eval_step = one_step.make_eval_step(simulator, noise_std, metadata)
     self._rollout_fn = rollout_lib.make_rollout_fn(simulator, metadata)
     data_steps = metadata["sequence_length"] - common.INPUT_SEQUENCE_LENGTH
@@ -178,6 +183,8 @@ class Validator:
       return False
     if self.best_value is not None and value >= self.best_value:
       return False
+    if self._before_save is not None:
+      self._before_save(step)
     path = self._best_manager.save(checkpoint_number=step)
     dataset_writer.write_json(
         os.path.join(checkpoints.best_directory(self._model_path),
