@@ -24,7 +24,8 @@ setuptools.setup(
     python_requires=">=3.11,<3.12",
     packages=setuptools.find_packages(include=["learning_to_simulate",
                                                "learning_to_simulate.*"]),
-    package_data={"learning_to_simulate": ["data/*/*", "download_dataset.sh"]},
+    package_data={"learning_to_simulate": ["data/*/*", "pretrained/*/*",
+                                           "download_dataset.sh"]},
     include_package_data=True,
     install_requires=_requirements("requirements.txt"),
     extras_require={

@@ -34,6 +34,7 @@ class LearnedSimulator(snt.Module):
                compute_dtype: tf.DType = tf.float32,
                jit_compile: bool = False,
                recompute_grad: bool = False,
+               clamp_to_bounds: bool = False,
                name: str = "LearnedSimulator"):
     """Builds the simulator.
 
@@ -56,12 +57,16 @@ class LearnedSimulator(snt.Module):
       jit_compile: compile the graph network with XLA (bucketed padding).
       recompute_grad: recompute each message-passing step's activations in
         the backward pass instead of storing them (less training memory).
+      clamp_to_bounds: beyond the paper, opt-in: clip predicted positions
+        to `boundaries` (impermeable walls, as the MPM and SPH simulators
+        that made the datasets enforce). Training targets are unchanged.
       name: module name.
     """
     super().__init__(name=name)
     self._num_dimensions = num_dimensions
     self._connectivity_radius = float(connectivity_radius)
     self._num_particle_types = num_particle_types
+    self._clamp_to_bounds = clamp_to_bounds
     self._boundaries = np.asarray(boundaries, dtype=np.float32)
     if self._boundaries.shape != (num_dimensions, 2):
       raise ValueError(f"boundaries must be [{num_dimensions}, 2], got shape "
@@ -205,7 +210,11 @@ class LearnedSimulator(snt.Module):
     most_recent_position = position_sequence[:, -1]
     most_recent_velocity = most_recent_position - position_sequence[:, -2]
     new_velocity = most_recent_velocity + acceleration  # * dt = 1
-    return most_recent_position + new_velocity  # * dt = 1
+    new_position = most_recent_position + new_velocity  # * dt = 1
+    if self._clamp_to_bounds:  # Opt-in hard walls; the paper has none.
+      new_position = tf.clip_by_value(new_position, self._boundaries[:, 0],
+                                      self._boundaries[:, 1])
+    return new_position
 
   def _inverse_decoder_postprocessor(self, next_position: tf.Tensor,
                                      position_sequence: tf.Tensor

@@ -73,6 +73,11 @@ flags.DEFINE_integer("rollout_steps", None, lower_bound=1,
 flags.DEFINE_integer("num_eval_steps", None, lower_bound=1,
                      help="Cap on batches for one-step eval (default: the "
                      "whole split).")
+flags.DEFINE_boolean("pretrained", False,
+                     help="eval, eval_rollout and export: use the model "
+                     "shipped with the package (trained on the bundled "
+                     "sample; see its PROVENANCE.md) instead of "
+                     "--model_path.")
 flags.DEFINE_string("checkpoint", "latest",
                     help="Checkpoint that eval, eval_rollout and export "
                     "restore: 'latest', 'best' (the best model by "
@@ -111,6 +116,11 @@ flags.DEFINE_integer("hidden_layers", _MODEL.hidden_layers,
                      help="Hidden layers of every MLP.")
 flags.DEFINE_integer("message_passing_steps", _MODEL.message_passing_steps,
                      help="Number of message-passing steps.")
+flags.DEFINE_boolean("clamp_to_bounds", _MODEL.clamp_to_bounds,
+                     help="Beyond the paper (opt-in): clip predicted "
+                     "positions to the dataset bounds, impermeable walls as "
+                     "in the simulators that made the data. Saved with the "
+                     "model; eval modes may switch it either way.")
 
 # Optimizer (saved in {model_path}/config.json).
 flags.DEFINE_enum("optimizer", _OPTIMIZER.optimizer,
@@ -189,8 +199,23 @@ def _configs(model_path):
     saved = None
   return tuple(
       config_lib.resolve(saved, section, cls, _explicit(_section_flags(cls)),
-                         model_path)
+                         model_path, evaluating=FLAGS.mode != "train")
       for section, cls in config_lib.SECTIONS.items())
+
+
+def _eval_model_path() -> str:
+  """The model of the eval modes: --model_path, or the shipped one."""
+  if FLAGS.pretrained:
+    if FLAGS.model_path:
+      raise ValueError("give either --pretrained or --model_path, not both")
+    path = checkpoints.pretrained_model_path()
+    logging.info("--pretrained: using the model shipped with the package, "
+                 "%s (see its PROVENANCE.md).", path)
+    return path
+  if not FLAGS.model_path:
+    raise ValueError(f"--model_path (or --pretrained) is required for "
+                     f"--mode={FLAGS.mode}")
+  return FLAGS.model_path
 
 
 def _data_path():
@@ -208,6 +233,9 @@ def run():
     tf.random.set_seed(FLAGS.seed)
   data_path = _data_path()
   if FLAGS.mode == "train":
+    if FLAGS.pretrained:
+      raise ValueError("--pretrained is for --mode=eval, eval_rollout and "
+                       "export; to train, give a new --model_path")
     model_path = FLAGS.model_path
     if not model_path:
       model_path = tempfile.mkdtemp(prefix="learning_to_simulate_model_")
@@ -234,14 +262,13 @@ def run():
     trainer.train(data_path, model_path, model, optimizer, options,
                   validation_options, recipe)
     return
-  if not FLAGS.model_path:
-    raise ValueError(f"--model_path is required for --mode={FLAGS.mode}")
-  model = _configs(FLAGS.model_path)[0]
+  model_path = _eval_model_path()
+  model = _configs(model_path)[0]
   if FLAGS.mode == "export":
     if not FLAGS.output_path:
       raise ValueError("--output_path (the SavedModel directory) is required "
                        "for --mode=export")
-    exported = export_lib.export(data_path, FLAGS.model_path,
+    exported = export_lib.export(data_path, model_path,
                                  FLAGS.output_path, model,
                                  checkpoint=FLAGS.checkpoint)
     print(f"saved_model: {exported['output_path']} (signatures: "
@@ -249,7 +276,7 @@ def run():
     return
   if FLAGS.mode == "eval":
     metrics = evaluation.evaluate(
-        data_path, FLAGS.model_path, model, split=FLAGS.eval_split,
+        data_path, model_path, model, split=FLAGS.eval_split,
         batch_size=FLAGS.batch_size, num_eval_steps=FLAGS.num_eval_steps,
         mixed_precision=FLAGS.mixed_precision, jit_compile=FLAGS.jit_compile,
         checkpoint=FLAGS.checkpoint,
@@ -262,7 +289,7 @@ def run():
     raise ValueError("A rollout path must be provided: --output_path is "
                      "required for --mode=eval_rollout")
   results = evaluation.evaluate_rollouts(
-      data_path, FLAGS.model_path, FLAGS.output_path, model,
+      data_path, model_path, FLAGS.output_path, model,
       split=FLAGS.eval_split, num_rollouts=FLAGS.num_rollouts,
       rollout_steps=FLAGS.rollout_steps,
       mixed_precision=FLAGS.mixed_precision, jit_compile=FLAGS.jit_compile,

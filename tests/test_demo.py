@@ -46,19 +46,40 @@ class DemoTest(tf.test.TestCase):
     data_path = os.path.join(root, "data")
     synthetic.write_tiny_dataset(data_path, num_frames=14)
     tf.random.set_seed(0)
-    summary = demo.run_demo(data_path, os.path.join(root, "out"),
-                            num_steps=5, paper_model=False, num_rollouts=1,
-                            short_horizon=3, num_eval_steps=2, seed=0,
-                            render=True)
-    for key in ("one_step_position_mse",
-                "one_step_position_mse_zero_acceleration",
-                "rollout_mse_short", "rollout_mse_short_constant_velocity"):
-      self.assertGreaterEqual(summary[key], 0.0)
-    self.assertTrue(os.path.exists(summary["gif"]))
-    self.assertLen(summary["rollouts"], 1)
+    with self.assertLogs("absl", "INFO") as logs:
+      summary = demo.run_demo(data_path, os.path.join(root, "out"),
+                              num_steps=5, paper_model=False, num_rollouts=1,
+                              num_eval_steps=2, seed=0, render=True)
+    # The pretrained model was trained on the bundled sample: not here.
+    self.assertNotIn("pretrained", summary)
+    self.assertRegex("\n".join(logs.output), "skipping part 1")
+    trained = summary["trained"]
+    self.assertEqual(trained["train_steps"], 5)
+    self.assertTrue(os.path.exists(trained["gif"]))
+    self.assertLen(trained["rollouts"]["files"], 1)
+    self.assertEqual(trained["recipe"]["pushforward_max_unroll"],
+                     demo.DEMO_PUSHFORWARD_MAX_UNROLL)
+    self.assertEqual(set(summary["baselines"]),
+                     {"constant_velocity", "frozen", "zero_acceleration"})
     with open(os.path.join(root, "out", "summary.json")) as f:
-      self.assertEqual(json.load(f)["train_steps"], 5)
-    self.assertIn("zero acceleration", demo.format_summary(summary))
+      self.assertEqual(json.load(f)["trained"]["train_steps"], 5)
+    text = demo.format_summary(summary)
+    self.assertRegex(text, r"trained here \(demo, 5 steps\) +[0-9.e+-]+")
+    self.assertRegex(text, r"\nfrozen +[0-9.e+-]+")
+    self.assertRegex(text, r"trained here: full-rollout MSE [0-9.]+x the "
+                     r"better baseline \((constant velocity|frozen)\)")
+
+  def test_verdict(self):
+    part = {"rollouts": {"model": {"mean": {"mse_full": 0.01,
+                                            "out_of_domain": 0.0}}}}
+    rows = {"constant_velocity": {"mse_full": 0.05},
+            "frozen": {"mse_full": 0.04}}
+    self.assertEqual(demo.verdict(part, rows),
+                     "full-rollout MSE 0.25x the better baseline (frozen); "
+                     "no particle left the domain")
+    part["rollouts"]["model"]["mean"]["out_of_domain"] = 0.0123
+    self.assertRegex(demo.verdict(part, rows),
+                     "1.23% of particle-steps outside the domain")
 
 
 if __name__ == "__main__":

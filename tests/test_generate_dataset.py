@@ -29,7 +29,7 @@ SAMPLE_PATH = os.path.join(REPO_ROOT, "learning_to_simulate", "data",
 TINY = dict(scene="water_drop", num_train=2, num_valid=1, num_test=1,
             num_frames=10, seed=3, resolution=12)
 TINY_COUNTS = {"train": 2, "valid": 1, "test": 1}
-SAMPLE_COUNTS = {"train": 8, "valid": 2, "test": 2}
+SAMPLE_COUNTS = {"train": 22, "valid": 2, "test": 2}
 SAMPLE_SEQUENCE_LENGTH = 200
 SPLIT_FILES = ("metadata.json", "train.tfrecord", "valid.tfrecord",
                "test.tfrecord")

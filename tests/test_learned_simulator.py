@@ -1,5 +1,6 @@
 """The simulator against a numpy reference of the paper's model."""
 
+import dataclasses
 import tempfile
 
 from absl.testing import parameterized
@@ -178,6 +179,26 @@ class LearnedSimulatorTest(tf.test.TestCase, parameterized.TestCase):
     self.assertAllClose(
         self.simulator._inverse_decoder_postprocessor(position, sequence),
         acceleration, atol=1e-3)
+
+  def test_clamp_to_bounds_is_opt_in(self):
+    clamped = build.build_simulator(
+        METADATA, dataclasses.replace(SMALL_MODEL, clamp_to_bounds=True))
+    for target, source in zip(clamped.trainable_variables,
+                              self.simulator.trainable_variables):
+      target.assign(source)
+    # Large normalized accelerations throw particles past the walls.
+    acceleration = tf.constant([[50.0, -50.0], [0.0, 0.0], [-50.0, 80.0]])
+    sequence = tf.constant(THREE_PARTICLES)
+    free = self.simulator._decoder_postprocessor(acceleration, sequence)
+    walled = clamped._decoder_postprocessor(acceleration, sequence)
+    bounds = np.asarray(METADATA["bounds"], np.float32)
+    self.assertTrue(np.any((free < bounds[:, 0]) | (free > bounds[:, 1])))
+    self.assertAllEqual(walled, np.clip(free, bounds[:, 0], bounds[:, 1]))
+    # The whole model: the paper's prediction, clipped to the walls.
+    self.assertAllClose(
+        clamped(sequence, tf.constant([3]),
+                particle_types=tf.constant(THREE_TYPES)),
+        np.clip(self._call(THREE_PARTICLES), bounds[:, 0], bounds[:, 1]))
 
   def test_target_corrects_velocity_noise_not_position_noise(self):
     next_position = self.rng.uniform(size=[3, 2]).astype(np.float32)

@@ -1,157 +1,270 @@
-"""The main job end to end: train, evaluate, roll out and render.
+"""The main job end to end: a pretrained simulator, then one trained here.
 
-`python -m learning_to_simulate.apps.demo` trains a GNS (arXiv:2002.09405) on the
-dataset bundled with the package (or `--data_path`) for a budget that fits
-in minutes on a laptop CPU, then runs one-step evaluation and rollouts,
-renders the first rollout to a GIF and prints a summary against two
-physics-free baselines: zero acceleration (one step) and constant-velocity
-extrapolation (rollout).
+`python -m learning_to_simulate.apps.demo` (what `scripts/demo.sh` runs):
 
-By default it uses a smaller model and a faster learning-rate schedule than
-the paper, so it finishes quickly; `--paper_model` switches to the paper's
-configuration (latent 128, 10 message-passing steps, lr 1e-4 -> 1e-6).
+1. **Pretrained** (seconds): the simulator shipped with the package, trained
+   on the bundled sample's train split (`pretrained/water_drop_sample/`,
+   with its provenance), rolls out the test trajectories; they are scored
+   and the first is rendered to a GIF.
+2. **Trained here** (minutes): a fresh simulator trained for `--num_steps`
+   on the dataset (the bundled sample unless `--data_path`), evaluated one
+   step at a time, rolled out, scored and rendered the same way.
+
+Both are scored with the rollout metrics of `training.metrics` against two
+physics-free baselines, constant velocity and frozen (every particle at its
+last known position), and zero acceleration for the one-step error. The
+summary table goes to stdout and `{output_dir}/summary.json`.
+
+By default part 2 uses a small model, a faster learning-rate schedule and
+the opt-in recipe that the recipe study chose (BENCHMARKS.md, "Beyond the
+paper"), so it finishes in minutes; `--paper_model` trains the paper's
+model with the paper's recipe instead.
 """
 
+import dataclasses
 import os
 import time
+from typing import Any, Dict, Optional
 
 from absl import app
 from absl import flags
 from absl import logging
-import numpy as np
 import tensorflow as tf
 
 from learning_to_simulate.data import dataset_writer
 from learning_to_simulate import reading_utils
 from learning_to_simulate.training import baselines
+from learning_to_simulate.training import checkpoints
 from learning_to_simulate.training import config as config_lib
 from learning_to_simulate.training import devices
 from learning_to_simulate.training import evaluation
 from learning_to_simulate.training import trainer
+from learning_to_simulate.training import validation
 from learning_to_simulate.visualization import animation
 from learning_to_simulate.visualization import rollout_files
 
-flags.DEFINE_string("data_path", None,
-                    "Dataset directory (default: the bundled sample).")
-flags.DEFINE_string("output_dir", "outputs/demo",
-                    "Where the model, rollouts, GIF and summary go.")
-flags.DEFINE_integer("num_steps", 6000, "Training steps.")
-flags.DEFINE_boolean("paper_model", False,
-                     "Use the paper's model and learning-rate schedule "
-                     "instead of the small demo configuration.")
-flags.DEFINE_integer("num_rollouts", 2, "Test trajectories to roll out.")
-flags.DEFINE_integer("short_horizon", 20,
-                     "Steps of the short-horizon rollout comparison.")
-flags.DEFINE_integer("num_eval_steps", 200,
-                     "Batches of one-step evaluation.")
-flags.DEFINE_integer("seed", 0, "Random seed.")
-flags.DEFINE_boolean("render", True, "Render the first rollout to a GIF.")
-
-FLAGS = flags.FLAGS
-
-# Small and quick to train; everything else is the paper's model.
+# Small and quick to train on a CPU; the paper's features and network, with
+# impermeable walls (an opt-in integrator option, see "Beyond the paper").
 DEMO_MODEL = config_lib.ModelConfig(latent_size=64, hidden_size=64,
-                                    hidden_layers=2, message_passing_steps=5)
+                                    hidden_layers=2, message_passing_steps=5,
+                                    clamp_to_bounds=True)
+# The opt-in training recipe of the demo (see BENCHMARKS.md, "Beyond the
+# paper"): pushforward, phased in over the first 3/8 of the run.
+DEMO_PUSHFORWARD_PROBABILITY = 0.3
+DEMO_PUSHFORWARD_MAX_UNROLL = 3
+
+# Columns of the summary: (metric, header); rollout metrics are means over
+# the rolled-out test trajectories.
+COLUMNS = (("one_step_position_mse", "one-step MSE"), ("mse_20", "MSE@20"),
+           ("mse_full", "full MSE"), ("emd", "EMD"),
+           ("out_of_domain", "out of domain"))
 
 
 def demo_configs(paper_model: bool, num_steps: int):
-  """Model and optimizer configs for the demo or the paper's setting."""
+  """Model, optimizer and training configs of part 2."""
   if paper_model:
-    return config_lib.ModelConfig(), config_lib.OptimizerConfig()
+    return (config_lib.ModelConfig(), config_lib.OptimizerConfig(),
+            config_lib.TrainingConfig())
   # A 10x decay over the run from a larger initial rate.
-  return DEMO_MODEL, config_lib.OptimizerConfig(
-      lr=1e-3, min_lr=1e-5, lr_decay_steps=max(num_steps, 1))
+  optimizer = config_lib.OptimizerConfig(lr=1e-3, min_lr=1e-5,
+                                         lr_decay_steps=max(num_steps, 1))
+  training = config_lib.TrainingConfig(
+      pushforward_max_unroll=DEMO_PUSHFORWARD_MAX_UNROLL,
+      pushforward_phase_steps=max(num_steps // 8, 1),
+      pushforward_probability=DEMO_PUSHFORWARD_PROBABILITY)
+  return DEMO_MODEL, optimizer, training
+
+
+def score_model(data_path: str, model_path: str,
+                model_config: config_lib.ModelConfig, output_dir: str,
+                num_rollouts: Optional[int], num_eval_steps: int,
+                render: bool) -> Dict[str, Any]:
+  """One-step metrics, scored test rollouts and a GIF of the first one.
+
+  Returns:
+    `one_step` (`evaluation.evaluate`), `rollouts` (the `metrics.json` of
+    `evaluation.evaluate_rollouts`, pickles in `{output_dir}/rollouts`) and
+    `gif` (a path, or None).
+  """
+  one_step = evaluation.evaluate(data_path, model_path, model_config,
+                                 split="test", num_eval_steps=num_eval_steps)
+  rollouts = evaluation.evaluate_rollouts(
+      data_path, model_path, os.path.join(output_dir, "rollouts"),
+      model_config, split="test", num_rollouts=num_rollouts)
+  gif = None
+  if render:
+    gif = os.path.join(output_dir, "rollout_test_0.gif")
+    animation.render_animation(rollout_files.load_rollout(rollouts["files"][0]),
+                               gif)
+  return {"model_path": os.path.abspath(model_path),
+          "one_step": one_step, "rollouts": rollouts["metrics"],
+          "gif": os.path.abspath(gif) if gif else None}
 
 
 def run_demo(data_path: str, output_dir: str, num_steps: int,
-             paper_model: bool, num_rollouts: int, short_horizon: int,
-             num_eval_steps: int, seed: int, render: bool):
-  """Runs the main job; returns the summary dict (also written as JSON)."""
+             paper_model: bool, num_rollouts: Optional[int],
+             num_eval_steps: int, seed: int, render: bool,
+             pretrained: bool = True) -> Dict[str, Any]:
+  """Runs both parts; returns the summary dict (also written as JSON).
+
+  Args:
+    data_path: dataset directory.
+    output_dir: where models, rollouts, GIFs and `summary.json` go.
+    num_steps: training steps of part 2 (0: skip it).
+    paper_model: train the paper's model and recipe in part 2.
+    num_rollouts: test trajectories rolled out (None: all).
+    num_eval_steps: cap on one-step evaluation batches.
+    seed: seeds training.
+    render: write the GIFs.
+    pretrained: run part 1 (only on the dataset it was trained on).
+  """
   start = time.time()
   metadata = reading_utils.read_metadata(data_path)
-  model_config, optimizer_config = demo_configs(paper_model, num_steps)
-  model_path = os.path.join(output_dir,
-                            "model_paper" if paper_model else "model_demo")
-  rollout_path = os.path.join(output_dir, "rollouts")
-  tf.random.set_seed(seed)
+  summary: Dict[str, Any] = {"data_path": os.path.abspath(data_path)}
+  if pretrained and os.path.realpath(data_path) == os.path.realpath(
+      reading_utils.bundled_dataset_path()):
+    pretrained_path = checkpoints.pretrained_model_path()
+    part_start = time.time()
+    summary["pretrained"] = score_model(
+        data_path, pretrained_path, _saved_model_config(pretrained_path),
+        os.path.join(output_dir, "pretrained"), num_rollouts,
+        num_eval_steps, render)
+    summary["pretrained"]["seconds"] = round(time.time() - part_start, 1)
+  elif pretrained:
+    logging.info("The pretrained model was trained on the bundled sample, "
+                 "not on %s: skipping part 1.", data_path)
 
-  trainer.train(data_path, model_path, model_config, optimizer_config,
-                trainer.TrainOptions(num_steps=num_steps, seed=seed,
-                                     log_every_steps=max(num_steps // 20, 1),
-                                     checkpoint_every_steps=1000))
-  train_seconds = time.time() - start
+  if num_steps > 0:
+    model_config, optimizer_config, training_config = demo_configs(
+        paper_model, num_steps)
+    model_path = os.path.join(output_dir,
+                              "model_paper" if paper_model else "model_demo")
+    tf.random.set_seed(seed)
+    part_start = time.time()
+    trainer.train(data_path, model_path, model_config, optimizer_config,
+                  trainer.TrainOptions(num_steps=num_steps, seed=seed,
+                                       log_every_steps=max(num_steps // 20,
+                                                           1),
+                                       checkpoint_every_steps=1000),
+                  validation.ValidationOptions(every_steps=0),
+                  training_config)
+    train_seconds = time.time() - part_start
+    summary["trained"] = score_model(data_path, model_path, model_config,
+                                     output_dir, num_rollouts,
+                                     num_eval_steps, render)
+    summary["trained"].update(
+        model="paper" if paper_model else "demo", train_steps=num_steps,
+        train_seconds=round(train_seconds, 1),
+        seconds=round(time.time() - part_start, 1),
+        recipe=dataclasses.asdict(training_config))
 
-  one_step = evaluation.evaluate(data_path, model_path, model_config,
-                                 split="test", num_eval_steps=num_eval_steps)
-  zero_acceleration = baselines.zero_acceleration_position_mse(
-      data_path, "test", metadata, num_batches=num_eval_steps)
-
-  rollouts = evaluation.evaluate_rollouts(
-      data_path, model_path, rollout_path, model_config, split="test",
-      num_rollouts=num_rollouts)
-  model_short, baseline_short, baseline_full = [], [], []
-  first_rollout = None
-  for path in rollouts["files"]:
-    rollout = rollout_files.load_rollout(path)
-    if first_rollout is None:
-      first_rollout = rollout
-    constant_velocity = baselines.constant_velocity_rollout(rollout)
-    truth = rollout["ground_truth_rollout"]
-    model_short.append(baselines.rollout_mse(rollout["predicted_rollout"],
-                                             truth, short_horizon))
-    baseline_short.append(baselines.rollout_mse(constant_velocity, truth,
-                                                short_horizon))
-    baseline_full.append(baselines.rollout_mse(constant_velocity, truth))
-
-  gif_path = None
-  if render:
-    gif_path = os.path.join(output_dir, "rollout_test_0.gif")
-    animation.render_animation(first_rollout, gif_path)
-
-  summary = {
-      "data_path": os.path.abspath(data_path),
-      "model_path": os.path.abspath(model_path),
-      "model": "paper" if paper_model else "demo",
-      "train_steps": num_steps,
-      "train_seconds": round(train_seconds, 1),
-      "one_step_position_mse": one_step["one_step_position_mse"],
-      "one_step_position_mse_zero_acceleration": zero_acceleration,
-      "loss_mse": one_step["loss_mse"],
-      "short_horizon_steps": short_horizon,
-      "rollout_mse_short": float(np.mean(model_short)),
-      "rollout_mse_short_constant_velocity": float(np.mean(baseline_short)),
-      "rollout_mse_full": rollouts["rollout_error_mse"],
-      "rollout_mse_full_constant_velocity": float(np.mean(baseline_full)),
-      "rollouts": [os.path.abspath(p) for p in rollouts["files"]],
-      "gif": os.path.abspath(gif_path) if gif_path else None,
-      "total_seconds": round(time.time() - start, 1),
-  }
+  summary["baselines"] = _baselines(data_path, metadata, summary,
+                                    num_eval_steps)
+  summary["total_seconds"] = round(time.time() - start, 1)
   dataset_writer.write_json(os.path.join(output_dir, "summary.json"), summary)
   return summary
 
 
-def format_summary(summary) -> str:
-  def ratio(model, baseline):
-    return f"{model / baseline:.3f}x the baseline" if baseline else ""
-  lines = [
-      "",
-      f"== Demo summary ({summary['model']} model, {summary['train_steps']} "
-      f"steps, {summary['total_seconds']:.0f}s) ==",
-      f"one-step position MSE      {summary['one_step_position_mse']:.3e}"
-      f"   zero acceleration {summary['one_step_position_mse_zero_acceleration']:.3e}"
-      f"   ({ratio(summary['one_step_position_mse'], summary['one_step_position_mse_zero_acceleration'])})",
-      f"rollout MSE, {summary['short_horizon_steps']} steps       "
-      f"{summary['rollout_mse_short']:.3e}   constant velocity "
-      f"{summary['rollout_mse_short_constant_velocity']:.3e}   "
-      f"({ratio(summary['rollout_mse_short'], summary['rollout_mse_short_constant_velocity'])})",
-      f"rollout MSE, full          {summary['rollout_mse_full']:.3e}   "
-      f"constant velocity {summary['rollout_mse_full_constant_velocity']:.3e}",
-      f"model:    {summary['model_path']}",
-      f"rollouts: {os.path.dirname(summary['rollouts'][0])}",
-  ]
-  if summary["gif"]:
-    lines.append(f"animation: {summary['gif']}")
+def _saved_model_config(model_path: str) -> config_lib.ModelConfig:
+  saved = config_lib.load(model_path)
+  if saved is None:
+    raise ValueError(f"{model_path} has no config.json")
+  return config_lib.ModelConfig(**saved["model"])
+
+
+def _baselines(data_path, metadata, summary, num_eval_steps):
+  """The baselines' one-step and rollout metrics on the same trajectories."""
+  rollouts = next(summary[part]["rollouts"] for part in ("trained",
+                                                          "pretrained")
+                  if part in summary)
+  zero_acceleration = baselines.zero_acceleration_position_mse(
+      data_path, "test", metadata, num_batches=num_eval_steps)
+  out = {name: dict(rollouts[name]["mean"])
+         for name in baselines.ROLLOUT_BASELINES}
+  out["zero_acceleration"] = {"one_step_position_mse": zero_acceleration}
+  return out
+
+
+def model_row(part: Dict[str, Any]) -> Dict[str, float]:
+  """The summary columns of a model: rollout means and one-step MSE."""
+  row = dict(part["rollouts"]["model"]["mean"])
+  row["one_step_position_mse"] = part["one_step"]["one_step_position_mse"]
+  return row
+
+
+def verdict(metrics: Dict[str, Any], baseline_rows: Dict[str, Any]) -> str:
+  """One line: full-rollout MSE against the better baseline, and leaks."""
+  mean = metrics["rollouts"]["model"]["mean"]
+  best_name = min(baselines.ROLLOUT_BASELINES,
+                  key=lambda name: baseline_rows[name]["mse_full"])
+  ratio = mean["mse_full"] / baseline_rows[best_name]["mse_full"]
+  leaks = ("no particle left the domain" if mean["out_of_domain"] == 0 else
+           f"{100 * mean['out_of_domain']:.2f}% of particle-steps outside the "
+           "domain")
+  return (f"full-rollout MSE {ratio:.2f}x the better baseline "
+          f"({best_name.replace('_', ' ')}); {leaks}")
+
+
+def format_summary(summary: Dict[str, Any]) -> str:
+  """The summary table and a verdict line per model."""
+  rows = []
+  if "pretrained" in summary:
+    rows.append(("pretrained (shipped)", model_row(summary["pretrained"])))
+  if "trained" in summary:
+    trained = summary["trained"]
+    rows.append((f"trained here ({trained['model']}, "
+                 f"{trained['train_steps']} steps)", model_row(trained)))
+  names = {"constant_velocity": "constant velocity", "frozen": "frozen",
+           "zero_acceleration": "zero acceleration (one step)"}
+  rows += [(names[name], metrics)
+           for name, metrics in summary["baselines"].items()]
+  width = max(len(name) for name, _ in rows)
+  some = next(part for part in ("pretrained", "trained") if part in summary)
+  num_steps = summary[some]["rollouts"]["steps_with_ground_truth"]
+  num_rollouts = len(summary[some]["rollouts"]["files"])
+  lines = ["", f"== Demo summary: test split, {num_rollouts} trajectories of "
+           f"{num_steps} steps, {summary['total_seconds']:.0f} s ==",
+           " " * width + "".join(f"  {header:>13}" for _, header in COLUMNS)]
+  for name, row in rows:
+    lines.append(f"{name:<{width}}" + "".join(
+        f"  {row[key]:>13.3e}" if key in row else " " * 15
+        for key, _ in COLUMNS))
+  lines.append("")
+  for part, label in (("pretrained", "pretrained"),
+                      ("trained", "trained here")):
+    if part in summary:
+      lines.append(f"{label}: " +
+                   verdict(summary[part], summary["baselines"]))
+  for part in ("pretrained", "trained"):
+    if part in summary and summary[part]["gif"]:
+      lines.append(f"animation ({part}): {summary[part]['gif']}")
+  lines.append("Rollout metrics over moving particles (README, \"Rollout "
+               "metrics\"); per trajectory in summary.json.")
   return "\n".join(lines)
+
+
+flags.DEFINE_string("data_path", None,
+                    "Dataset directory (default: the bundled sample).")
+flags.DEFINE_string("output_dir", "outputs/demo",
+                    "Where the models, rollouts, GIFs and summary go.")
+flags.DEFINE_integer("num_steps", 6000,
+                     "Training steps of part 2 (0: only the pretrained "
+                     "model).", lower_bound=0)
+flags.DEFINE_boolean("paper_model", False,
+                     "Train the paper's model with the paper's recipe in "
+                     "part 2 instead of the small demo configuration.")
+flags.DEFINE_boolean("pretrained", True,
+                     "Part 1: roll out the pretrained model (on the bundled "
+                     "sample only).")
+flags.DEFINE_integer("num_rollouts", None,
+                     "Test trajectories to roll out (default: all).",
+                     lower_bound=1)
+flags.DEFINE_integer("num_eval_steps", 200, "Batches of one-step evaluation.",
+                     lower_bound=1)
+flags.DEFINE_integer("seed", 0, "Random seed.")
+flags.DEFINE_boolean("render", True, "Render the first rollouts to GIFs.")
+
+FLAGS = flags.FLAGS
 
 
 def main(argv):
@@ -163,8 +276,8 @@ def main(argv):
   try:
     summary = run_demo(data_path, FLAGS.output_dir, FLAGS.num_steps,
                        FLAGS.paper_model, FLAGS.num_rollouts,
-                       FLAGS.short_horizon, FLAGS.num_eval_steps, FLAGS.seed,
-                       FLAGS.render)
+                       FLAGS.num_eval_steps, FLAGS.seed, FLAGS.render,
+                       FLAGS.pretrained)
   except (ValueError, tf.errors.InvalidArgumentError) as error:
     raise SystemExit(f"demo: error: {error}") from None
   print(format_summary(summary))

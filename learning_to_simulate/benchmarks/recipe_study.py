@@ -3,7 +3,9 @@
 Trains the same model with the paper's recipe and with each candidate, at an
 equal number of steps and several seeds, on datasets made by this package's
 generator, and evaluates every model on the test split with the rollout
-metrics of `training.metrics` (and the physics-free baselines). Prints one
+metrics of `training.metrics` (and the physics-free baselines), once as
+trained and once behind impermeable walls (`--clamp_to_bounds`, an
+evaluation option: the same weights). Prints one
 table per dataset, mean +- standard deviation over seeds, and writes
 `{output_dir}/study.json`.
 
@@ -77,9 +79,9 @@ def recipes(num_steps: int) -> Dict[str, List[str]]:
                  "--pushforward_probability=0.3"]
   return {
       "paper": [],
-      "noise_3e-4": ["--noise_std=3e-4"],
-      "noise_1.5e-3": ["--noise_std=1.5e-3"],
       "pushforward": pushforward,
+      "noise_1.5e-3": ["--noise_std=1.5e-3"],
+      "noise_3e-4": ["--noise_std=3e-4"],
   }
 
 
@@ -136,13 +138,17 @@ def run_one(data_path: str, run_dir: str, recipe_flags: Sequence[str],
   its checkpoints.
   """
   results_path = os.path.join(run_dir, "results.json")
-  if os.path.exists(results_path):
-    with open(results_path) as f:
-      return json.load(f)
-  os.makedirs(run_dir, exist_ok=True)
   model_path = os.path.join(run_dir, "model")
   log_path = os.path.join(run_dir, "log.txt")
   common = [f"--data_path={data_path}", f"--model_path={model_path}"]
+  if os.path.exists(results_path):
+    with open(results_path) as f:
+      results = json.load(f)
+    if "walls" not in results:  # Written before the walls were scored.
+      results["walls"] = _rollout_with_walls(common, run_dir, log_path, core)
+      dataset_writer.write_json(results_path, results)
+    return results
+  os.makedirs(run_dir, exist_ok=True)
   start = time.time()
   _run("train", common + list(model_flags) + list(recipe_flags) + [
       f"--num_steps={num_steps}", f"--seed={seed}", "--lr=1e-3",
@@ -164,9 +170,22 @@ def run_one(data_path: str, run_dir: str, recipe_flags: Sequence[str],
       "rollout": metrics["model"]["mean"],
       "baselines": {name: metrics[name]["mean"]
                     for name in ("constant_velocity", "frozen")},
+      "walls": _rollout_with_walls(common, run_dir, log_path, core),
   }
   dataset_writer.write_json(results_path, results)
   return results
+
+
+def _rollout_with_walls(common: List[str], run_dir: str, log_path: str,
+                        core: Optional[int]) -> Dict[str, float]:
+  """Rollout metrics of the same model with `--clamp_to_bounds` (no
+  retraining: the walls only change how predictions are integrated)."""
+  rollout_path = os.path.join(run_dir, "rollouts_walls")
+  _run("train", common + ["--mode=eval_rollout", "--eval_split=test",
+                          "--clamp_to_bounds",
+                          f"--output_path={rollout_path}"], log_path, core)
+  with open(os.path.join(rollout_path, "metrics.json")) as f:
+    return json.load(f)["model"]["mean"]
 
 
 def _flat(results: Dict[str, Any]) -> Dict[str, float]:
@@ -175,16 +194,27 @@ def _flat(results: Dict[str, Any]) -> Dict[str, float]:
           **results["rollout"]}
 
 
+def _walls(results: Dict[str, Any]) -> Dict[str, Any]:
+  """The results with the rollout metrics of the model behind walls."""
+  return dict(results, rollout=results["walls"])
+
+
 def summarize(runs: Dict[str, List[Dict[str, Any]]]) -> Dict[str, Any]:
-  """Recipe -> metric -> mean, std (over seeds) and values."""
+  """Recipe -> metric -> mean, std (over seeds) and values.
+
+  Each recipe has a second row, "+ walls", with the same models rolled out
+  with `--clamp_to_bounds` (its one-step MSE is the one without walls).
+  """
   summary = {}
   for recipe, results in runs.items():
-    flat = [_flat(r) for r in results]
-    summary[recipe] = {
-        key: {"mean": float(np.mean([f[key] for f in flat])),
-              "std": float(np.std([f[key] for f in flat])),
-              "values": [f[key] for f in flat]}
-        for key, _ in COLUMNS if all(key in f for f in flat)}
+    for name, variant in ((recipe, results),
+                          (f"{recipe} + walls", [_walls(r) for r in results])):
+      flat = [_flat(r) for r in variant]
+      summary[name] = {
+          key: {"mean": float(np.mean([f[key] for f in flat])),
+                "std": float(np.std([f[key] for f in flat])),
+                "values": [f[key] for f in flat]}
+          for key, _ in COLUMNS if all(key in f for f in flat)}
   first = next(iter(runs.values()))[0]
   for name, metrics in first["baselines"].items():
     summary[f"baseline: {name.replace('_', ' ')}"] = {
@@ -231,8 +261,9 @@ def run_study(output_dir: str, num_steps: int, seeds: Sequence[int],
                      f"{', '.join(all_recipes)}")
   start = time.time()
   paths = make_datasets(specs, os.path.join(output_dir, "datasets"))
-  tasks = [(dataset, recipe, seed) for dataset in paths
-           for recipe in recipe_names for seed in seeds]
+  # Recipe by recipe, so that an interrupted study has whole recipes.
+  tasks = [(dataset, recipe, seed) for recipe in recipe_names
+           for dataset in paths for seed in seeds]
   cores = list(cores) if cores else [None]
   results = {}
   with concurrent.futures.ThreadPoolExecutor(max_workers=jobs) as pool:

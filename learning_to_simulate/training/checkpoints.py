@@ -386,3 +386,24 @@ def restore_model(simulator: tf.Module, path: str) -> None:
   status = tf.train.Checkpoint(simulator=simulator).restore(path)
   status.assert_existing_objects_matched()
   status.expect_partial()  # The optimizer state, if saved, stays unread.
+
+
+# Models trained with this package and shipped inside it.
+PRETRAINED_DIRECTORY = os.path.join(
+    os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "pretrained")
+
+
+def pretrained_model_path(name: str = "water_drop_sample") -> str:
+  """The model directory of a shipped pretrained model (see its PROVENANCE).
+
+  Raises:
+    CheckpointError: there is no such pretrained model.
+  """
+  path = os.path.join(PRETRAINED_DIRECTORY, name)
+  if not os.path.isdir(path):
+    available = sorted(os.listdir(PRETRAINED_DIRECTORY)) if os.path.isdir(
+        PRETRAINED_DIRECTORY) else []
+    raise CheckpointError(f"no pretrained model {name!r} in "
+                          f"{PRETRAINED_DIRECTORY} (available: "
+                          f"{', '.join(available) or 'none'})")
+  return path

@@ -29,6 +29,9 @@ class ModelConfig:
   message_passing_steps: int = 10
   # Part of the model: it is folded into the normalization stds.
   noise_std: float = 6.7e-4
+  # Beyond the paper (opt-in): predicted positions never leave the domain
+  # bounds, as in the simulators that made the data (hard walls).
+  clamp_to_bounds: bool = False
 
   def validate(self) -> None:
     for name in ("latent_size", "hidden_size", "message_passing_steps"):
@@ -139,8 +142,14 @@ def load(model_path: str) -> Optional[Dict[str, Any]]:
   return saved
 
 
+# Options that change how a trained model is used, not what it learned: a
+# model may be evaluated with another value than it was trained with.
+EVALUATION_OPTIONS = ("clamp_to_bounds",)
+
+
 def resolve(saved: Optional[Dict[str, Any]], section: str, cls,
-            overrides: Dict[str, Any], path: str):
+            overrides: Dict[str, Any], path: str,
+            evaluating: bool = False):
   """Merges flags given on the command line into a saved config section.
 
   Args:
@@ -149,6 +158,8 @@ def resolve(saved: Optional[Dict[str, Any]], section: str, cls,
     cls: its class.
     overrides: values the user set explicitly (flag name -> value).
     path: the model path, named in the error.
+    evaluating: the config is for evaluation, so `EVALUATION_OPTIONS` may
+      differ from the saved values.
 
   Returns:
     The config: saved values, or defaults when nothing was saved, with
@@ -162,7 +173,8 @@ def resolve(saved: Optional[Dict[str, Any]], section: str, cls,
     return cls(**overrides)
   values = dict(saved.get(section, dataclasses.asdict(cls())))
   for name, value in overrides.items():
-    if name in values and values[name] != value:
+    if (name in values and values[name] != value and
+        not (evaluating and name in EVALUATION_OPTIONS)):
       raise ValueError(
           f"--{name}={value} differs from the value {values[name]!r} the "
           f"model in {path} was trained with (see "

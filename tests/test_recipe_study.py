@@ -1,0 +1,71 @@
+"""The recipe study and the validation-cost benchmark, on tiny settings."""
+
+import json
+import os
+
+import tensorflow as tf
+
+from learning_to_simulate.benchmarks import recipe_study
+from learning_to_simulate.benchmarks import validation_cost
+from learning_to_simulate.data import synthetic
+from learning_to_simulate.training import config as config_lib
+from learning_to_simulate.training import validation
+
+
+class RecipeStudyTest(tf.test.TestCase):
+
+  def test_quick_study_end_to_end(self):
+    out = self.create_tempdir().full_path
+    study = recipe_study.run_study(out, num_steps=8, seeds=[0],
+                                   recipe_names=list(recipe_study.QUICK_RECIPES),
+                                   quick=True)
+    summary = study["results"]["water"]
+    # Each recipe as trained and behind walls, and the two baselines.
+    self.assertEqual(list(summary), [
+        "paper", "paper + walls", "pushforward", "pushforward + walls",
+        "baseline: constant velocity", "baseline: frozen"])
+    for name in ("paper", "pushforward + walls"):
+      self.assertLen(summary[name]["mse_full"]["values"], 1)
+      self.assertGreater(summary[name]["train_seconds"]["mean"], 0.0)
+    # Behind walls, no particle is out of the domain.
+    self.assertEqual(summary["paper + walls"]["out_of_domain"]["mean"], 0.0)
+    with open(os.path.join(out, "study.json")) as f:
+      self.assertEqual(json.load(f)["num_steps"], 8)
+    table = recipe_study.format_study(study)
+    self.assertRegex(table, r"\| pushforward \+ walls \| [0-9.e+-]+ \|")
+    # The pushforward run trained with its flags (saved in config.json).
+    with open(os.path.join(out, "runs", "water", "pushforward", "seed0",
+                           "model", "config.json")) as f:
+      self.assertEqual(json.load(f)["training"]["pushforward_max_unroll"], 3)
+    # A second call reads the finished runs back instead of training again.
+    again = recipe_study.run_study(out, num_steps=8, seeds=[0],
+                                   recipe_names=["paper"], quick=True)
+    self.assertEqual(again["results"]["water"]["paper"],
+                     summary["paper"])
+
+  def test_unknown_recipe(self):
+    with self.assertRaisesRegex(ValueError, r"--recipes: unknown \['magic'\]"):
+      recipe_study.run_study(self.create_tempdir().full_path, 8, [0],
+                             ["magic"], quick=True)
+
+
+class ValidationCostTest(tf.test.TestCase):
+
+  def test_share(self):
+    data_path = self.create_tempdir().full_path
+    synthetic.write_tiny_dataset(data_path, num_frames=12)
+    result = validation_cost.measure(
+        data_path, train_steps=3, repeats=1,
+        model_config=config_lib.ModelConfig(latent_size=8, hidden_size=8,
+                                            message_passing_steps=2),
+        options=validation.ValidationOptions(every_steps=100, num_batches=2))
+    interval = 100 * result["step_seconds"]
+    self.assertAllClose(result["share"], result["validation_seconds"] / (
+        interval + result["validation_seconds"]))
+    self.assertGreater(result["validation_seconds"], 0.0)
+    self.assertIn("% of training time",
+                  validation_cost.format_result(result))
+
+
+if __name__ == "__main__":
+  tf.test.main()
