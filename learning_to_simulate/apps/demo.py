@@ -243,26 +243,31 @@ def format_summary(summary: Dict[str, Any]) -> str:
   return "\n".join(lines)
 
 
-flags.DEFINE_string("data_path", None,
-                    "Dataset directory (default: the bundled sample).")
-flags.DEFINE_string("output_dir", "outputs/demo",
-                    "Where the models, rollouts, GIFs and summary go.")
-flags.DEFINE_integer("num_steps", 6000,
-                     "Training steps of part 2 (0: only the pretrained "
-                     "model).", lower_bound=0)
-flags.DEFINE_boolean("paper_model", False,
-                     "Train the paper's model with the paper's recipe in "
-                     "part 2 instead of the small demo configuration.")
-flags.DEFINE_boolean("pretrained", True,
-                     "Part 1: roll out the pretrained model (on the bundled "
-                     "sample only).")
-flags.DEFINE_integer("num_rollouts", None,
-                     "Test trajectories to roll out (default: all).",
-                     lower_bound=1)
-flags.DEFINE_integer("num_eval_steps", 200, "Batches of one-step evaluation.",
-                     lower_bound=1)
-flags.DEFINE_integer("seed", 0, "Random seed.")
-flags.DEFINE_boolean("render", True, "Render the first rollouts to GIFs.")
+def define_flags() -> None:
+  """Registers the CLI flags (also used by `benchmarks.demo_figures`), only
+  when run as a program, so that importing the module clashes with no other
+  CLI's flags."""
+  flags.DEFINE_string("data_path", None,
+                      "Dataset directory (default: the bundled sample).")
+  flags.DEFINE_string("output_dir", "outputs/demo",
+                      "Where the models, rollouts, GIFs and summary go.")
+  flags.DEFINE_integer("num_steps", 6000,
+                       "Training steps of part 2 (0: only the pretrained "
+                       "model).", lower_bound=0)
+  flags.DEFINE_boolean("paper_model", False,
+                       "Train the paper's model with the paper's recipe in "
+                       "part 2 instead of the small demo configuration.")
+  flags.DEFINE_boolean("pretrained", True,
+                       "Part 1: roll out the pretrained model (on the bundled "
+                       "sample only).")
+  flags.DEFINE_integer("num_rollouts", None,
+                       "Test trajectories to roll out (default: all).",
+                       lower_bound=1)
+  flags.DEFINE_integer("num_eval_steps", 200, "Batches of one-step evaluation.",
+                       lower_bound=1)
+  flags.DEFINE_integer("seed", 0, "Random seed.")
+  flags.DEFINE_boolean("render", True, "Render the first rollouts to GIFs.")
+
 
 FLAGS = flags.FLAGS
 
@@ -284,4 +289,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+  define_flags()
   app.run(main)

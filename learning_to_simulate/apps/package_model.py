@@ -30,8 +30,8 @@ from absl import app
 from absl import flags
 import tensorflow as tf
 
-from learning_to_simulate import reading_utils
 from learning_to_simulate.data import dataset_writer
+from learning_to_simulate import reading_utils
 from learning_to_simulate.training import checkpoints
 from learning_to_simulate.training import config as config_lib
 from learning_to_simulate.training import evaluation
@@ -168,34 +168,37 @@ def _has_optimizer(path: str) -> bool:
   return "optimizer/iter/.ATTRIBUTES/VARIABLE_VALUE" in names
 
 
-_MODEL_PATH = flags.DEFINE_string("model_path", None, "Trained model.")
-_CHECKPOINT = flags.DEFINE_string("checkpoint", "best",
-                                  "latest, best or a ckpt-N path.")
-_OUTPUT_PATH = flags.DEFINE_string("output_path", None,
-                                   "Directory of the packaged model.")
-_DATA_PATH = flags.DEFINE_string("data_path", None,
-                                 "Dataset (default: the bundled sample).")
-_COMMAND = flags.DEFINE_string("training_command", "",
-                               "The command that trained the model.")
-_SECONDS = flags.DEFINE_float("training_seconds", None,
-                              "Training wall time, seconds.")
+FLAGS = flags.FLAGS
+
+
+def _define_flags() -> None:
+  """Registers the CLI flags, only when run as a program."""
+  flags.DEFINE_string("model_path", None, "Trained model.")
+  flags.DEFINE_string("checkpoint", "best", "latest, best or a ckpt-N path.")
+  flags.DEFINE_string("output_path", None,
+                      "Directory of the packaged model.")
+  flags.DEFINE_string("data_path", None,
+                      "Dataset (default: the bundled sample).")
+  flags.DEFINE_string("training_command", "",
+                      "The command that trained the model.")
+  flags.DEFINE_float("training_seconds", None, "Training wall time, seconds.")
 
 
 def main(argv: Sequence[str]) -> None:
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-  if not _MODEL_PATH.value or not _OUTPUT_PATH.value:
+  if not FLAGS.model_path or not FLAGS.output_path:
     sys.exit("package_model: error: --model_path and --output_path are "
              "required")
   try:
-    metrics = package(_MODEL_PATH.value, _CHECKPOINT.value,
-                      _OUTPUT_PATH.value,
-                      _DATA_PATH.value or reading_utils.bundled_dataset_path(),
-                      _COMMAND.value, _SECONDS.value)
+    metrics = package(FLAGS.model_path, FLAGS.checkpoint, FLAGS.output_path,
+                      FLAGS.data_path or reading_utils.bundled_dataset_path(),
+                      FLAGS.training_command, FLAGS.training_seconds)
   except ValueError as error:
     sys.exit(f"package_model: error: {error}")
   print(evaluation.format_scores(metrics))
 
 
 if __name__ == "__main__":
+  _define_flags()
   app.run(main)

@@ -5,18 +5,20 @@ model trained for `--num_steps`) on the bundled sample and prints its
 summary as a markdown table, with each model's full-rollout MSE against the
 better baseline and the wall time of each part.
 
-  python -m learning_to_simulate.benchmarks.demo_figures
+  python -m learning_to_simulate.benchmarks.demo_figures \\
+      --output_dir=outputs/demo_figures
+
+takes the demo's flags (`--num_steps`, `--output_dir`, `--seed`, ...).
 """
 
-import tempfile
 from typing import Any, Dict, Sequence
 
 from absl import app
 from absl import flags
 
-from learning_to_simulate import reading_utils
 from learning_to_simulate.apps import demo
 from learning_to_simulate.benchmarks import report as report_lib
+from learning_to_simulate import reading_utils
 from learning_to_simulate.training import baselines
 
 
@@ -43,21 +45,18 @@ def figures_table(summary: Dict[str, Any]) -> str:
   return report_lib.format_markdown_table(header, rows)
 
 
-_NUM_STEPS = flags.DEFINE_integer("num_steps", 6000,
-                                  "Training steps of the demo's part 2.")
-_OUTPUT_DIR = flags.DEFINE_string("output_dir", None,
-                                  "Where the demo writes (default: a "
-                                  "temporary directory).")
+# The demo's own flags (`--num_steps`, `--output_dir`, ...) apply.
+FLAGS = flags.FLAGS
 
 
 def main(argv: Sequence[str]) -> None:
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-  with tempfile.TemporaryDirectory() as tmp:
-    summary = demo.run_demo(reading_utils.bundled_dataset_path(),
-                            _OUTPUT_DIR.value or tmp, _NUM_STEPS.value,
-                            paper_model=False, num_rollouts=None,
-                            num_eval_steps=200, seed=0, render=False)
+  summary = demo.run_demo(reading_utils.bundled_dataset_path(),
+                          FLAGS.output_dir, FLAGS.num_steps,
+                          paper_model=False, num_rollouts=None,
+                          num_eval_steps=FLAGS.num_eval_steps,
+                          seed=FLAGS.seed, render=FLAGS.render)
   print(figures_table(summary))
   for part in ("pretrained", "trained"):
     if part in summary:
@@ -68,4 +67,5 @@ def main(argv: Sequence[str]) -> None:
 
 
 if __name__ == "__main__":
+  demo.define_flags()
   app.run(main)

@@ -301,41 +301,48 @@ def format_study(study: Dict[str, Any]) -> str:
   return "\n".join(lines)
 
 
-_OUTPUT_DIR = flags.DEFINE_string("output_dir", "outputs/recipe_study",
-                                  "Datasets, runs and study.json go here.")
-_NUM_STEPS = flags.DEFINE_integer("num_steps", 6000,
-                                  "Training steps of every run.")
-_SEEDS = flags.DEFINE_list("seeds", ["0", "1", "2"], "Seeds per recipe.")
-_RECIPES = flags.DEFINE_list("recipes", list(recipes(1)),
-                             "Recipes to run (paper is the faithful one).")
-_QUICK = flags.DEFINE_boolean("quick", False,
-                              "Tiny datasets and model, a few steps: a "
-                              "smoke test of the study itself.")
-_JOBS = flags.DEFINE_integer("jobs", 1, "Runs at a time.", lower_bound=1)
-_CORES = flags.DEFINE_list("cores", None,
-                           "Pin the runs to these CPU cores, one core and "
-                           "thread a run, in turn (default: unpinned).")
+FLAGS = flags.FLAGS
+
+
+def _define_flags() -> None:
+  """Registers the CLI flags, only when run as a program (the library's
+  importers, the demo for one, have flags of the same names)."""
+  flags.DEFINE_string("output_dir", "outputs/recipe_study",
+                      "Datasets, runs and study.json go here.")
+  flags.DEFINE_integer("num_steps", 6000, "Training steps of every run.")
+  flags.DEFINE_list("seeds", ["0", "1", "2"], "Seeds per recipe.")
+  flags.DEFINE_list("recipes", list(recipes(1)),
+                    "Recipes to run (paper is the faithful one).")
+  flags.DEFINE_boolean("quick", False,
+                       "Tiny datasets and model, a few steps: a smoke test "
+                       "of the study itself.")
+  flags.DEFINE_integer("jobs", 1, "Runs at a time.", lower_bound=1)
+  flags.DEFINE_list("cores", None,
+                    "Pin the runs to these CPU cores, one core and thread a "
+                    "run, in turn (default: unpinned).")
 
 
 def main(argv: Sequence[str]) -> None:
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-  num_steps = 20 if _QUICK.value and not _NUM_STEPS.present else (
-      _NUM_STEPS.value)
-  seeds = [int(seed) for seed in _SEEDS.value]
-  recipe_names = _RECIPES.value
-  if _QUICK.value and not _SEEDS.present:
+  quick = FLAGS.quick
+  num_steps = 20 if quick and not FLAGS["num_steps"].present else (
+      FLAGS.num_steps)
+  seeds = [int(seed) for seed in FLAGS.seeds]
+  recipe_names = FLAGS.recipes
+  if quick and not FLAGS["seeds"].present:
     seeds = [0]
-  if _QUICK.value and not _RECIPES.present:
+  if quick and not FLAGS["recipes"].present:
     recipe_names = list(QUICK_RECIPES)
-  cores = [int(core) for core in _CORES.value] if _CORES.value else None
+  cores = [int(core) for core in FLAGS.cores] if FLAGS.cores else None
   try:
-    study = run_study(_OUTPUT_DIR.value, num_steps, seeds, recipe_names,
-                      _QUICK.value, _JOBS.value, cores)
+    study = run_study(FLAGS.output_dir, num_steps, seeds, recipe_names,
+                      quick, FLAGS.jobs, cores)
   except (RuntimeError, ValueError) as error:
     sys.exit(f"recipe_study: error: {error}")
   print(format_study(study))
 
 
 if __name__ == "__main__":
+  _define_flags()
   app.run(main)

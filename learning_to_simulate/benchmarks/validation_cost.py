@@ -90,25 +90,32 @@ def format_result(result: Dict[str, Any]) -> str:
   ])
 
 
-_DATA_PATH = flags.DEFINE_string("data_path", None,
-                                 "Dataset (default: the bundled sample).")
-_TRAIN_STEPS = flags.DEFINE_integer("train_steps", 200,
-                                    "Training steps timed.", lower_bound=1)
-_EVERY_STEPS = flags.DEFINE_integer(
-    "eval_every_steps", validation.ValidationOptions().every_steps,
-    "Validation interval the share is computed for.", lower_bound=1)
+FLAGS = flags.FLAGS
+
+
+def _define_flags() -> None:
+  """Registers the CLI flags, only when run as a program."""
+  flags.DEFINE_string("data_path", None,
+                      "Dataset (default: the bundled sample).")
+  flags.DEFINE_integer("train_steps", 200, "Training steps timed.",
+                       lower_bound=1)
+  flags.DEFINE_integer("eval_every_steps",
+                       validation.ValidationOptions().every_steps,
+                       "Validation interval the share is computed for.",
+                       lower_bound=1)
 
 
 def main(argv: Sequence[str]) -> None:
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-  data_path: Optional[str] = (_DATA_PATH.value or
+  data_path: Optional[str] = (FLAGS.data_path or
                               reading_utils.bundled_dataset_path())
-  result = measure(data_path, _TRAIN_STEPS.value,
+  result = measure(data_path, FLAGS.train_steps,
                    options=validation.ValidationOptions(
-                       every_steps=_EVERY_STEPS.value))
+                       every_steps=FLAGS.eval_every_steps))
   print(format_result(result))
 
 
 if __name__ == "__main__":
+  _define_flags()
   app.run(main)

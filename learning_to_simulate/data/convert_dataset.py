@@ -20,32 +20,38 @@ from absl import flags
 from learning_to_simulate.data import convert
 from learning_to_simulate.data import formats
 
-_INPUT_PATH = flags.DEFINE_string(
-    "input_path", None, "Directory holding the train, valid and test splits.")
-_INPUT_FORMAT = flags.DEFINE_enum(
-    "input_format", None, list(formats.FORMATS),
-    "npz (gns), hdf5 (LagrangeBench), folder (per-trajectory .npz files) or "
-    "tfrecord (this package's format, to --output_format=npz).")
-_OUTPUT_PATH = flags.DEFINE_string(
-    "output_path", None, "Dataset directory to write.")
-_OUTPUT_FORMAT = flags.DEFINE_enum(
-    "output_format", "tfrecord", list(convert.OUTPUT_FORMATS),
-    "tfrecord (DeepMind) or npz (gns).")
-_DT = flags.DEFINE_float(
-    "dt", None, "Time between frames (metadata dt); required unless the "
-    "input is tfrecord.")
-_BOUNDS = flags.DEFINE_string(
-    "bounds", None, "Domain bounds as JSON, e.g. '[[0.1, 0.9], [0.1, 0.9]]' "
-    "(default: the smallest box holding every position).")
-_RADIUS = flags.DEFINE_float(
-    "connectivity_radius", None,
-    "default_connectivity_radius (default: the suggested radius).")
-_TYPE_MAP = flags.DEFINE_string(
-    "particle_type_map", None,
-    "Input particle type -> DeepMind type, e.g. '0:5,1:3' (types not listed "
-    "are kept; '' maps nothing). Default: none, but 0:5,1:3,2:3,3:0 for "
-    "hdf5 (LagrangeBench fluid, walls, rigid bodies).")
-flags.mark_flags_as_required(["input_path", "input_format", "output_path"])
+FLAGS = flags.FLAGS
+
+
+def _define_flags() -> None:
+  """Registers the CLI flags, only when run as a program (so that
+  importing the module next to other CLIs clashes with none)."""
+  flags.DEFINE_string(
+      "input_path", None, "Directory holding the train, valid and test splits.")
+  flags.DEFINE_enum(
+      "input_format", None, list(formats.FORMATS),
+      "npz (gns), hdf5 (LagrangeBench), folder (per-trajectory .npz files) or "
+      "tfrecord (this package's format, to --output_format=npz).")
+  flags.DEFINE_string(
+      "output_path", None, "Dataset directory to write.")
+  flags.DEFINE_enum(
+      "output_format", "tfrecord", list(convert.OUTPUT_FORMATS),
+      "tfrecord (DeepMind) or npz (gns).")
+  flags.DEFINE_float(
+      "dt", None, "Time between frames (metadata dt); required unless the "
+      "input is tfrecord.")
+  flags.DEFINE_string(
+      "bounds", None, "Domain bounds as JSON, e.g. '[[0.1, 0.9], [0.1, 0.9]]' "
+      "(default: the smallest box holding every position).")
+  flags.DEFINE_float(
+      "connectivity_radius", None,
+      "default_connectivity_radius (default: the suggested radius).")
+  flags.DEFINE_string(
+      "particle_type_map", None,
+      "Input particle type -> DeepMind type, e.g. '0:5,1:3' (types not listed "
+      "are kept; '' maps nothing). Default: none, but 0:5,1:3,2:3,3:0 for "
+      "hdf5 (LagrangeBench fluid, walls, rigid bodies).")
+  flags.mark_flags_as_required(["input_path", "input_format", "output_path"])
 
 
 def main(argv: Sequence[str]) -> None:
@@ -53,16 +59,17 @@ def main(argv: Sequence[str]) -> None:
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
   try:
     options = convert.ConvertOptions(
-        input_format=_INPUT_FORMAT.value, output_format=_OUTPUT_FORMAT.value,
-        dt=_DT.value, bounds=convert.parse_bounds(_BOUNDS.value),
-        connectivity_radius=_RADIUS.value,
-        particle_type_map=convert.parse_type_map(_TYPE_MAP.value))
-    report = convert.convert(_INPUT_PATH.value, _OUTPUT_PATH.value, options)
+        input_format=FLAGS.input_format, output_format=FLAGS.output_format,
+        dt=FLAGS.dt, bounds=convert.parse_bounds(FLAGS.bounds),
+        connectivity_radius=FLAGS.connectivity_radius,
+        particle_type_map=convert.parse_type_map(FLAGS.particle_type_map))
+    report = convert.convert(FLAGS.input_path, FLAGS.output_path, options)
   except (OSError, ValueError) as e:
     # Bad input ends as one line on stderr and exit status 1, no traceback.
     sys.exit(f"convert_dataset: error: {e}")
-  print(convert.format_report(report, _OUTPUT_PATH.value))
+  print(convert.format_report(report, FLAGS.output_path))
 
 
 if __name__ == "__main__":
+  _define_flags()
   app.run(main)

@@ -27,17 +27,23 @@ from learning_to_simulate.visualization import rollout_files
 
 EXPORT_FORMATS = ("vtk", "npz")
 
-_ROLLOUT_PATH = flags.DEFINE_string(
-    "rollout_path", None,
-    "Rollout pickle, or a directory of rollout_*.pkl files (each exported).")
-_OUTPUT_PATH = flags.DEFINE_string(
-    "output_path", None,
-    "Directory for <pickle stem>/ (VTK) and <pickle stem>.npz.")
-_FORMATS = flags.DEFINE_multi_enum(
-    "format", list(EXPORT_FORMATS), list(EXPORT_FORMATS),
-    "What to write: vtk (a .pvd time series of .vtu frames per series), npz "
-    "(the arrays); repeat the flag for both (the default).")
-flags.mark_flags_as_required(["rollout_path", "output_path"])
+FLAGS = flags.FLAGS
+
+
+def _define_flags() -> None:
+  """Registers the CLI flags, only when run as a program (so that
+  importing the module next to other CLIs clashes with none)."""
+  flags.DEFINE_string(
+      "rollout_path", None,
+      "Rollout pickle, or a directory of rollout_*.pkl files (each exported).")
+  flags.DEFINE_string(
+      "output_path", None,
+      "Directory for <pickle stem>/ (VTK) and <pickle stem>.npz.")
+  flags.DEFINE_multi_enum(
+      "format", list(EXPORT_FORMATS), list(EXPORT_FORMATS),
+      "What to write: vtk (a .pvd time series of .vtu frames per series), npz "
+      "(the arrays); repeat the flag for both (the default).")
+  flags.mark_flags_as_required(["rollout_path", "output_path"])
 
 
 def export(rollout_path: str, output_path: str,
@@ -60,11 +66,12 @@ def main(argv: Sequence[str]) -> None:
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
   try:
-    export(_ROLLOUT_PATH.value, _OUTPUT_PATH.value, _FORMATS.value)
+    export(FLAGS.rollout_path, FLAGS.output_path, FLAGS.format)
   except (OSError, ValueError) as e:
     # Bad input ends as one line on stderr and exit status 1, no traceback.
     sys.exit(f"export_rollout: error: {e}")
 
 
 if __name__ == "__main__":
+  _define_flags()
   app.run(main)
