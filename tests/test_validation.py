@@ -2,6 +2,7 @@
 
 import json
 import os
+from unittest import mock
 
 import tensorflow as tf
 from tensorboard.backend.event_processing import event_accumulator
@@ -122,6 +123,17 @@ class ValidationTest(tf.test.TestCase):
     validator = self._validator()
     self.assertFalse(validator._keep_if_best(5, {"mse_full": float("nan")}))
     self.assertIsNone(checkpoints.read_best(self.model_path))
+
+  def test_a_failed_best_save_keeps_the_previous_best(self):
+    validator = self._validator()
+    validator(5)
+    with mock.patch.object(validator._best_manager, "save",
+                           side_effect=OSError(28, "No space left")):
+      with self.assertLogs("absl", "WARNING") as logs:
+        self.assertFalse(validator._keep_if_best(10, {"mse_full": 0.0}))
+    self.assertRegex(logs.output[0], "Could not save the best model .*No "
+                     "space left; keeping the previous one")
+    self.assertEqual(checkpoints.read_best(self.model_path)["step"], 5)
 
   def test_due(self):
     validator = self._validator()

@@ -185,7 +185,15 @@ class Validator:
       return False
     if self._before_save is not None:
       self._before_save(step)
-    path = self._best_manager.save(checkpoint_number=step)
+    try:
+      path = self._best_manager.save(checkpoint_number=step)
+    except (OSError, tf.errors.OpError) as error:
+      # Training goes on; its own checkpoints report a full disk in one line.
+      logging.warning("Could not save the best model in %s: %s; keeping the "
+                      "previous one.", checkpoints.best_directory(
+                          self._model_path), getattr(error, "strerror", None)
+                      or error)
+      return False
     dataset_writer.write_json(
         os.path.join(checkpoints.best_directory(self._model_path),
                      checkpoints.BEST_JSON),
