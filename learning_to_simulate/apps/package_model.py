@@ -82,8 +82,19 @@ def _table(metrics: Dict[str, Any]) -> str:
 
 def package(model_path: str, checkpoint: str, output_path: str,
             data_path: str, training_command: str,
-            training_seconds: Optional[float]) -> Dict[str, Any]:
-  """Writes the shipped model directory; returns its test metrics."""
+            training_seconds: Optional[float],
+            notes: str = "") -> Dict[str, Any]:
+  """Writes the shipped model directory; returns its test metrics.
+
+  Args:
+    model_path: the trained model directory.
+    checkpoint: which of its checkpoints (see `checkpoints.resolve`).
+    output_path: the directory to write (replaced only when complete).
+    data_path: the dataset it was trained on (its test split is scored).
+    training_command: the command that trained it, for the provenance.
+    training_seconds: its training wall time, if known.
+    notes: more provenance (hardware, ...), a paragraph.
+  """
   saved = config_lib.load(model_path)
   if saved is None:
     raise ValueError(f"--model_path {model_path!r} has no config.json")
@@ -99,6 +110,9 @@ def package(model_path: str, checkpoint: str, output_path: str,
   parent = os.path.dirname(os.path.abspath(output_path))
   os.makedirs(parent, exist_ok=True)
   staging = tempfile.mkdtemp(prefix=".package-", dir=parent)
+  umask = os.umask(0)
+  os.umask(umask)
+  os.chmod(staging, 0o777 & ~umask)  # mkdtemp makes it private.
   try:
     manager = tf.train.CheckpointManager(
         tf.train.Checkpoint(simulator=simulator), staging, max_to_keep=1,
@@ -119,12 +133,17 @@ def package(model_path: str, checkpoint: str, output_path: str,
     size = sum(os.path.getsize(os.path.join(staging, name)) for name in sums)
     hours = (f"{training_seconds / 3600:.2f} h ({training_seconds:.0f} s)"
              if training_seconds else "not recorded")
+    if os.path.realpath(data_path) == os.path.realpath(
+        reading_utils.bundled_dataset_path()):
+      dataset = ("the bundled sample, `learning_to_simulate/data/"
+                 "water_drop_sample` (the command has no `--data_path`)")
+    else:
+      dataset = f"`{data_path}`"
     provenance = f"""# Pretrained model: provenance
 
-Trained with this package's own code on the train split of
-`{os.path.relpath(data_path, os.path.dirname(parent))}`; packaged by
-`python -m learning_to_simulate.apps.package_model` from `{checkpoint}`
-checkpoint `{os.path.basename(source)}` of the training run.
+Trained with this package's own code on the train split of {dataset};
+packaged by `python -m learning_to_simulate.apps.package_model` from the
+`{checkpoint}` checkpoint, `{os.path.basename(source)}`, of that run.
 
 - Training command:
 
@@ -132,6 +151,7 @@ checkpoint `{os.path.basename(source)}` of the training run.
 
 - Steps: {step}. Training wall time: {hours}.
 - Weights only (no optimizer state), {size / 1e6:.2f} MB with the config.
+{notes}
 
 ## Configuration (`config.json`)
 
@@ -182,6 +202,7 @@ def _define_flags() -> None:
   flags.DEFINE_string("training_command", "",
                       "The command that trained the model.")
   flags.DEFINE_float("training_seconds", None, "Training wall time, seconds.")
+  flags.DEFINE_string("notes", "", "More provenance (hardware, ...).")
 
 
 def main(argv: Sequence[str]) -> None:
@@ -193,7 +214,8 @@ def main(argv: Sequence[str]) -> None:
   try:
     metrics = package(FLAGS.model_path, FLAGS.checkpoint, FLAGS.output_path,
                       FLAGS.data_path or reading_utils.bundled_dataset_path(),
-                      FLAGS.training_command, FLAGS.training_seconds)
+                      FLAGS.training_command, FLAGS.training_seconds,
+                      FLAGS.notes)
   except ValueError as error:
     sys.exit(f"package_model: error: {error}")
   print(evaluation.format_scores(metrics))
