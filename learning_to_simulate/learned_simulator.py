@@ -58,8 +58,8 @@ class LearnedSimulator(snt.Module):
       recompute_grad: recompute each message-passing step's activations in
         the backward pass instead of storing them (less training memory).
       clamp_to_bounds: beyond the paper, opt-in: clip predicted positions
-        to `boundaries` (impermeable walls, as the MPM and SPH simulators
-        that made the datasets enforce). Training targets are unchanged.
+        to `boundaries` (impermeable walls, as this package's MPM generator
+        enforces after each substep). Training targets are unchanged.
       name: module name.
     """
     super().__init__(name=name)

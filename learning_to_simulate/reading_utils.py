@@ -403,7 +403,8 @@ def prepare_inputs(window: Dict[str, tf.Tensor]
   return features, position[:, -1]
 
 
-def _concat_batch(features, target):
+def _concat_examples(features: Dict[str, tf.RaggedTensor]
+                     ) -> Dict[str, tf.Tensor]:
   """Ragged batch -> examples concatenated on the particle axis."""
   position = features["position"]
   out = {"position": position.values,
@@ -411,7 +412,11 @@ def _concat_batch(features, target):
          "n_particles_per_example": tf.cast(position.row_lengths(), tf.int32)}
   if "step_context" in features:
     out["step_context"] = features["step_context"]
-  return out, target.values
+  return out
+
+
+def _concat_batch(features, target):
+  return _concat_examples(features), target.values
 
 
 def get_one_step_dataset(data_path: str, split: str, batch_size: int,
@@ -443,18 +448,6 @@ def _window_inputs(window: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
   return dict(window, position=tf.transpose(window["position"], [1, 0, 2]))
 
 
-def _concat_windows(window: Dict[str, tf.RaggedTensor]
-                    ) -> Dict[str, tf.Tensor]:
-  """Ragged batch of windows -> examples concatenated on the particle axis."""
-  position = window["position"]
-  out = {"position": position.values,
-         "particle_type": window["particle_type"].values,
-         "n_particles_per_example": tf.cast(position.row_lengths(), tf.int32)}
-  if "step_context" in window:
-    out["step_context"] = window["step_context"]
-  return out
-
-
 def get_window_dataset(data_path: str, split: str, batch_size: int,
                        metadata: Metadata, window_length: int,
                        shuffle_buffer_size: int = 512,
@@ -475,7 +468,7 @@ def get_window_dataset(data_path: str, split: str, batch_size: int,
       context, features, window_length))
   ds = ds.map(_window_inputs, num_parallel_calls=tf.data.AUTOTUNE)
   ds = ds.repeat().shuffle(shuffle_buffer_size, seed=seed)
-  ds = ds.ragged_batch(batch_size).map(_concat_windows)
+  ds = ds.ragged_batch(batch_size).map(_concat_examples)
   return ds.prefetch(tf.data.AUTOTUNE)
 
 

@@ -62,20 +62,30 @@ def predicted_and_target_accelerations(
       global_context=features.get("step_context"))
 
 
-def train_step(simulator: learned_simulator.LearnedSimulator,
-               optimizer: keras.optimizers.Optimizer, batch: Batch,
-               noise_std: float) -> tf.Tensor:
-  """One optimizer step on a batch; returns the loss before the update."""
+def minimize(simulator: tf.Module, optimizer: keras.optimizers.Optimizer,
+             loss_fn: Callable[[], tf.Tensor]) -> tf.Tensor:
+  """One optimizer step on `loss_fn()`; returns the loss before the update."""
   with tf.GradientTape() as tape:
-    predicted, target = predicted_and_target_accelerations(
-        simulator, batch, noise_std)
-    loss = masked_loss(predicted, target, batch[0]["particle_type"])
+    loss = loss_fn()
     # Identity unless the optimizer scales the loss (float16 training).
     scaled_loss = optimizer.scale_loss(loss)
   variables = simulator.trainable_variables
   gradients = tape.gradient(scaled_loss, variables)
   optimizer.apply_gradients(zip(gradients, variables))
   return loss
+
+
+def train_step(simulator: learned_simulator.LearnedSimulator,
+               optimizer: keras.optimizers.Optimizer, batch: Batch,
+               noise_std: float) -> tf.Tensor:
+  """One optimizer step on a batch; returns the loss before the update."""
+
+  def loss_fn():
+    predicted, target = predicted_and_target_accelerations(
+        simulator, batch, noise_std)
+    return masked_loss(predicted, target, batch[0]["particle_type"])
+
+  return minimize(simulator, optimizer, loss_fn)
 
 
 def batch_signature(metadata: Mapping[str, Any],

@@ -133,13 +133,9 @@ def pushforward_train_step(simulator: learned_simulator.LearnedSimulator,
                            noise_std: float) -> tf.Tensor:
   """One optimizer step after a `num_unroll`-step pushforward; the loss."""
   inputs = unrolled_inputs(simulator, window, num_unroll, noise_std)
-  with tf.GradientTape() as tape:
-    loss = pushforward_loss(simulator, window, inputs, num_unroll)
-    scaled_loss = optimizer.scale_loss(loss)
-  variables = simulator.trainable_variables
-  gradients = tape.gradient(scaled_loss, variables)
-  optimizer.apply_gradients(zip(gradients, variables))
-  return loss
+  return one_step.minimize(
+      simulator, optimizer,
+      lambda: pushforward_loss(simulator, window, inputs, num_unroll))
 
 
 def window_signature(metadata: Mapping[str, Any]) -> Dict[str, tf.TensorSpec]:
