@@ -1,5 +1,7 @@
 """Device discovery and logging for training and evaluation."""
 
+import logging as std_logging
+
 from absl import logging
 import tensorflow as tf
 
@@ -7,8 +9,12 @@ import tensorflow as tf
 def configure_devices() -> str:
   """Enables GPU memory growth and logs which devices TensorFlow uses.
 
-  Memory growth lets two jobs share one GPU. Returns a one-line summary.
+  Memory growth lets two jobs share one GPU. TensorFlow's own Python INFO
+  lines (checkpoint sharding timings and such) are hidden, so the log shows
+  this package's progress; its warnings still show. Returns a one-line
+  summary.
   """
+  tf.get_logger().setLevel(std_logging.WARNING)
   gpus = tf.config.list_physical_devices("GPU")
   for gpu in gpus:
     try:
