@@ -23,6 +23,7 @@ import types
 import numpy as np
 import tensorflow as tf
 
+from learning_to_simulate.benchmarks import distribution_scaling
 from learning_to_simulate.data import synthetic
 from learning_to_simulate import reading_utils
 from learning_to_simulate.training import config as config_lib
@@ -216,6 +217,26 @@ class WorkersTest(tf.test.TestCase):
         raise dead
 
 
+class ScalingReportTest(tf.test.TestCase):
+
+  def test_efficiency_of_the_best_runs(self):
+    runs = [
+        {"workers": 1, "kind": "none", "global_batch": 2,
+         "steps_per_s": 1.0, "examples_per_s": 2.0, "load_average": 1.0},
+        {"workers": 2, "kind": "multi_worker", "global_batch": 4,
+         "steps_per_s": 0.8, "examples_per_s": 3.2, "load_average": 2.0},
+        {"workers": 1, "kind": "none", "global_batch": 2,
+         "steps_per_s": 1.25, "examples_per_s": 2.5, "load_average": 1.5},
+    ]
+    summary = distribution_scaling.summarize(runs)
+    self.assertAllClose(summary["scaling_efficiency"], 3.2 / 5.0)
+    self.assertEqual(summary["best"][1]["examples_per_s"], 2.5)
+    table = distribution_scaling.format_table(runs).splitlines()
+    self.assertEqual(table[0], "| workers | --distribution | global batch | "
+                     "steps/s | examples/s | load average |")
+    self.assertEqual(table[3], "| 2 | multi_worker | 4 | 0.8 | 3.2 | 2.0 |")
+
+
 # Run in a subprocess: 2 logical CPU devices, then the comparison.
 _MIRRORED_SCRIPT = r"""
 import json
@@ -227,7 +248,7 @@ tf.config.set_logical_device_configuration(
 from learning_to_simulate.data import common
 from learning_to_simulate.training import build, config as config_lib
 from learning_to_simulate.training import distributed_training, distribution
-from learning_to_simulate.training import one_step, optimizers
+from learning_to_simulate.training import one_step, optimizers, pushforward
 
 METADATA = {
     "dim": 2, "bounds": [[0.0, 1.0], [0.0, 1.0]],
@@ -312,15 +333,41 @@ step = distributed_training.make_train_step(
     workers, simulator, optimizer, 0.0, noise_fn=noise_fn)
 step_loss, stops = step(per_replica, tf.constant(1.0), tf.constant(0))
 
+def max_diff(a, b):
+  return max(float(np.max(np.abs(np.asarray(x) - np.asarray(y))))
+             for x, y in zip(a, b))
+
+variable_diff = max_diff(simulator.trainable_variables,
+                         single.trainable_variables)
+
+# Pushforward (noise_std 0: no noise), one unrolled step, on both models.
+def make_window(sizes):
+  features, _ = make_batch(sizes)
+  n = sum(sizes)
+  start = rng.uniform(0.2, 0.8, [n, 1, 2])
+  t = np.arange(common.WINDOW_LENGTH + 1)[None, :, None]
+  position = start + rng.normal(0, 3e-3, [n, 1, 2]) * t
+  return dict(features, position=tf.constant(position, tf.float32))
+
+replica_windows = [make_window([9, 14]), make_window([11, 5])]
+global_window = {k: tf.concat([w[k] for w in replica_windows], 0)
+                 for k in replica_windows[0]}
+single_pushforward = tf.function(
+    lambda window: pushforward.pushforward_train_step(
+        single, single_optimizer, window, tf.constant(1), 0.0))
+single_pushforward_loss = single_pushforward(global_window)
+window_step = distributed_training.make_train_step(
+    workers, simulator, optimizer, 0.0, windows=True)
+pushforward_loss, _ = window_step(
+    strategy.experimental_distribute_values_from_function(
+        lambda context: replica_windows[context.replica_id_in_sync_group]),
+    tf.constant(0.0), tf.constant(1))
+
 # Each replica draws its own noise on the same inputs.
 same = global_batch[0]
 noises = strategy.experimental_local_results(strategy.run(
     lambda: one_step.sample_noise(same["position"], same["particle_type"],
                                   1e-3)))
-
-def max_diff(a, b):
-  return max(float(np.max(np.abs(np.asarray(x) - np.asarray(y))))
-             for x, y in zip(a, b))
 
 print(json.dumps({
     "num_replicas": workers.num_replicas,
@@ -330,8 +377,11 @@ print(json.dumps({
     "stops": float(stops),
     "gradient_diff": max_diff(summed, single_gradients),
     "gradient_scale": max(float(np.max(np.abs(g))) for g in single_gradients),
-    "variable_diff": max_diff(simulator.trainable_variables,
-                              single.trainable_variables),
+    "variable_diff": variable_diff,
+    "pushforward_losses": [float(single_pushforward_loss),
+                           float(pushforward_loss)],
+    "pushforward_variable_diff": max_diff(simulator.trainable_variables,
+                                          single.trainable_variables),
     "iterations": int(optimizer.iterations.numpy()),
     "noise_diff": float(np.max(np.abs(noises[0] - noises[1]))),
 }))
@@ -357,7 +407,11 @@ class MirroredTest(tf.test.TestCase):
     self.assertGreater(got["gradient_scale"], 1e-3)
     # And Adam's first update is the same.
     self.assertLess(got["variable_diff"], 1e-6)
-    self.assertEqual(got["iterations"], 1)
+    # A pushforward step (one unrolled step) too.
+    self.assertAllClose(got["pushforward_losses"][1],
+                        got["pushforward_losses"][0], rtol=1e-5)
+    self.assertLess(got["pushforward_variable_diff"], 1e-6)
+    self.assertEqual(got["iterations"], 2)
     self.assertGreater(got["noise_diff"], 0.0)
 
 

@@ -6,5 +6,7 @@
 - `pipeline_memory`: training memory against dataset size;
 - `convert_memory`: dataset conversion memory against input size;
 - `validation_cost`: validation during training as a share of training time;
-- `recipe_study`: the paper's training recipe against the opt-in ones.
+- `recipe_study`: the paper's training recipe against the opt-in ones;
+- `distribution_scaling`: training throughput on 1 and 2 workers
+  (`--distribution=multi_worker`), one CPU core each.
 """

@@ -29,7 +29,7 @@ import os
 import re
 import shutil
 import tempfile
-from typing import Any, Iterator, List, Mapping, Optional, Sequence
+from typing import Any, Iterator, List, Mapping, Optional
 
 from absl import logging
 import numpy as np
@@ -334,15 +334,3 @@ def failures(workers: Optional[Workers], resume: str) -> Iterator[None]:
     raise WorkerFailedError(
         f"--distribution={workers.name}: {describe_failure(error)}; the job "
         f"cannot go on: restart every worker ({resume})") from None
-
-
-def describe(workers: Optional[Workers]) -> str:
-  """For logs: `--distribution=...: N replicas on W workers`."""
-  if workers is None:
-    return "one device"
-  return (f"--distribution={workers.name}: {workers.num_replicas} replicas "
-          f"on {workers.num_workers} worker(s)")
-
-
-def local_results(workers: Workers, value: Any) -> Sequence[Any]:
-  return workers.strategy.experimental_local_results(value)
