@@ -20,7 +20,6 @@ import sys
 import time
 import types
 
-import numpy as np
 import tensorflow as tf
 
 from learning_to_simulate.benchmarks import distribution_scaling
@@ -223,6 +222,8 @@ class ScalingReportTest(tf.test.TestCase):
     runs = [
         {"workers": 1, "kind": "none", "global_batch": 2,
          "steps_per_s": 1.0, "examples_per_s": 2.0, "load_average": 1.0},
+        {"workers": 1, "kind": "multi_worker", "global_batch": 2,
+         "steps_per_s": 0.9, "examples_per_s": 1.8, "load_average": 1.0},
         {"workers": 2, "kind": "multi_worker", "global_batch": 4,
          "steps_per_s": 0.8, "examples_per_s": 3.2, "load_average": 2.0},
         {"workers": 1, "kind": "none", "global_batch": 2,
@@ -230,11 +231,13 @@ class ScalingReportTest(tf.test.TestCase):
     ]
     summary = distribution_scaling.summarize(runs)
     self.assertAllClose(summary["scaling_efficiency"], 3.2 / 5.0)
-    self.assertEqual(summary["best"][1]["examples_per_s"], 2.5)
+    self.assertEqual(summary["best"]["none/1"]["examples_per_s"], 2.5)
+    self.assertEqual(summary["best"]["multi_worker/1"]["examples_per_s"],
+                     1.8)
     table = distribution_scaling.format_table(runs).splitlines()
     self.assertEqual(table[0], "| workers | --distribution | global batch | "
                      "steps/s | examples/s | load average |")
-    self.assertEqual(table[3], "| 2 | multi_worker | 4 | 0.8 | 3.2 | 2.0 |")
+    self.assertEqual(table[4], "| 2 | multi_worker | 4 | 0.8 | 3.2 | 2.0 |")
 
 
 # Run in a subprocess: 2 logical CPU devices, then the comparison.

@@ -23,7 +23,6 @@ from learning_to_simulate.training import config as config_lib
 from learning_to_simulate.training import distributed_training
 from learning_to_simulate.training import distribution
 from learning_to_simulate.training import divergence
-from learning_to_simulate.training import model_lock
 from learning_to_simulate.training import one_step
 from learning_to_simulate.training import optimizers
 from learning_to_simulate.training import pushforward
@@ -199,34 +198,31 @@ def train(data_path: str, model_path: str,
   distribution.per_replica_batch_size(workers, options.batch_size)
   metadata = reading_utils.read_metadata(data_path)
   reading_utils.check_split(data_path, "train", options.skip_corrupt_records)
-  if workers is None:
+  if distribution.is_chief(workers):  # Always so on one device.
     dataset_writer.make_directory(model_path, "--model_path")
-    with model_lock.hold(model_path):
-      return _train(data_path, model_path, model_config, optimizer_config,
-                    options, metadata, validation_options, training_config)
-  if workers.is_chief:
-    dataset_writer.make_directory(model_path, "--model_path")
+  # On one device: `model_lock.hold(model_path)`, writing into `model_path`.
   with distribution.training_lock(workers, model_path), (
       distribution.write_directory(workers, model_path)) as write_path, (
           distribution.failures(workers, "training resumes from the latest "
                                 f"checkpoint in {model_path}")):
-    return _train(data_path, model_path, model_config, optimizer_config,
-                  options, metadata, validation_options, training_config,
-                  workers, write_path)
+    return _train(data_path, model_path, write_path, model_config,
+                  optimizer_config, options, metadata, validation_options,
+                  training_config, workers)
 
 
-def _train(data_path: str, model_path: str,
+def _train(data_path: str, model_path: str, write_path: str,
            model_config: config_lib.ModelConfig,
            optimizer_config: config_lib.OptimizerConfig,
            options: TrainOptions,
            metadata: reading_utils.Metadata,
            validation_options: validation.ValidationOptions,
            training_config: config_lib.TrainingConfig,
-           workers: Optional[distribution.Workers] = None,
-           write_path: Optional[str] = None) -> Optional[float]:
+           workers: Optional[distribution.Workers]) -> Optional[float]:
   """`train`, once the directory is locked.
 
-  `write_path`: where this worker saves (`distribution.write_directory`).
+  `write_path`: where this worker saves checkpoints and the best model,
+  `model_path` but on the other workers of a strategy (see
+  `distribution.write_directory`).
   """
   chief = distribution.is_chief(workers)
   if chief:
@@ -284,8 +280,7 @@ def _train(data_path: str, model_path: str,
                     data_path, validation_options.split)
   elif validation_options.enabled:
     validator = validation.Validator(
-        data_path, write_path or model_path, metadata, simulator,
-        model_config.noise_std,
+        data_path, write_path, metadata, simulator, model_config.noise_std,
         validation_options, options.batch_size,
         # The best model is never a non-finite one.
         before_save=lambda step: monitor.check(step, kept))
