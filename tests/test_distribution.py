@@ -225,7 +225,8 @@ class ScalingReportTest(tf.test.TestCase):
         {"workers": 1, "kind": "multi_worker", "global_batch": 2,
          "steps_per_s": 0.9, "examples_per_s": 1.8, "load_average": 1.0},
         {"workers": 2, "kind": "multi_worker", "global_batch": 4,
-         "steps_per_s": 0.8, "examples_per_s": 3.2, "load_average": 2.0},
+         "steps_per_s": 0.8, "examples_per_s": 3.2, "all_reduce_ms": 12.5,
+         "load_average": 2.0},
         {"workers": 1, "kind": "none", "global_batch": 2,
          "steps_per_s": 1.25, "examples_per_s": 2.5, "load_average": 1.5},
     ]
@@ -236,8 +237,11 @@ class ScalingReportTest(tf.test.TestCase):
                      1.8)
     table = distribution_scaling.format_table(runs).splitlines()
     self.assertEqual(table[0], "| workers | --distribution | global batch | "
-                     "steps/s | examples/s | load average |")
-    self.assertEqual(table[4], "| 2 | multi_worker | 4 | 0.8 | 3.2 | 2.0 |")
+                     "steps/s | examples/s | gradient all-reduce ms | "
+                     "load average |")
+    self.assertEqual(table[2], "| 1 | none | 2 | 1 | 2 | - | 1.0 |")
+    self.assertEqual(table[4],
+                     "| 2 | multi_worker | 4 | 0.8 | 3.2 | 12.5 | 2.0 |")
 
 
 # Run in a subprocess: 2 logical CPU devices, then the comparison.

@@ -102,11 +102,38 @@ def worker(kind: str, data_path: str, per_replica_batch: int,
     loss = run_step(next(iterator))
   float(loss)
   seconds = time.perf_counter() - start
-  return {"kind": kind, "workers": workers.num_workers if workers else 1,
-          "replicas": num_replicas, "global_batch": batch_size,
-          "steps": steps, "seconds": seconds,
-          "steps_per_s": steps / seconds,
-          "examples_per_s": steps * batch_size / seconds}
+  result = {"kind": kind, "workers": workers.num_workers if workers else 1,
+            "replicas": num_replicas, "global_batch": batch_size,
+            "steps": steps, "seconds": seconds,
+            "steps_per_s": steps / seconds,
+            "examples_per_s": steps * batch_size / seconds}
+  if workers is not None:
+    result["all_reduce_ms"] = 1e3 * _all_reduce_seconds(
+        workers, simulator.trainable_variables, steps)
+  return result
+
+
+def _all_reduce_seconds(workers: distribution.Workers, variables,
+                        repeats: int) -> float:
+  """Median time of one all-reduce of tensors shaped like `variables` (the
+  dense gradients of a step; the step also gathers the embedding's sparse
+  gradient and sums two scalars)."""
+  strategy = workers.strategy
+  values = [tf.ones(v.shape, v.dtype) for v in variables]
+
+  @tf.function
+  def all_reduce():
+    return strategy.run(lambda: tf.distribute.get_replica_context(
+    ).all_reduce(tf.distribute.ReduceOp.SUM, values))
+
+  all_reduce()  # Tracing.
+  times = []
+  for _ in range(repeats):
+    start = time.perf_counter()
+    reduced = strategy.experimental_local_results(all_reduce())
+    tf.nest.map_structure(lambda t: t.numpy(), reduced)
+    times.append(time.perf_counter() - start)
+  return float(sorted(times)[len(times) // 2])
 
 
 def _free_ports(count: int) -> List[int]:
@@ -183,9 +210,10 @@ def summarize(results: Sequence[Dict[str, Any]]) -> Dict[str, Any]:
 
 def format_table(results: Sequence[Dict[str, Any]]) -> str:
   header = ["workers", "--distribution", "global batch", "steps/s",
-            "examples/s", "load average"]
+            "examples/s", "gradient all-reduce ms", "load average"]
   rows = [[str(r["workers"]), r["kind"], str(r["global_batch"]),
            f"{r['steps_per_s']:.3g}", f"{r['examples_per_s']:.3g}",
+           f"{r['all_reduce_ms']:.3g}" if "all_reduce_ms" in r else "-",
            f"{r['load_average']:.1f}"] for r in results]
   return report_lib.format_markdown_table(header, rows)
 
