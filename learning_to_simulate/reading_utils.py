@@ -19,6 +19,10 @@ import tensorflow as tf
 from learning_to_simulate.data import common
 
 Metadata = Dict[str, Any]
+# `(num_shards, index)`: this reader's share of a split's records, those whose
+# position in the file is `index` modulo `num_shards` (one input pipeline of
+# a distributed run, see `training.distribution`).
+Shard = Tuple[int, int]
 _REQUIRED_KEYS = ("bounds", "sequence_length", "default_connectivity_radius",
                   "dim", "vel_mean", "vel_std", "acc_mean", "acc_std")
 
@@ -338,18 +342,24 @@ def _checked_values(context: Dict[str, tf.Tensor],
 
 def load_trajectories(data_path: str, split: str,
                       metadata: Optional[Metadata] = None,
-                      skip_corrupt_records: bool = False) -> tf.data.Dataset:
+                      skip_corrupt_records: bool = False,
+                      shard: Optional[Shard] = None) -> tf.data.Dataset:
   """Dataset of `(context, features)` trajectories of one split.
 
   With `skip_corrupt_records`, a record that fails a check of
   `parse_serialized_simulation_example` is skipped with a warning; a record
   whose checksum fails ends the reading of the file (TensorFlow's TFRecord
   reader moves on to the next file), so the records after it are lost too.
+  With `shard=(num_shards, index)` only records `index`, `index +
+  num_shards`, ... are decoded (the others are read and dropped undecoded).
   """
   if metadata is None:
     metadata = read_metadata(data_path)
   filename = split_file(data_path, split)
-  dataset = tf.data.TFRecordDataset([filename]).enumerate().map(
+  dataset = tf.data.TFRecordDataset([filename]).enumerate()
+  if shard is not None:
+    dataset = dataset.shard(*shard)
+  dataset = dataset.map(
       lambda index, proto: parse_serialized_simulation_example(
           proto, metadata, filename, index),
       num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
@@ -423,16 +433,18 @@ def get_one_step_dataset(data_path: str, split: str, batch_size: int,
                          metadata: Metadata, is_training: bool,
                          shuffle_buffer_size: int = 512,
                          seed: Optional[int] = None,
-                         skip_corrupt_records: bool = False
+                         skip_corrupt_records: bool = False,
+                         shard: Optional[Shard] = None
                          ) -> tf.data.Dataset:
   """Batches of one-step examples (`features`, `target_position`).
 
   Examples are concatenated on the particle axis; `n_particles_per_example`
   `[batch_size]` marks where each one starts. In training the windows repeat
   forever and are shuffled with a buffer of `shuffle_buffer_size`, as in the
-  original. `skip_corrupt_records`: see `load_trajectories`.
+  original. `skip_corrupt_records`, `shard`: see `load_trajectories`.
   """
-  ds = load_trajectories(data_path, split, metadata, skip_corrupt_records)
+  ds = load_trajectories(data_path, split, metadata, skip_corrupt_records,
+                         shard)
   ds = ds.flat_map(split_trajectory)
   ds = ds.map(prepare_inputs, num_parallel_calls=tf.data.AUTOTUNE)
   if is_training:
@@ -452,7 +464,8 @@ def get_window_dataset(data_path: str, split: str, batch_size: int,
                        metadata: Metadata, window_length: int,
                        shuffle_buffer_size: int = 512,
                        seed: Optional[int] = None,
-                       skip_corrupt_records: bool = False
+                       skip_corrupt_records: bool = False,
+                       shard: Optional[Shard] = None
                        ) -> tf.data.Dataset:
   """Training batches of whole windows, for training through unrolls.
 
@@ -460,10 +473,11 @@ def get_window_dataset(data_path: str, split: str, batch_size: int,
   `window_length` frames: `position` `[num_particles_in_batch,
   window_length, dim]`, `particle_type`, `n_particles_per_example`
   `[batch_size]` and, with a global context, `step_context` `[batch_size,
-  window_length, context_size]`. `skip_corrupt_records`: see
+  window_length, context_size]`. `skip_corrupt_records`, `shard`: see
   `load_trajectories`.
   """
-  ds = load_trajectories(data_path, split, metadata, skip_corrupt_records)
+  ds = load_trajectories(data_path, split, metadata, skip_corrupt_records,
+                         shard)
   ds = ds.flat_map(lambda context, features: split_trajectory(
       context, features, window_length))
   ds = ds.map(_window_inputs, num_parallel_calls=tf.data.AUTOTUNE)
@@ -494,9 +508,12 @@ def prepare_rollout_inputs(context: Dict[str, tf.Tensor],
 
 
 def get_rollout_dataset(data_path: str, split: str, metadata: Metadata,
-                        skip_corrupt_records: bool = False
-                        ) -> tf.data.Dataset:
-  """One element per trajectory of `split`, see `prepare_rollout_inputs`."""
+                        skip_corrupt_records: bool = False,
+                        shard: Optional[Shard] = None) -> tf.data.Dataset:
+  """One element per trajectory of `split`, see `prepare_rollout_inputs`.
+
+  `skip_corrupt_records`, `shard`: see `load_trajectories`.
+  """
   return load_trajectories(data_path, split, metadata,
-                           skip_corrupt_records).map(
+                           skip_corrupt_records, shard).map(
       prepare_rollout_inputs).prefetch(1)

@@ -14,6 +14,11 @@ The model as a TensorFlow SavedModel (signatures `one_step` and `rollout`):
 `python -m learning_to_simulate.train --data_path={DATA_PATH} --model_path={MODEL_PATH} --output_path={SAVED_MODEL_DIR} --mode=export`
 
 Without `--data_path`, the small dataset bundled with the package is used.
+
+On all local GPUs, `--batch_size` being the global batch:
+`python -m learning_to_simulate.train ... --distribution=mirrored`
+On several hosts, one process each with its `TF_CONFIG`:
+`python -m learning_to_simulate.train ... --distribution=multi_worker`
 """
 # pylint: enable=line-too-long
 
@@ -30,6 +35,7 @@ from learning_to_simulate import reading_utils
 from learning_to_simulate.training import checkpoints
 from learning_to_simulate.training import config as config_lib
 from learning_to_simulate.training import devices
+from learning_to_simulate.training import distribution
 from learning_to_simulate.training import evaluation
 from learning_to_simulate.training import export as export_lib
 from learning_to_simulate.training import trainer
@@ -146,6 +152,18 @@ flags.DEFINE_integer("keep_checkpoints", _TRAIN.keep_checkpoints,
 flags.DEFINE_integer("shuffle_buffer_size", _TRAIN.shuffle_buffer_size,
                      help="Shuffle buffer of training windows.")
 
+# Scaling out (tf.distribute; the default trains on one device, as before).
+flags.DEFINE_enum("distribution", "none", list(distribution.DISTRIBUTIONS),
+                  help="none: one device; mirrored: all local GPUs (on a "
+                  "CPU host its logical CPU devices); multi_worker: the "
+                  "hosts of TF_CONFIG, each with its GPUs; tpu: a TPU "
+                  "system (untested). --batch_size is then the global "
+                  "batch, split over the replicas.")
+flags.DEFINE_string("tpu", "",
+                    help="The TPU for --distribution=tpu (a name or "
+                    "grpc:// address; empty: from the environment, 'local' "
+                    "on a TPU VM).")
+
 # GPU speed-ups (off by default: the default is the paper's float32 model).
 flags.DEFINE_enum("mixed_precision", None, ["bfloat16", "float16"],
                   help="Matmuls of the graph network in this dtype; "
@@ -229,14 +247,20 @@ def _data_path():
 def run():
   """Runs the mode selected by the flags."""
   devices.configure_devices()
+  # Before any TensorFlow op: collectives are set up when the runtime starts.
+  workers = distribution.make_workers(FLAGS.distribution, FLAGS.tpu)
   if FLAGS.seed is not None:
-    tf.random.set_seed(FLAGS.seed)
+    # Each worker its own noise: the chief's seed is --seed.
+    tf.random.set_seed(distribution.worker_seed(FLAGS.seed, workers))
   data_path = _data_path()
   if FLAGS.mode == "train":
     if FLAGS.pretrained:
       raise ValueError("--pretrained is for --mode=eval, eval_rollout and "
                        "export; to train, give a new --model_path")
     model_path = FLAGS.model_path
+    if not model_path and workers is not None and workers.num_workers > 1:
+      raise ValueError(f"--distribution={FLAGS.distribution} needs "
+                       "--model_path, a directory that every worker shares")
     if not model_path:
       model_path = tempfile.mkdtemp(prefix="learning_to_simulate_model_")
       logging.info("No --model_path given: saving checkpoints in %s.",
@@ -260,11 +284,14 @@ def run():
         rollout_steps=FLAGS.eval_rollout_steps,
         best_metric=FLAGS.best_metric)
     trainer.train(data_path, model_path, model, optimizer, options,
-                  validation_options, recipe)
+                  validation_options, recipe, workers)
     return
   model_path = _eval_model_path()
   model = _configs(model_path)[0]
   if FLAGS.mode == "export":
+    if workers is not None:
+      raise ValueError("--mode=export runs in one process: drop "
+                       f"--distribution={FLAGS.distribution}")
     if not FLAGS.output_path:
       raise ValueError("--output_path (the SavedModel directory) is required "
                        "for --mode=export")
@@ -280,7 +307,7 @@ def run():
         batch_size=FLAGS.batch_size, num_eval_steps=FLAGS.num_eval_steps,
         mixed_precision=FLAGS.mixed_precision, jit_compile=FLAGS.jit_compile,
         checkpoint=FLAGS.checkpoint,
-        skip_corrupt_records=FLAGS.skip_corrupt_records)
+        skip_corrupt_records=FLAGS.skip_corrupt_records, workers=workers)
     logging.info("Evaluation metrics (%s): %s", FLAGS.eval_split, metrics)
     print(f"loss_mse: {metrics['loss_mse']:.8g}")
     print(f"one_step_position_mse: {metrics['one_step_position_mse']:.8g}")
@@ -294,7 +321,7 @@ def run():
       rollout_steps=FLAGS.rollout_steps,
       mixed_precision=FLAGS.mixed_precision, jit_compile=FLAGS.jit_compile,
       checkpoint=FLAGS.checkpoint,
-      skip_corrupt_records=FLAGS.skip_corrupt_records)
+      skip_corrupt_records=FLAGS.skip_corrupt_records, workers=workers)
   for index, error in enumerate(results["per_trajectory"]):
     print(f"rollout_error_mse[{index}]: {error:.8g}")
   print(f"rollout_error_mse: {results['rollout_error_mse']:.8g}")

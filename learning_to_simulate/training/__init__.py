@@ -12,6 +12,8 @@
 - `evaluation`: `eval` and `eval_rollout`; `validation`: validation during
   training and the best model; `trainer`: the training loop;
   `divergence`: stopping it at the first non-finite loss;
-- `devices`: device set-up;
+- `devices`: device set-up; `distribution`: the `tf.distribute` strategy
+  of `--distribution`, the workers' collectives and chief-only writing;
+  `distributed_training`: the global-batch train step and sharded input;
 - `export`: the trained simulator as a SavedModel (`train --mode=export`).
 """

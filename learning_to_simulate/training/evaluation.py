@@ -5,6 +5,12 @@
 original's keys and shapes, reports the original's `rollout_error_mse`
 (Sanchez-Gonzalez et al. 2020, Sec. 5) and scores every rollout and the
 physics-free baselines with the metrics of `metrics` (`metrics.json`).
+
+With several workers (`distribution.Workers`, `--distribution=multi_worker`)
+each evaluates its share of the trajectories (record `i` on worker `i mod
+W`) on one device and the metrics are gathered on every worker; the chief
+writes `metrics.json`. Rollout pickles keep their global index and are
+identical to those of a single process.
 """
 
 import os
@@ -25,6 +31,7 @@ from learning_to_simulate.training import baselines
 from learning_to_simulate.training import build
 from learning_to_simulate.training import checkpoints
 from learning_to_simulate.training import config as config_lib
+from learning_to_simulate.training import distribution
 from learning_to_simulate.training import metrics as metrics_lib
 from learning_to_simulate.training import one_step
 from learning_to_simulate.training import rollout as rollout_lib
@@ -58,8 +65,8 @@ def load_model(data_path: str, model_path: str,
   return metadata, simulator
 
 
-def one_step_metrics(eval_step, dataset: Iterable[Any]) -> Dict[str, float]:
-  """`loss_mse`, `one_step_position_mse` and `num_batches` over batches.
+def one_step_totals(eval_step, dataset: Iterable[Any]) -> Dict[str, float]:
+  """Sums of `one_step.eval_step` over batches, and `num_batches`.
 
   Args:
     eval_step: from `one_step.make_eval_step`.
@@ -72,13 +79,29 @@ def one_step_metrics(eval_step, dataset: Iterable[Any]) -> Dict[str, float]:
     for key, value in eval_step(batch).items():
       totals[key] += float(value)
     num_batches += 1
-  if not num_batches:
+  return dict(totals, num_batches=num_batches)
+
+
+def metrics_from_totals(totals: Mapping[str, float]) -> Dict[str, float]:
+  """`loss_mse`, `one_step_position_mse` and `num_batches` from
+  `one_step_totals` (only `num_batches` when it is 0)."""
+  if not totals["num_batches"]:
     return {"num_batches": 0}
   return {
       "loss_mse": totals["acc_sse"] / totals["acc_count"],
       "one_step_position_mse": totals["pos_sse"] / totals["pos_count"],
-      "num_batches": num_batches,
+      "num_batches": totals["num_batches"],
   }
+
+
+def one_step_metrics(eval_step, dataset: Iterable[Any]) -> Dict[str, float]:
+  """`loss_mse`, `one_step_position_mse` and `num_batches` over batches.
+
+  Args:
+    eval_step: from `one_step.make_eval_step`.
+    dataset: batches from `reading_utils.get_one_step_dataset`.
+  """
+  return metrics_from_totals(one_step_totals(eval_step, dataset))
 
 
 class RolloutsInterrupted(KeyboardInterrupt):
@@ -120,12 +143,17 @@ def evaluate(data_path: str, model_path: str,
              mixed_precision: Optional[str] = None,
              jit_compile: bool = False,
              checkpoint: str = "latest",
-             skip_corrupt_records: bool = False) -> Dict[str, float]:
+             skip_corrupt_records: bool = False,
+             workers: Optional[distribution.Workers] = None
+             ) -> Dict[str, float]:
   """One-step metrics over a split (or its first `num_eval_steps` batches).
 
   Args:
     checkpoint: "latest", "best" or a path (see `checkpoints.resolve`).
     skip_corrupt_records: see `reading_utils.load_trajectories`.
+    workers: with several workers, each evaluates its shard of the
+      trajectories, at most its share of `num_eval_steps` batches, and the
+      sums are gathered (every worker returns the metrics of the whole).
 
   Returns:
     `loss_mse` (normalized acceleration, inputs with training noise, as in
@@ -139,14 +167,21 @@ def evaluate(data_path: str, model_path: str,
                                    mixed_precision, jit_compile, checkpoint)
   dataset = reading_utils.get_one_step_dataset(
       data_path, split, batch_size, metadata, is_training=False,
-      skip_corrupt_records=skip_corrupt_records)
+      skip_corrupt_records=skip_corrupt_records,
+      shard=distribution.shard(workers))
   if num_eval_steps is not None:
-    dataset = dataset.take(num_eval_steps)
+    dataset = dataset.take(len(distribution.own_indices(num_eval_steps,
+                                                        workers)))
   eval_step = one_step.make_eval_step(simulator, model_config.noise_std,
                                       metadata)
   start = time.time()
-  metrics = one_step_metrics(eval_step, reading_utils.iterate(
+  totals = one_step_totals(eval_step, reading_utils.iterate(
       dataset, reading_utils.split_file(data_path, split)))
+  if distribution.shard(workers) is not None:
+    with distribution.failures(workers, "evaluation starts over"):
+      everyone = distribution.gather(workers, totals)
+    totals = {key: sum(worker[key] for worker in everyone) for key in totals}
+  metrics = metrics_from_totals(totals)
   num_batches = metrics["num_batches"]
   if not num_batches:
     raise ValueError(f"the {split} split of {data_path} has no windows of "
@@ -225,7 +260,9 @@ def evaluate_rollouts(data_path: str, model_path: str, output_path: str,
                       mixed_precision: Optional[str] = None,
                       jit_compile: bool = False,
                       checkpoint: str = "latest",
-                      skip_corrupt_records: bool = False) -> Dict[str, Any]:
+                      skip_corrupt_records: bool = False,
+                      workers: Optional[distribution.Workers] = None
+                      ) -> Dict[str, Any]:
   """Rolls out trajectories of a split, saves them and scores them.
 
   Writes `rollout_{split}_{i}.pkl` (the original's keys) and `metrics.json`
@@ -244,6 +281,9 @@ def evaluate_rollouts(data_path: str, model_path: str, output_path: str,
     checkpoint: "latest", "best" or a path (see `checkpoints.resolve`).
     skip_corrupt_records: see `reading_utils.load_trajectories` (rollouts
       are numbered in reading order, skipped records leave no gap).
+    workers: with several workers, each rolls out and writes its shard of
+      the trajectories (`output_path` must be shared); the scores are
+      gathered on every worker and the chief writes `metrics.json`.
 
   Returns:
     `rollout_error_mse` (the original's figure, mean over trajectories),
@@ -259,6 +299,11 @@ def evaluate_rollouts(data_path: str, model_path: str, output_path: str,
     raise ValueError(f"--num_rollouts must be >= 1, got {num_rollouts}")
   if rollout_steps is not None and rollout_steps < 1:
     raise ValueError(f"--rollout_steps must be >= 1, got {rollout_steps}")
+  shard = distribution.shard(workers)
+  if shard is not None and skip_corrupt_records:
+    raise ValueError("--skip_corrupt_records cannot number the rollouts of "
+                     f"--distribution={workers.name} (each worker skips "
+                     "its own records): evaluate on one worker")
   total = reading_utils.check_split(data_path, split, skip_corrupt_records)
   metadata, simulator = load_model(data_path, model_path, model_config,
                                    mixed_precision, jit_compile, checkpoint)
@@ -273,19 +318,26 @@ def evaluate_rollouts(data_path: str, model_path: str, output_path: str,
                  num_steps - data_steps, data_steps)
   dataset_writer.make_directory(output_path, "--output_path")
   dataset = reading_utils.get_rollout_dataset(data_path, split, metadata,
-                                              skip_corrupt_records)
+                                              skip_corrupt_records, shard)
   if num_rollouts is not None:
-    dataset = dataset.take(num_rollouts)
     total = min(total, num_rollouts)
+  # The global index of each trajectory this worker rolls out.
+  indices = distribution.own_indices(total, workers)
+  if num_rollouts is not None or shard is not None:
+    dataset = dataset.take(len(indices))
   rollout_fn = rollout_lib.make_rollout_fn(simulator, metadata)
 
   files, scores = [], []
   try:
     _write_rollouts(dataset, reading_utils.split_file(data_path, split),
-                    rollout_fn, num_steps, metadata, output_path, split, total,
-                    scores, files)
+                    rollout_fn, num_steps, metadata, output_path, split,
+                    indices, scores, files)
   except KeyboardInterrupt:
     raise _interrupted(files, total, output_path) from None
+  if shard is not None:
+    with distribution.failures(workers, "the rollouts written are "
+                               "complete"):
+      scores, files = _gather_rollouts(workers, indices, scores, files)
   if not files:
     raise ValueError(f"the {split} split of {data_path} has no trajectories")
   errors = [s["model"]["rollout_error_mse"] for s in scores]
@@ -302,27 +354,41 @@ def evaluate_rollouts(data_path: str, model_path: str, output_path: str,
       **summarize_scores(scores),
   }
   metrics_path = os.path.join(output_path, METRICS_FILENAME)
-  dataset_writer.write_json(metrics_path, summary)
+  if distribution.is_chief(workers):
+    dataset_writer.write_json(metrics_path, summary)
   return {"rollout_error_mse": float(np.mean(errors)),
           "per_trajectory": errors, "files": files, "metrics": summary,
           "metrics_path": metrics_path}
 
 
+def _gather_rollouts(workers: distribution.Workers, indices: Sequence[int],
+                     scores: List[Dict[str, Any]], files: List[str]):
+  """Every worker's `(scores, files)`, in the order of the global index."""
+  mine = [[index, score, path]
+          for index, score, path in zip(indices, scores, files)]
+  everyone = sorted((entry for worker in distribution.gather(workers, mine)
+                     for entry in worker), key=lambda entry: entry[0])
+  return ([score for _, score, _ in everyone],
+          [path for _, _, path in everyone])
+
+
 def _write_rollouts(dataset: Iterable[Any], path: str,
                     rollout_fn: Callable[..., Dict[str, Any]], num_steps: int,
                     metadata: Dict[str, Any], output_path: str, split: str,
-                    total: int, scores: List[Dict[str, Any]],
+                    indices: Sequence[int], scores: List[Dict[str, Any]],
                     files: List[str]) -> None:
   """The loop of `evaluate_rollouts`, reading `dataset` from `path`.
 
+  `indices` numbers the trajectories of `dataset` (`rollout_{split}_{i}`).
   Appends each rollout's `score_rollout` and pickle path to `scores` and
   `files` as soon as the pickle is complete, so an interrupt knows what was
   written.
   """
   # A bar on a terminal (tqdm turns itself off elsewhere); logs say the rest.
-  for index, features in enumerate(tqdm.tqdm(
-      reading_utils.iterate(dataset, path), total=total, unit="rollout",
-      disable=None, leave=False, desc=f"eval_rollout ({split})")):
+  for index, features in zip(indices, tqdm.tqdm(
+      reading_utils.iterate(dataset, path), total=len(indices),
+      unit="rollout", disable=None, leave=False,
+      desc=f"eval_rollout ({split})")):
     inputs = {k: v for k, v in features.items() if k != "key"}
     start = time.time()
     output = {k: v.numpy() for k, v in rollout_fn(inputs, num_steps).items()}

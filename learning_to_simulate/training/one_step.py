@@ -28,6 +28,26 @@ def sample_noise(position_sequence: tf.Tensor, particle_types: tf.Tensor,
   return noise * tf.cast(moving, noise.dtype)[:, tf.newaxis, tf.newaxis]
 
 
+def masked_squared_error(predicted: tf.Tensor, target: tf.Tensor,
+                         particle_types: tf.Tensor
+                         ) -> Tuple[tf.Tensor, tf.Tensor]:
+  """The two sums of `masked_loss`: squared error and moving particles.
+
+  Args:
+    predicted, target: `[num_particles, dim]` normalized accelerations.
+    particle_types: `[num_particles]`.
+
+  Returns:
+    `(sum_squared_error, num_moving)`: scalars, the squared error summed over
+    the non-kinematic particles and dims, and their number (as a float).
+  """
+  moving = tf.logical_not(common.kinematic_mask(particle_types))
+  squared_error = tf.where(moving[:, tf.newaxis], (predicted - target)**2,
+                           tf.zeros_like(predicted))
+  num_moving = tf.reduce_sum(tf.cast(moving, predicted.dtype))
+  return tf.reduce_sum(squared_error), num_moving
+
+
 def masked_loss(predicted: tf.Tensor, target: tf.Tensor,
                 particle_types: tf.Tensor) -> tf.Tensor:
   """Squared error summed over dims, averaged over non-kinematic particles.
@@ -39,20 +59,24 @@ def masked_loss(predicted: tf.Tensor, target: tf.Tensor,
   Returns:
     Scalar loss (0 when every particle is kinematic).
   """
-  moving = tf.logical_not(common.kinematic_mask(particle_types))
-  squared_error = tf.where(moving[:, tf.newaxis], (predicted - target)**2,
-                           tf.zeros_like(predicted))
-  num_moving = tf.reduce_sum(tf.cast(moving, predicted.dtype))
-  return tf.math.divide_no_nan(tf.reduce_sum(squared_error), num_moving)
+  sum_squared_error, num_moving = masked_squared_error(predicted, target,
+                                                       particle_types)
+  return tf.math.divide_no_nan(sum_squared_error, num_moving)
 
 
 def predicted_and_target_accelerations(
     simulator: learned_simulator.LearnedSimulator, batch: Batch,
-    noise_std: float) -> Tuple[tf.Tensor, tf.Tensor]:
-  """Normalized accelerations predicted from noisy inputs, and the targets."""
+    noise_std: float, noise: Optional[tf.Tensor] = None
+) -> Tuple[tf.Tensor, tf.Tensor]:
+  """Normalized accelerations predicted from noisy inputs, and the targets.
+
+  `noise` (`[num_particles, INPUT_SEQUENCE_LENGTH, dim]`) replaces the
+  random-walk noise of `noise_std` when given (tests compare runs on it).
+  """
   features, target_position = batch
-  noise = sample_noise(features["position"], features["particle_type"],
-                       noise_std)
+  if noise is None:
+    noise = sample_noise(features["position"], features["particle_type"],
+                         noise_std)
   return simulator.get_predicted_and_target_normalized_accelerations(
       next_position=target_position,
       position_sequence_noise=noise,

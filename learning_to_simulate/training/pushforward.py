@@ -20,7 +20,7 @@ One step, from a window of `INPUT_SEQUENCE_LENGTH + 1 + max_unroll` frames:
 With `k = 0` this is the paper's training step.
 """
 
-from typing import Any, Callable, Dict, Mapping, Optional
+from typing import Any, Callable, Dict, Mapping, Optional, Tuple
 
 import keras
 import numpy as np
@@ -108,23 +108,31 @@ def unrolled_inputs(simulator: learned_simulator.LearnedSimulator,
   return tf.stop_gradient(inputs)
 
 
+def pushforward_accelerations(simulator: learned_simulator.LearnedSimulator,
+                              window: Window, inputs: tf.Tensor,
+                              num_unroll: tf.Tensor
+                              ) -> Tuple[tf.Tensor, tf.Tensor]:
+  """Predicted and target normalized accelerations, `[N, dim]` each, of the
+  step after `inputs` (from `unrolled_inputs`)."""
+  length = common.INPUT_SEQUENCE_LENGTH
+  truth = _frames(window["position"], num_unroll, length)
+  return simulator.get_predicted_and_target_normalized_accelerations(
+      next_position=tf.gather(window["position"], num_unroll + length,
+                              axis=1),
+      position_sequence_noise=inputs - truth,
+      position_sequence=truth,
+      n_particles_per_example=window["n_particles_per_example"],
+      particle_types=window["particle_type"],
+      global_context=_context(window, num_unroll + length - 1))
+
+
 def pushforward_loss(simulator: learned_simulator.LearnedSimulator,
                      window: Window, inputs: tf.Tensor,
                      num_unroll: tf.Tensor) -> tf.Tensor:
   """The paper's loss on the step after `inputs` (from `unrolled_inputs`)."""
-  length = common.INPUT_SEQUENCE_LENGTH
-  truth = _frames(window["position"], num_unroll, length)
-  particle_types = window["particle_type"]
-  predicted, target = (
-      simulator.get_predicted_and_target_normalized_accelerations(
-          next_position=tf.gather(window["position"], num_unroll + length,
-                                  axis=1),
-          position_sequence_noise=inputs - truth,
-          position_sequence=truth,
-          n_particles_per_example=window["n_particles_per_example"],
-          particle_types=particle_types,
-          global_context=_context(window, num_unroll + length - 1)))
-  return one_step.masked_loss(predicted, target, particle_types)
+  predicted, target = pushforward_accelerations(simulator, window, inputs,
+                                                num_unroll)
+  return one_step.masked_loss(predicted, target, window["particle_type"])
 
 
 def pushforward_train_step(simulator: learned_simulator.LearnedSimulator,

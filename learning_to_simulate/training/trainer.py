@@ -20,8 +20,9 @@ from learning_to_simulate import reading_utils
 from learning_to_simulate.training import build
 from learning_to_simulate.training import checkpoints
 from learning_to_simulate.training import config as config_lib
+from learning_to_simulate.training import distributed_training
+from learning_to_simulate.training import distribution
 from learning_to_simulate.training import divergence
-from learning_to_simulate.training import model_lock
 from learning_to_simulate.training import one_step
 from learning_to_simulate.training import optimizers
 from learning_to_simulate.training import pushforward
@@ -155,11 +156,15 @@ def train(data_path: str, model_path: str,
           validation_options: validation.ValidationOptions = (
               validation.ValidationOptions()),
           training_config: config_lib.TrainingConfig = (
-              config_lib.TrainingConfig())) -> Optional[float]:
+              config_lib.TrainingConfig()),
+          workers: Optional[distribution.Workers] = None) -> Optional[float]:
   """Trains (or resumes training) a model on a dataset.
 
   Holds the directory's training lock (`model_lock`) throughout and resumes
-  from its newest usable checkpoint (`checkpoints.recover`).
+  from its newest usable checkpoint (`checkpoints.recover`). Under a
+  strategy (`workers`), only the chief holds the lock, repairs and writes
+  the directory; the others read from it (it must be shared) and write
+  their copies into a temporary directory (see `distribution`).
 
   Args:
     data_path: dataset directory.
@@ -171,6 +176,8 @@ def train(data_path: str, model_path: str,
       (`every_steps=0`: none).
     training_config: the opt-in training recipe beyond the paper
       (pushforward); saved to `config.json` too.
+    workers: a `tf.distribute` strategy (`distributed_training`: the batch
+      is the global batch), or None for today's single-device training.
 
   Returns:
     The mean loss of the last logging interval (None if no step ran).
@@ -180,43 +187,71 @@ def train(data_path: str, model_path: str,
       `reading_utils.DatasetError`, `checkpoints.CheckpointError` (also
       for a failed save), `model_lock.LockedError`, and
       `divergence.DivergedError` when a loss or variable is not finite (no
-      checkpoint is saved then).
+      checkpoint is saved then); `distribution.WorkerFailedError` when a
+      worker of a multi-worker job fails.
   """
   model_config.validate()
   optimizer_config.validate()
   options.validate()
   validation_options.validate()
   training_config.validate()
+  distribution.per_replica_batch_size(workers, options.batch_size)
   metadata = reading_utils.read_metadata(data_path)
   reading_utils.check_split(data_path, "train", options.skip_corrupt_records)
-  dataset_writer.make_directory(model_path, "--model_path")
-  with model_lock.hold(model_path):
-    return _train(data_path, model_path, model_config, optimizer_config,
-                  options, metadata, validation_options, training_config)
+  if distribution.is_chief(workers):  # Always so on one device.
+    dataset_writer.make_directory(model_path, "--model_path")
+  # On one device: `model_lock.hold(model_path)`, writing into `model_path`.
+  with distribution.training_lock(workers, model_path), (
+      distribution.write_directory(workers, model_path)) as write_path, (
+          distribution.failures(workers, "training resumes from the latest "
+                                f"checkpoint in {model_path}")):
+    return _train(data_path, model_path, write_path, model_config,
+                  optimizer_config, options, metadata, validation_options,
+                  training_config, workers)
 
 
-def _train(data_path: str, model_path: str,
+def _train(data_path: str, model_path: str, write_path: str,
            model_config: config_lib.ModelConfig,
            optimizer_config: config_lib.OptimizerConfig,
            options: TrainOptions,
            metadata: reading_utils.Metadata,
            validation_options: validation.ValidationOptions,
-           training_config: config_lib.TrainingConfig) -> Optional[float]:
-  """`train`, once the directory is locked."""
-  config_lib.save(model_path, model_config, optimizer_config, training_config)
+           training_config: config_lib.TrainingConfig,
+           workers: Optional[distribution.Workers]) -> Optional[float]:
+  """`train`, once the directory is locked.
 
-  simulator = build.build_simulator(metadata, model_config,
-                                    options.mixed_precision,
-                                    options.jit_compile,
-                                    options.recompute_grad)
-  optimizer = optimizers.make_optimizer(
-      optimizer_config, simulator,
-      loss_scaling=options.mixed_precision == "float16")
-  checkpoints.recover(model_path)
+  `write_path`: where this worker saves checkpoints and the best model,
+  `model_path` but on the other workers of a strategy (see
+  `distribution.write_directory`).
+  """
+  chief = distribution.is_chief(workers)
+  if chief:
+    config_lib.save(model_path, model_config, optimizer_config,
+                    training_config)
+  with distribution.scope(workers):  # Variables for every replica.
+    simulator = build.build_simulator(metadata, model_config,
+                                      options.mixed_precision,
+                                      options.jit_compile,
+                                      options.recompute_grad)
+    optimizer = optimizers.make_optimizer(
+        optimizer_config, simulator,
+        loss_scaling=options.mixed_precision == "float16")
+  if chief:
+    checkpoints.recover(model_path)
+  distribution.barrier(workers)  # The others read what the chief repaired.
   manager = checkpoints.make_manager(model_path, simulator, optimizer,
                                      options.keep_checkpoints)
   restored = checkpoints.restore_latest(manager, require=False)
   step = int(optimizer.iterations.numpy())
+  if workers is not None:
+    distribution.check_agree(workers, {
+        "restored step": step, "model config": repr(model_config),
+        "optimizer config": repr(optimizer_config),
+        "training config": repr(training_config),
+        "--batch_size": options.batch_size,
+        "--num_steps": options.num_steps})
+    if not chief:
+      manager = checkpoints.make_manager(write_path, simulator, optimizer, 1)
   if restored:
     logging.info("Resumed from %s at step %d.", restored, step)
   if step >= options.num_steps:
@@ -226,9 +261,17 @@ def _train(data_path: str, model_path: str,
 
   monitor = divergence.Monitor([*simulator.variables, *optimizer.variables],
                                step)
-  train_step, dataset = _train_step_and_dataset(
-      data_path, metadata, simulator, optimizer, model_config,
-      training_config, options, monitor)
+  stop = _StopRequest()
+  if workers is None:
+    train_step, dataset = _train_step_and_dataset(
+        data_path, metadata, simulator, optimizer, model_config,
+        training_config, options, monitor)
+  else:
+    stop = distributed_training.AgreedStop(stop)
+    train_step, dataset = distributed_training.train_step_and_dataset(
+        workers, data_path, metadata, simulator, optimizer,
+        model_config.noise_std, training_config, options, monitor.record,
+        stop)
   kept = restored  # The latest checkpoint on disk, named in errors.
   validator = None
   if validation_options.enabled and not os.path.exists(
@@ -237,12 +280,14 @@ def _train(data_path: str, model_path: str,
                     data_path, validation_options.split)
   elif validation_options.enabled:
     validator = validation.Validator(
-        data_path, model_path, metadata, simulator, model_config.noise_std,
+        data_path, write_path, metadata, simulator, model_config.noise_std,
         validation_options, options.batch_size,
         # The best model is never a non-finite one.
         before_save=lambda step: monitor.check(step, kept))
   train_file = reading_utils.split_file(data_path, "train")
-  writer = tf.summary.create_file_writer(os.path.join(model_path, "train"))
+  # Summaries from the chief only (any writer on one device).
+  writer = distribution.summary_writer(workers,
+                                       os.path.join(model_path, "train"))
   logging.info("Training on %s for steps %d..%d; checkpoints in %s.",
                data_path, step, options.num_steps, model_path)
 
@@ -250,7 +295,7 @@ def _train(data_path: str, model_path: str,
   interval_start, interval_step = time.time(), step
   interval_loss, interval_count = 0.0, 0
   mean_loss = None
-  with _StopRequest() as stop, writer.as_default():
+  with stop, writer.as_default():
     for batch in reading_utils.iterate(dataset, train_file):
       # The loss stays a tensor until it is logged, so the loop does not wait
       # for each step to finish before dispatching the next one.

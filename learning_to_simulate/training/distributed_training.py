@@ -1,0 +1,267 @@
+"""Data-parallel training steps under a `tf.distribute` strategy.
+
+The global batch. `--batch_size` examples per step in all, `batch_size /
+num_replicas` on each replica, concatenated on the particle axis there as on
+one device. The radius graph is built per example, so splitting examples
+over replicas changes no example's graph. The loss is the paper's
+(Sanchez-Gonzalez et al. 2020, Sec. 4) on the concatenated global batch:
+
+    loss = sum over replicas of SSE_r / sum over replicas of M_r
+
+with `SSE_r` a replica's squared acceleration error summed over its
+non-kinematic particles and dims, and `M_r` their number. Each replica
+all-reduces the counts `M_r` first, then differentiates its share
+`SSE_r / M`; the optimizer sums the replicas' gradients, which is then the
+gradient of the global loss, as on one device. Each replica draws its own
+input noise.
+
+Input: each worker reads its own shard of the training trajectories
+(`distribute_datasets_from_function`; record `i` goes to worker `i mod W`),
+one trajectory at a time as on one device, so its memory does not grow with
+the dataset.
+
+Stopping: SIGTERM or SIGINT to any worker stops every worker after the same
+step (a flag travels in the step's first all-reduce), so that all save the
+same checkpoint.
+"""
+
+from typing import Any, Callable, Mapping, Optional, Tuple
+
+import numpy as np
+import tensorflow as tf
+
+from learning_to_simulate.data import common
+from learning_to_simulate import reading_utils
+from learning_to_simulate.training import distribution
+from learning_to_simulate.training import one_step
+from learning_to_simulate.training import pushforward
+
+NoiseFn = Callable[[Mapping[str, tf.Tensor]], tf.Tensor]
+Predict = Callable[[], Tuple[tf.Tensor, tf.Tensor]]
+
+
+class AgreedStop:
+  """A stop request that all workers act on at the same step.
+
+  Wraps the trainer's signal handler: `local_request` is this worker's
+  signal, sent to the others with each step; `signal_name` is set once a
+  step has reported a request from any worker (it names the signal, or
+  `a signal to another worker`).
+  """
+
+  def __init__(self, local):
+    self._local = local
+    self.signal_name = None
+
+  def __enter__(self):
+    self._local.__enter__()
+    return self
+
+  def __exit__(self, *exc):
+    return self._local.__exit__(*exc)
+
+  @property
+  def local_request(self) -> float:
+    return 0.0 if self._local.signal_name is None else 1.0
+
+  def agree(self, requested: bool) -> None:
+    if requested and self.signal_name is None:
+      self.signal_name = (self._local.signal_name or
+                          "a signal to another worker")
+
+
+def replica_loss_and_gradients(simulator, optimizer, predict: Predict,
+                               particle_types: tf.Tensor, stop: tf.Tensor):
+  """One replica's part of a step on the global batch (in replica context).
+
+  Args:
+    simulator, optimizer: the model and its optimizer (made in the scope).
+    predict: gives this replica's predicted and target normalized
+      accelerations, `[num_particles, dim]` each.
+    particle_types: `[num_particles]` of this replica's examples.
+    stop: float32 scalar, 1 if this worker was asked to stop.
+
+  Returns:
+    `(loss, stops, gradients)`: the global loss (the same on every
+    replica), the number of replicas asked to stop, and this replica's
+    gradients of its share `SSE_r / M` (scaled like the loss for float16),
+    whose sum over replicas is the global loss's gradient.
+  """
+  context = tf.distribute.get_replica_context()
+  moving = tf.logical_not(common.kinematic_mask(particle_types))
+  totals = context.all_reduce(tf.distribute.ReduceOp.SUM, tf.stack(
+      [tf.reduce_sum(tf.cast(moving, tf.float32)), stop]))
+  with tf.GradientTape() as tape:
+    predicted, target = predict()
+    sum_squared_error, _ = one_step.masked_squared_error(predicted, target,
+                                                         particle_types)
+    share = tf.math.divide_no_nan(sum_squared_error, totals[0])
+    scaled_share = optimizer.scale_loss(share)
+  gradients = tape.gradient(scaled_share, simulator.trainable_variables)
+  loss = context.all_reduce(tf.distribute.ReduceOp.SUM, share)
+  return loss, totals[1], gradients
+
+
+def make_train_step(workers: distribution.Workers, simulator, optimizer,
+                    noise_std: float, element_spec: Any = None,
+                    on_loss: Optional[Callable[[tf.Tensor], None]] = None,
+                    windows: bool = False,
+                    noise_fn: Optional[NoiseFn] = None):
+  """The distributed train step, a `tf.function(batch, stop, num_unroll)`.
+
+  Args:
+    workers: the strategy.
+    simulator, optimizer: made in the strategy's scope.
+    noise_std: the random-walk noise.
+    element_spec: the distributed dataset's, as the input signature (None:
+      trace per new input structure).
+    on_loss: called with the global loss inside the function (the
+      divergence monitor), as in `one_step.make_train_step`.
+    windows: train on pushforward windows (`pushforward`), with
+      `num_unroll` unrolled steps; else on one-step batches.
+    noise_fn: one-step only: `features -> noise` `[num_particles,
+      INPUT_SEQUENCE_LENGTH, dim]` instead of random noise (tests).
+
+  Returns:
+    `step(batch, stop, num_unroll) -> (loss, stops)`: `batch` per replica,
+    `stop` a float32 scalar (1: this worker was asked to stop),
+    `num_unroll` an int32 scalar; the global loss and the number of
+    replicas asked to stop.
+  """
+  strategy = workers.strategy
+
+  def replica_step(batch, stop, num_unroll):
+    if windows:
+      particle_types = batch["particle_type"]
+
+      def predict():
+        inputs = pushforward.unrolled_inputs(simulator, batch, num_unroll,
+                                             noise_std)
+        return pushforward.pushforward_accelerations(simulator, batch,
+                                                     inputs, num_unroll)
+    else:
+      particle_types = batch[0]["particle_type"]
+
+      def predict():
+        noise = None if noise_fn is None else noise_fn(batch[0])
+        return one_step.predicted_and_target_accelerations(
+            simulator, batch, noise_std, noise=noise)
+    loss, stops, gradients = replica_loss_and_gradients(
+        simulator, optimizer, predict, particle_types, stop)
+    optimizer.apply_gradients(zip(gradients, simulator.trainable_variables))
+    return loss, stops
+
+  def step(batch, stop, num_unroll):
+    loss, stops = strategy.run(replica_step, args=(batch, stop, num_unroll))
+    loss = strategy.experimental_local_results(loss)[0]
+    stops = strategy.experimental_local_results(stops)[0]
+    if on_loss is not None:
+      on_loss(loss)
+    return loss, stops
+
+  if element_spec is None:
+    return tf.function(step)
+  return tf.function(step, input_signature=[
+      element_spec, tf.TensorSpec([], tf.float32),
+      tf.TensorSpec([], tf.int32)])
+
+
+def make_dataset(workers: distribution.Workers, data_path: str,
+                 metadata: reading_utils.Metadata, batch_size: int,
+                 window_length: Optional[int] = None,
+                 shuffle_buffer_size: int = 512, seed: Optional[int] = None,
+                 skip_corrupt_records: bool = False):
+  """The training input, one pipeline per worker on its own shard.
+
+  Args:
+    batch_size: the global batch (see `distribution.per_replica_batch_size`).
+    window_length: None for one-step batches, else pushforward windows of
+      this many frames.
+    Others: as `reading_utils.get_one_step_dataset`.
+
+  Raises:
+    reading_utils.DatasetError: fewer trajectories than workers.
+  """
+  per_replica = distribution.per_replica_batch_size(workers, batch_size)
+  count = reading_utils.count_records(data_path, "train")
+  if count < workers.num_workers:
+    raise reading_utils.DatasetError(
+        f"{reading_utils.split_file(data_path, 'train')} has {count} "
+        f"trajectories, fewer than the {workers.num_workers} workers of "
+        f"--distribution={workers.name} (each reads its own)")
+
+  def dataset_fn(context: tf.distribute.InputContext) -> tf.data.Dataset:
+    shard = None
+    if context.num_input_pipelines > 1:
+      shard = (context.num_input_pipelines, context.input_pipeline_id)
+    if window_length is None:
+      return reading_utils.get_one_step_dataset(
+          data_path, "train", per_replica, metadata, is_training=True,
+          shuffle_buffer_size=shuffle_buffer_size, seed=seed,
+          skip_corrupt_records=skip_corrupt_records, shard=shard)
+    return reading_utils.get_window_dataset(
+        data_path, "train", per_replica, metadata, window_length,
+        shuffle_buffer_size=shuffle_buffer_size, seed=seed,
+        skip_corrupt_records=skip_corrupt_records, shard=shard)
+
+  return workers.strategy.distribute_datasets_from_function(dataset_fn)
+
+
+class TrainStep:
+  """The trainer's `(batch, step) -> loss` on a strategy.
+
+  Sends this worker's stop request with each step and reads the agreed one
+  of the step before (so the host does not wait for the step it has just
+  started).
+  """
+
+  def __init__(self, step_fn, stop: AgreedStop,
+               sample_unroll: Optional[Callable[[int], int]] = None):
+    self._step_fn = step_fn
+    self._stop = stop
+    self._sample_unroll = sample_unroll
+    self._pending = None
+
+  def __call__(self, batch, step: int) -> tf.Tensor:
+    num_unroll = self._sample_unroll(step) if self._sample_unroll else 0
+    loss, stops = self._step_fn(batch, tf.constant(self._stop.local_request),
+                                tf.constant(num_unroll, tf.int32))
+    if self._pending is not None:
+      self._stop.agree(float(self._pending) > 0)
+    self._pending = stops
+    return loss
+
+
+def train_step_and_dataset(workers: distribution.Workers, data_path: str,
+                           metadata: reading_utils.Metadata, simulator,
+                           optimizer, noise_std: float, training_config,
+                           options, on_loss, stop: AgreedStop):
+  """`trainer`'s step function and input pipeline on a strategy.
+
+  Args:
+    training_config: `config.TrainingConfig` (pushforward or not).
+    options: `trainer.TrainOptions`.
+    on_loss: `divergence.Monitor.record`.
+    stop: the agreed stop request.
+  """
+  window_length = None
+  sample_unroll = None
+  if training_config.pushforward_max_unroll:
+    window_length = pushforward.window_length(training_config)
+    # One unroll length per step for the whole global batch: every worker
+    # draws it from the same generator (the chief's seed if unseeded).
+    seed = options.seed
+    if seed is None:
+      seed = distribution.gather(
+          workers, int(np.random.SeedSequence().entropy % 2**62))[0]
+    rng = np.random.default_rng(seed)
+    sample_unroll = lambda step: pushforward.sample_unroll(
+        step, training_config, rng)
+  dataset = make_dataset(
+      workers, data_path, metadata, options.batch_size, window_length,
+      shuffle_buffer_size=options.shuffle_buffer_size, seed=options.seed,
+      skip_corrupt_records=options.skip_corrupt_records)
+  step_fn = make_train_step(workers, simulator, optimizer, noise_std,
+                            dataset.element_spec, on_loss=on_loss,
+                            windows=window_length is not None)
+  return TrainStep(step_fn, stop, sample_unroll), dataset
