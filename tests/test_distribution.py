@@ -14,7 +14,6 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -45,16 +44,6 @@ def _env(**extra):
   return env
 
 
-def _free_ports(count):
-  sockets = [socket.socket() for _ in range(count)]
-  for s in sockets:
-    s.bind(("127.0.0.1", 0))
-  ports = [s.getsockname()[1] for s in sockets]
-  for s in sockets:
-    s.close()
-  return ports
-
-
 def _tf_config(ports, index):
   return json.dumps({
       "cluster": {"worker": [f"127.0.0.1:{port}" for port in ports]},
@@ -63,7 +52,7 @@ def _tf_config(ports, index):
 
 def _start_workers(*args):
   """Two `train --distribution=multi_worker` processes; the chief first."""
-  ports = _free_ports(2)
+  ports = distribution_scaling.free_ports(2)
   return [subprocess.Popen(
       [sys.executable, "-m", "learning_to_simulate.train",
        "--distribution=multi_worker", *args], cwd=_ROOT,

@@ -16,7 +16,6 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from typing import Any, Dict, Iterator, List, Sequence
 
@@ -130,12 +129,8 @@ def main(argv: Sequence[str]) -> None:
       FLAGS.frames < common.WINDOW_LENGTH):
     sys.exit("convert_memory: error: --trajectories and --particles must be "
              f">= 1 and --frames >= {common.WINDOW_LENGTH}")
-  work_dir = FLAGS.work_dir or tempfile.mkdtemp(prefix="lts_convert_")
-  try:
+  with timing.work_directory(FLAGS.work_dir, "lts_convert_") as work_dir:
     results = run(counts, FLAGS.particles, FLAGS.frames, work_dir)
-  finally:
-    if not FLAGS.work_dir:
-      shutil.rmtree(work_dir, ignore_errors=True)
   if FLAGS.output_json:
     dataset_writer.write_json(FLAGS.output_json, results)
   print(format_table(results))

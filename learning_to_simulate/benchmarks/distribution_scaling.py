@@ -19,11 +19,9 @@ paper's model (latent 128, 10 message-passing steps, Adam).
 
 import json
 import os
-import shutil
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 from typing import Any, Dict, List, Optional, Sequence
 
@@ -136,7 +134,8 @@ def _all_reduce_seconds(workers: distribution.Workers, variables,
   return float(sorted(times)[len(times) // 2])
 
 
-def _free_ports(count: int) -> List[int]:
+def free_ports(count: int) -> List[int]:
+  """`count` TCP ports of 127.0.0.1 that were free a moment ago."""
   sockets = [socket.socket() for _ in range(count)]
   for s in sockets:
     s.bind(("127.0.0.1", 0))
@@ -149,7 +148,7 @@ def _free_ports(count: int) -> List[int]:
 def run_config(kind: str, num_workers: int, data_path: str,
                cores: Sequence[int]) -> Dict[str, Any]:
   """One run: `num_workers` worker processes, worker i on `cores[i]`."""
-  ports = _free_ports(num_workers)
+  ports = free_ports(num_workers)
   processes = []
   for index in range(num_workers):
     command, env = timing.module_command(
@@ -230,17 +229,13 @@ def main(argv: Sequence[str]) -> None:
   if len(cores) < 2 or any(c not in os.sched_getaffinity(0) for c in cores):
     sys.exit(f"distribution_scaling: error: --cores must name 2 cores of "
              f"this machine, got {','.join(FLAGS.cores)}")
-  work_dir = FLAGS.work_dir or tempfile.mkdtemp(prefix="lts_scaling_")
-  data_path = os.path.join(work_dir, "data")
-  try:
+  with timing.work_directory(FLAGS.work_dir, "lts_scaling_") as work_dir:
+    data_path = os.path.join(work_dir, "data")
     if not os.path.exists(os.path.join(data_path, "metadata.json")):
       pipeline_memory.write_dataset(data_path, FLAGS.trajectories,
                                     FLAGS.particles, FLAGS.frames)
     print(f"load average before: {os.getloadavg()[0]:.1f}", flush=True)
     results = run(data_path, cores, FLAGS.repeats)
-  finally:
-    if not FLAGS.work_dir:
-      shutil.rmtree(work_dir, ignore_errors=True)
   summary = summarize(results)
   if FLAGS.output_json:
     dataset_writer.write_json(FLAGS.output_json,

@@ -16,7 +16,6 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from typing import Any, Dict, Iterator, List, Sequence
 
@@ -166,13 +165,9 @@ def main(argv: Sequence[str]) -> None:
     sys.exit("pipeline_memory: error: --trajectories, --particles, "
              "--num_steps and --batch_size must be >= 1 and --frames >= "
              f"{common.MIN_NUM_FRAMES}")
-  work_dir = FLAGS.work_dir or tempfile.mkdtemp(prefix="lts_pipeline_")
-  try:
+  with timing.work_directory(FLAGS.work_dir, "lts_pipeline_") as work_dir:
     results = run(counts, FLAGS.particles, FLAGS.frames, FLAGS.num_steps,
                   FLAGS.batch_size, work_dir)
-  finally:
-    if not FLAGS.work_dir:
-      shutil.rmtree(work_dir, ignore_errors=True)
   if FLAGS.output_json:
     dataset_writer.write_json(FLAGS.output_json, results)
   print(format_table(results))

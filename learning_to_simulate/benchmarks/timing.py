@@ -1,21 +1,24 @@
 """Timing, memory and profiling helpers of the benchmarks.
 
 Wall-clock medians after warm-up (`time_runs`), the fp32 matmul peak of this
-machine (`measure_matmul_peak`), the process's peak RSS (`peak_rss_mib`), and
-op self times from a TensorFlow profiler trace (`profile_ops`).
+machine (`measure_matmul_peak`), the process's peak RSS (`peak_rss_mib`),
+child processes (`module_command`) and their scratch space (`work_directory`),
+and op self times from a TensorFlow profiler trace (`profile_ops`).
 """
 
 import collections
+import contextlib
 import functools
 import glob
 import os
 import re
 import resource
+import shutil
 import statistics
 import sys
 import tempfile
 import time
-from typing import Any, Callable, Dict, List, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import tensorflow as tf
 from tensorflow.tsl.profiler.protobuf import xplane_pb2
@@ -97,6 +100,18 @@ def module_command(module: str, args: Sequence[str]
   env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
   return [sys.executable, "-m", f"learning_to_simulate.{module}",
           *args], env
+
+
+@contextlib.contextmanager
+def work_directory(work_dir: Optional[str], prefix: str) -> Iterator[str]:
+  """`work_dir`, or a temporary directory removed at the end (`--work_dir`
+  of the benchmarks: given, its datasets and models are kept)."""
+  path = work_dir or tempfile.mkdtemp(prefix=prefix)
+  try:
+    yield path
+  finally:
+    if not work_dir:
+      shutil.rmtree(path, ignore_errors=True)
 
 
 _OP_EVENT = re.compile(r"^[^:]+:([A-Za-z_][A-Za-z0-9_]*)$")

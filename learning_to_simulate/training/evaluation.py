@@ -21,7 +21,6 @@ from typing import (Any, Callable, Dict, Iterable, List, Mapping, Optional,
 
 from absl import logging
 import numpy as np
-import tensorflow as tf
 import tqdm
 
 from learning_to_simulate.data import common
