@@ -233,6 +233,8 @@ class ScalingReportTest(tf.test.TestCase):
                      "| 2 | multi_worker | 4 | 0.8 | 3.2 | 12.5 | 2.0 |")
 
 
+# The learning rate of the comparison's Adam (in the script below).
+_LR = 1e-3
 # Run in a subprocess: 2 logical CPU devices, then the comparison.
 _MIRRORED_SCRIPT = r"""
 import json
@@ -254,7 +256,7 @@ METADATA = {
 }
 MODEL = config_lib.ModelConfig(latent_size=16, hidden_size=16,
                                message_passing_steps=2)
-OPTIMIZER = config_lib.OptimizerConfig(lr=1e-3, min_lr=1e-3)
+OPTIMIZER = config_lib.OptimizerConfig(lr=LR, min_lr=LR)
 tf.random.set_seed(0)
 rng = np.random.default_rng(0)
 
@@ -387,7 +389,8 @@ print(json.dumps({
 class MirroredTest(tf.test.TestCase):
 
   def test_one_step_equals_one_device_on_the_global_batch(self):
-    result = subprocess.run([sys.executable, "-c", _MIRRORED_SCRIPT],
+    result = subprocess.run([sys.executable, "-c",
+                             f"LR = {_LR!r}\n" + _MIRRORED_SCRIPT],
                             cwd=_ROOT, env=_env(), capture_output=True,
                             text=True, timeout=_TIMEOUT)
     self.assertEqual(result.returncode, 0, result.stderr[-3000:])
@@ -401,12 +404,15 @@ class MirroredTest(tf.test.TestCase):
     # Summed replica gradients are the one-device gradients.
     self.assertLess(got["gradient_diff"], 1e-5 * got["gradient_scale"])
     self.assertGreater(got["gradient_scale"], 1e-3)
-    # And Adam's first update is the same.
-    self.assertLess(got["variable_diff"], 1e-6)
+    # And Adam's first update is the same. That update is lr * g / (|g| +
+    # eps), about +-lr (1e-3) per element, and round-off in the replicas'
+    # sum moves it for elements whose gradient is near eps (2e-6 seen in
+    # one run of many); a wrong update is off by about lr.
+    self.assertLess(got["variable_diff"], 1e-2 * _LR)
     # A pushforward step (one unrolled step) too.
     self.assertAllClose(got["pushforward_losses"][1],
                         got["pushforward_losses"][0], rtol=1e-5)
-    self.assertLess(got["pushforward_variable_diff"], 1e-6)
+    self.assertLess(got["pushforward_variable_diff"], 1e-2 * _LR)
     self.assertEqual(got["iterations"], 2)
     self.assertGreater(got["noise_diff"], 0.0)
 
