@@ -1,9 +1,24 @@
 """Device discovery and logging for training and evaluation."""
 
 import logging as std_logging
+import os
 
 from absl import logging
 import tensorflow as tf
+
+
+class _HideTensorFlowInfo(std_logging.Filter):
+  """Drops INFO records that TensorFlow's own modules send through absl
+  (checkpoint sharding timings and such); keeps their warnings."""
+
+  _TENSORFLOW = os.sep + "tensorflow" + os.sep
+
+  def filter(self, record: std_logging.LogRecord) -> bool:
+    return (record.levelno >= std_logging.WARNING or
+            self._TENSORFLOW not in record.pathname)
+
+
+_HIDE_TENSORFLOW_INFO = _HideTensorFlowInfo()
 
 
 def configure_devices() -> str:
@@ -15,6 +30,7 @@ def configure_devices() -> str:
   summary.
   """
   tf.get_logger().setLevel(std_logging.WARNING)
+  std_logging.getLogger("absl").addFilter(_HIDE_TENSORFLOW_INFO)  # Once.
   gpus = tf.config.list_physical_devices("GPU")
   for gpu in gpus:
     try:
