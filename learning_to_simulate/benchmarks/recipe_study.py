@@ -84,6 +84,8 @@ def recipes(num_steps: int) -> Dict[str, List[str]]:
       "pushforward_1": ["--pushforward_max_unroll=1"] + pushforward[1:],
       "noise_1.5e-3": ["--noise_std=1.5e-3"],
       "noise_3e-4": ["--noise_std=3e-4"],
+      # Both: LagrangeBench's default pairs pushforward with noise 3e-4.
+      "pushforward_noise_3e-4": pushforward + ["--noise_std=3e-4"],
   }
 
 
