@@ -148,6 +148,15 @@ class LearnedSimulator(snt.Module):
                                                  noisy_position_sequence)
     return predicted, target
 
+  def next_position(self, normalized_acceleration: tf.Tensor,
+                    position_sequence: tf.Tensor) -> tf.Tensor:
+    """`[num_particles_in_batch, dim]` positions after a predicted
+    normalized acceleration (as `__call__` integrates it) from
+    `position_sequence` `[num_particles_in_batch, INPUT_SEQUENCE_LENGTH,
+    dim]`."""
+    return self._decoder_postprocessor(normalized_acceleration,
+                                       position_sequence)
+
   def _encoder_preprocessor(self, position_sequence, n_node, global_context,
                             particle_types) -> gn.graphs.GraphsTuple:
     """Builds the input graph of normalized node and edge features."""
@@ -182,8 +191,7 @@ class LearnedSimulator(snt.Module):
         tf.gather(most_recent_position, senders) -
         tf.gather(most_recent_position, receivers)
     ) / self._connectivity_radius
-    relative_distances = tf.norm(relative_displacements, axis=-1,
-                                 keepdims=True)
+    relative_distances = _norm(relative_displacements)
     edge_features = tf.concat([relative_displacements, relative_distances],
                               axis=-1)
 
@@ -226,3 +234,15 @@ class LearnedSimulator(snt.Module):
     acceleration = next_velocity - previous_velocity
     acceleration_stats = self._normalization_stats["acceleration"]
     return (acceleration - acceleration_stats.mean) / acceleration_stats.std
+
+
+def _norm(vectors: tf.Tensor) -> tf.Tensor:
+  """`[num_edges, 1]` Euclidean norms of `[num_edges, dim]` vectors.
+
+  The values of `tf.norm` (the same ops), with a gradient of 0 instead of NaN
+  at the zero vector (a particle's edge to itself), for training through
+  the model's own positions (the multi-step loss).
+  """
+  squared = tf.reduce_sum(vectors * vectors, axis=-1, keepdims=True)
+  positive = squared > 0
+  return tf.where(positive, tf.sqrt(tf.where(positive, squared, 1.)), 0.)

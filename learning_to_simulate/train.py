@@ -192,6 +192,12 @@ flags.DEFINE_float("pushforward_probability",
                    _RECIPE.pushforward_probability,
                    help="Share of training steps that unroll, once unrolls "
                    "are available.")
+flags.DEFINE_integer("multistep_loss_steps", _RECIPE.multistep_loss_steps,
+                     help="Multi-step loss: the mean of the paper's loss over "
+                     "this many steps of the model's own rollout, with "
+                     "gradient through them (1: the paper's one-step loss; "
+                     "K costs about K times the compute and activation "
+                     "memory of a step).")
 
 FLAGS = flags.FLAGS
 

@@ -361,6 +361,19 @@ pushforward_loss, _ = window_step(
         lambda context: replica_windows[context.replica_id_in_sync_group]),
     tf.constant(0.0), tf.constant(1))
 
+# A two-step loss (no unroll before it) on the same windows, on both models.
+single_multistep = tf.function(
+    lambda window: pushforward.pushforward_train_step(
+        single, single_optimizer, window, tf.constant(0), 0.0,
+        loss_steps=2))
+single_multistep_loss = single_multistep(global_window)
+multistep_step = distributed_training.make_train_step(
+    workers, simulator, optimizer, 0.0, windows=True, loss_steps=2)
+multistep_loss, _ = multistep_step(
+    strategy.experimental_distribute_values_from_function(
+        lambda context: replica_windows[context.replica_id_in_sync_group]),
+    tf.constant(0.0), tf.constant(0))
+
 # Each replica draws its own noise on the same inputs.
 same = global_batch[0]
 noises = strategy.experimental_local_results(strategy.run(
@@ -380,6 +393,10 @@ print(json.dumps({
                            float(pushforward_loss)],
     "pushforward_variable_diff": max_diff(simulator.trainable_variables,
                                           single.trainable_variables),
+    "multistep_losses": [float(single_multistep_loss),
+                         float(multistep_loss)],
+    "multistep_variable_diff": max_diff(simulator.trainable_variables,
+                                        single.trainable_variables),
     "iterations": int(optimizer.iterations.numpy()),
     "noise_diff": float(np.max(np.abs(noises[0] - noises[1]))),
 }))
@@ -413,7 +430,11 @@ class MirroredTest(tf.test.TestCase):
     self.assertAllClose(got["pushforward_losses"][1],
                         got["pushforward_losses"][0], rtol=1e-5)
     self.assertLess(got["pushforward_variable_diff"], 1e-2 * _LR)
-    self.assertEqual(got["iterations"], 2)
+    # And a two-step loss.
+    self.assertAllClose(got["multistep_losses"][1],
+                        got["multistep_losses"][0], rtol=1e-5)
+    self.assertLess(got["multistep_variable_diff"], 1e-2 * _LR)
+    self.assertEqual(got["iterations"], 3)
     self.assertGreater(got["noise_diff"], 0.0)
 
 

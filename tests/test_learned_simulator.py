@@ -8,6 +8,7 @@ import numpy as np
 import tensorflow as tf
 
 from learning_to_simulate.data import common
+from learning_to_simulate import learned_simulator
 from learning_to_simulate.training import build
 from learning_to_simulate.training import config as config_lib
 from learning_to_simulate.training import one_step
@@ -104,6 +105,19 @@ def numpy_simulator(values, position_sequence, particle_types, metadata,
                   metadata["acc_mean"])
   velocity = x[:, -1] - x[:, -2] + acceleration  # dt = 1
   return x[:, -1] + velocity
+
+
+class EdgeNormTest(tf.test.TestCase):
+
+  def test_values_of_tf_norm_and_a_finite_gradient_at_zero(self):
+    vectors = tf.constant([[3., 4.], [0., 0.], [1e-3, -2e-3], [0., 0.5]])
+    with tf.GradientTape() as tape:
+      tape.watch(vectors)
+      norms = learned_simulator._norm(vectors)  # pylint: disable=protected-access
+    self.assertAllEqual(norms, tf.norm(vectors, axis=-1, keepdims=True))
+    self.assertAllClose(tape.gradient(norms, vectors),
+                        [[0.6, 0.8], [0., 0.], [0.4472136, -0.8944272],
+                         [0., 1.]])
 
 
 class LearnedSimulatorTest(tf.test.TestCase, parameterized.TestCase):

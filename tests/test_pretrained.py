@@ -6,9 +6,9 @@ import os
 import numpy as np
 import tensorflow as tf
 
-from learning_to_simulate import reading_utils
 from learning_to_simulate.apps import package_model
 from learning_to_simulate.data import synthetic
+from learning_to_simulate import reading_utils
 from learning_to_simulate.training import checkpoints
 from learning_to_simulate.training import config as config_lib
 from learning_to_simulate.training import evaluation

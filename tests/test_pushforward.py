@@ -1,4 +1,5 @@
-"""Pushforward training: the schedule, the unroll, and k = 0 is the paper."""
+"""Pushforward training and the multi-step loss: the schedule, the unroll,
+the loss by hand, and k = 0 with one step is the paper."""
 
 import os
 
@@ -39,8 +40,23 @@ class ScheduleTest(tf.test.TestCase):
     for k in (1, 2, 3):
       self.assertAllClose(np.mean(draws == k), 0.5 / 3, atol=0.03)
 
+  def test_multistep_windows(self):
+    self.assertEqual(pushforward.window_length(
+        config_lib.TrainingConfig(multistep_loss_steps=3)),
+                     common.WINDOW_LENGTH + 2)
+    self.assertEqual(pushforward.window_length(
+        config_lib.TrainingConfig(pushforward_max_unroll=2,
+                                  multistep_loss_steps=2)),
+                     common.WINDOW_LENGTH + 3)
+    self.assertFalse(config_lib.TrainingConfig().windowed)
+    self.assertTrue(config_lib.TrainingConfig(multistep_loss_steps=2).windowed)
+    self.assertTrue(
+        config_lib.TrainingConfig(pushforward_max_unroll=1).windowed)
+
   def test_validation(self):
     for recipe, message in (
+        (config_lib.TrainingConfig(multistep_loss_steps=0),
+         "--multistep_loss_steps must be >= 1"),
         (config_lib.TrainingConfig(pushforward_max_unroll=-1),
          "--pushforward_max_unroll must be >= 0"),
         (config_lib.TrainingConfig(pushforward_probability=1.5),
@@ -111,6 +127,73 @@ class UnrollTest(tf.test.TestCase):
     self.assertAllClose(inputs, current, atol=1e-6)
     # The first four stand for frames 2..5, which are ground truth.
     self.assertAllClose(inputs[:, :4], position[:, 2:6])
+
+  def _two_steps_by_hand(self, detach: bool):
+    """The two-step loss and its gradients, in positions: the paper's loss
+    on a step is the squared error of the predicted velocity over the
+    acceleration std; the second step starts from the first's prediction
+    (with gradient through it unless `detach`)."""
+    window = self.window
+    position = window["position"]
+    kinematic = common.kinematic_mask(window["particle_type"])
+    moving = tf.cast(tf.logical_not(kinematic), tf.float32)[:, tf.newaxis]
+    std = self.simulator._normalization_stats["acceleration"].std  # pylint: disable=protected-access
+    with tf.GradientTape() as tape:
+      current = position[:, :6]
+      step_losses = []
+      for step in range(2):
+        predicted = self.simulator(
+            current, window["n_particles_per_example"],
+            global_context=window["step_context"][:, 5 + step],
+            particle_types=window["particle_type"])
+        velocity_error = ((predicted - current[:, -1]) -
+                          (position[:, 6 + step] - position[:, 5 + step]))
+        # Summed over dims, averaged over moving particles (the paper's).
+        step_losses.append(
+            tf.reduce_sum(moving * (velocity_error / std)**2) /
+            tf.reduce_sum(moving))
+        predicted = tf.where(kinematic[:, tf.newaxis],
+                             position[:, 6 + step], predicted)
+        if detach:
+          predicted = tf.stop_gradient(predicted)
+        current = tf.concat([current[:, 1:], predicted[:, tf.newaxis]], 1)
+      loss = (step_losses[0] + step_losses[1]) / 2
+    self.assertGreater(float(step_losses[1]), 0.0)
+    return loss, [tf.convert_to_tensor(g) for g in tape.gradient(
+        loss, self.simulator.trainable_variables)]
+
+  def test_multistep_loss_is_the_mean_velocity_error_of_the_rollout(self):
+    zero = tf.constant(0)
+    with tf.GradientTape() as tape:
+      inputs = pushforward.unrolled_inputs(self.simulator, self.window, zero,
+                                           noise_std=0.0)
+      ours = pushforward.pushforward_loss(self.simulator, self.window,
+                                          inputs, zero, loss_steps=2)
+    our_gradients = [tf.convert_to_tensor(g) for g in tape.gradient(
+        ours, self.simulator.trainable_variables)]
+    by_hand, hand_gradients = self._two_steps_by_hand(detach=False)
+    self.assertAllClose(ours, by_hand, rtol=1e-4)
+    for got, want in zip(our_gradients, hand_gradients):
+      self.assertAllClose(got, want, rtol=1e-3, atol=1e-6)
+    # The gradient goes through the first prediction: cut there, the loss
+    # is the same and its gradient is not.
+    detached, detached_gradients = self._two_steps_by_hand(detach=True)
+    self.assertAllClose(detached, by_hand, rtol=1e-6)
+    self.assertGreater(
+        max(float(tf.reduce_max(tf.abs(a - b)))
+            for a, b in zip(detached_gradients, hand_gradients)), 1e-3)
+
+  def test_training_with_multistep_loss(self):
+    model_path = self.create_tempdir().full_path
+    recipe = config_lib.TrainingConfig(multistep_loss_steps=3)
+    loss = trainer.train(
+        self.data_path, model_path, SMALL, config_lib.OptimizerConfig(),
+        trainer.TrainOptions(num_steps=3, log_every_steps=1, seed=0),
+        validation.ValidationOptions(every_steps=0), recipe)
+    self.assertTrue(np.isfinite(loss))
+    saved = config_lib.load(model_path)
+    self.assertEqual(saved["training"]["multistep_loss_steps"], 3)
+    self.assertIn("ckpt-3.index", os.listdir(model_path))
 
   def test_training_with_pushforward(self):
     model_path = self.create_tempdir().full_path

@@ -86,6 +86,8 @@ def recipes(num_steps: int) -> Dict[str, List[str]]:
       "noise_3e-4": ["--noise_std=3e-4"],
       # Both: LagrangeBench's default pairs pushforward with noise 3e-4.
       "pushforward_noise_3e-4": pushforward + ["--noise_std=3e-4"],
+      # Gradient through two steps of the model's own rollout.
+      "multistep_2": ["--multistep_loss_steps=2"],
   }
 
 

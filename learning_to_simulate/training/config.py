@@ -89,10 +89,15 @@ class TrainingConfig:
   `k * pushforward_phase_steps` training steps (up to
   `pushforward_max_unroll`); once some are, a step unrolls with probability
   `pushforward_probability`, its length drawn uniformly among them.
+
+  Multi-step loss: the trained step is followed by `multistep_loss_steps - 1`
+  more steps of the model's own predictions, with gradient through them, and
+  the loss is the mean of the paper's loss over these steps.
   """
   pushforward_max_unroll: int = 0  # 0: the paper's one-step training.
   pushforward_phase_steps: int = 20000
   pushforward_probability: float = 0.2
+  multistep_loss_steps: int = 1  # 1: the paper's one-step loss.
 
   def validate(self) -> None:
     if self.pushforward_max_unroll < 0:
@@ -104,6 +109,15 @@ class TrainingConfig:
     if not 0 <= self.pushforward_probability <= 1:
       raise ValueError(f"--pushforward_probability must be in [0, 1], got "
                        f"{self.pushforward_probability}")
+    if self.multistep_loss_steps < 1:
+      raise ValueError(f"--multistep_loss_steps must be >= 1, got "
+                       f"{self.multistep_loss_steps}")
+
+  @property
+  def windowed(self) -> bool:
+    """Trains on windows of several steps (pushforward or multi-step loss);
+    False: the paper's one-step batches."""
+    return self.pushforward_max_unroll > 0 or self.multistep_loss_steps > 1
 
 
 # Sections of config.json and their classes. A file written before a section

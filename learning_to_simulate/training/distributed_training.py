@@ -106,7 +106,8 @@ def make_train_step(workers: distribution.Workers, simulator, optimizer,
                     noise_std: float, element_spec: Any = None,
                     on_loss: Optional[Callable[[tf.Tensor], None]] = None,
                     windows: bool = False,
-                    noise_fn: Optional[NoiseFn] = None):
+                    noise_fn: Optional[NoiseFn] = None,
+                    loss_steps: int = 1):
   """The distributed train step, a `tf.function(batch, stop, num_unroll)`.
 
   Args:
@@ -121,6 +122,7 @@ def make_train_step(workers: distribution.Workers, simulator, optimizer,
       `num_unroll` unrolled steps; else on one-step batches.
     noise_fn: one-step only: `features -> noise` `[num_particles,
       INPUT_SEQUENCE_LENGTH, dim]` instead of random noise (tests).
+    loss_steps: windows only: the multi-step loss's number of steps.
 
   Returns:
     `step(batch, stop, num_unroll) -> (loss, stops)`: `batch` per replica,
@@ -132,13 +134,13 @@ def make_train_step(workers: distribution.Workers, simulator, optimizer,
 
   def replica_step(batch, stop, num_unroll):
     if windows:
-      particle_types = batch["particle_type"]
+      particle_types = pushforward.loss_particle_types(batch, loss_steps)
 
       def predict():
         inputs = pushforward.unrolled_inputs(simulator, batch, num_unroll,
                                              noise_std)
-        return pushforward.pushforward_accelerations(simulator, batch,
-                                                     inputs, num_unroll)
+        return pushforward.pushforward_accelerations(
+            simulator, batch, inputs, num_unroll, loss_steps)
     else:
       particle_types = batch[0]["particle_type"]
 
@@ -246,7 +248,7 @@ def train_step_and_dataset(workers: distribution.Workers, data_path: str,
   """
   window_length = None
   sample_unroll = None
-  if training_config.pushforward_max_unroll:
+  if training_config.windowed:
     window_length = pushforward.window_length(training_config)
     # One unroll length per step for the whole global batch: every worker
     # draws it from the same generator (the chief's seed if unseeded).
@@ -263,5 +265,6 @@ def train_step_and_dataset(workers: distribution.Workers, data_path: str,
       skip_corrupt_records=options.skip_corrupt_records)
   step_fn = make_train_step(workers, simulator, optimizer, noise_std,
                             dataset.element_spec, on_loss=on_loss,
-                            windows=window_length is not None)
+                            windows=window_length is not None,
+                            loss_steps=training_config.multistep_loss_steps)
   return TrainStep(step_fn, stop, sample_unroll), dataset

@@ -18,6 +18,13 @@ One step, from a window of `INPUT_SEQUENCE_LENGTH + 1 + max_unroll` frames:
    shifted by the last input's error, so the predicted velocity is the true
    one (`LearnedSimulator.get_predicted_and_target_normalized_accelerations`).
 With `k = 0` this is the paper's training step.
+
+Multi-step loss (opt-in, `TrainingConfig.multistep_loss_steps = K > 1`):
+after the trained step the model goes on from its own prediction, with
+gradient, for `K - 1` more steps, each scored as in 3. against the ground
+truth, and the loss is the mean over the `K` steps. It is the "short
+multi-step loss" of the better-model issue: gradient through a few unrolled
+steps, as in training on the model's rollout error.
 """
 
 from typing import Any, Callable, Dict, Mapping, Optional, Tuple
@@ -35,8 +42,9 @@ Window = Dict[str, tf.Tensor]
 
 
 def window_length(training: config_lib.TrainingConfig) -> int:
-  """Frames per training window: the inputs, the unroll and the target."""
-  return common.WINDOW_LENGTH + training.pushforward_max_unroll
+  """Frames per training window: the inputs, the unroll and the targets."""
+  return (common.WINDOW_LENGTH + training.pushforward_max_unroll +
+          training.multistep_loss_steps - 1)
 
 
 def available_unroll(step: int, training: config_lib.TrainingConfig) -> int:
@@ -110,40 +118,76 @@ def unrolled_inputs(simulator: learned_simulator.LearnedSimulator,
 
 def pushforward_accelerations(simulator: learned_simulator.LearnedSimulator,
                               window: Window, inputs: tf.Tensor,
-                              num_unroll: tf.Tensor
+                              num_unroll: tf.Tensor, loss_steps: int = 1
                               ) -> Tuple[tf.Tensor, tf.Tensor]:
-  """Predicted and target normalized accelerations, `[N, dim]` each, of the
-  step after `inputs` (from `unrolled_inputs`)."""
+  """Predicted and target normalized accelerations of the `loss_steps` steps
+  after `inputs` (from `unrolled_inputs`).
+
+  Step `k > 0` starts from the model's own predictions of the steps before,
+  with gradient (kinematic particles on their ground truth).
+
+  Returns:
+    predicted, target: `[loss_steps * N, dim]` each, step by step.
+  """
   length = common.INPUT_SEQUENCE_LENGTH
-  truth = _frames(window["position"], num_unroll, length)
-  return simulator.get_predicted_and_target_normalized_accelerations(
-      next_position=tf.gather(window["position"], num_unroll + length,
-                              axis=1),
-      position_sequence_noise=inputs - truth,
-      position_sequence=truth,
-      n_particles_per_example=window["n_particles_per_example"],
-      particle_types=window["particle_type"],
-      global_context=_context(window, num_unroll + length - 1))
+  position = window["position"]
+  kinematic = common.kinematic_mask(window["particle_type"])[:, tf.newaxis]
+  predicted, target = [], []
+  for k in range(loss_steps):
+    start = num_unroll + k
+    truth = _frames(position, start, length)
+    true_next = tf.gather(position, start + length, axis=1)
+    step_predicted, step_target = (
+        simulator.get_predicted_and_target_normalized_accelerations(
+            next_position=true_next,
+            position_sequence_noise=inputs - truth,
+            position_sequence=truth,
+            n_particles_per_example=window["n_particles_per_example"],
+            particle_types=window["particle_type"],
+            global_context=_context(window, start + length - 1)))
+    predicted.append(step_predicted)
+    target.append(step_target)
+    if k + 1 < loss_steps:
+      next_position = tf.where(
+          kinematic, true_next, simulator.next_position(step_predicted,
+                                                        inputs))
+      inputs = tf.concat([inputs[:, 1:], next_position[:, tf.newaxis]],
+                         axis=1)
+  if loss_steps == 1:
+    return predicted[0], target[0]
+  return tf.concat(predicted, axis=0), tf.concat(target, axis=0)
+
+
+def loss_particle_types(window: Window, loss_steps: int) -> tf.Tensor:
+  """`[loss_steps * N]`: the particle types of `pushforward_accelerations`'
+  rows."""
+  if loss_steps == 1:
+    return window["particle_type"]
+  return tf.tile(window["particle_type"], [loss_steps])
 
 
 def pushforward_loss(simulator: learned_simulator.LearnedSimulator,
                      window: Window, inputs: tf.Tensor,
-                     num_unroll: tf.Tensor) -> tf.Tensor:
-  """The paper's loss on the step after `inputs` (from `unrolled_inputs`)."""
+                     num_unroll: tf.Tensor, loss_steps: int = 1) -> tf.Tensor:
+  """The paper's loss on the step after `inputs` (from `unrolled_inputs`),
+  or its mean over `loss_steps` steps."""
   predicted, target = pushforward_accelerations(simulator, window, inputs,
-                                                num_unroll)
-  return one_step.masked_loss(predicted, target, window["particle_type"])
+                                                num_unroll, loss_steps)
+  return one_step.masked_loss(predicted, target,
+                              loss_particle_types(window, loss_steps))
 
 
 def pushforward_train_step(simulator: learned_simulator.LearnedSimulator,
                            optimizer: keras.optimizers.Optimizer,
                            window: Window, num_unroll: tf.Tensor,
-                           noise_std: float) -> tf.Tensor:
+                           noise_std: float, loss_steps: int = 1
+                           ) -> tf.Tensor:
   """One optimizer step after a `num_unroll`-step pushforward; the loss."""
   inputs = unrolled_inputs(simulator, window, num_unroll, noise_std)
   return one_step.minimize(
       simulator, optimizer,
-      lambda: pushforward_loss(simulator, window, inputs, num_unroll))
+      lambda: pushforward_loss(simulator, window, inputs, num_unroll,
+                               loss_steps))
 
 
 def window_signature(metadata: Mapping[str, Any]) -> Dict[str, tf.TensorSpec]:
@@ -162,7 +206,8 @@ def window_signature(metadata: Mapping[str, Any]) -> Dict[str, tf.TensorSpec]:
 
 def make_pushforward_train_step(
     simulator, optimizer, noise_std: float, metadata: Mapping[str, Any],
-    on_loss: Optional[Callable[[tf.Tensor], None]] = None):
+    on_loss: Optional[Callable[[tf.Tensor], None]] = None,
+    loss_steps: int = 1):
   """`pushforward_train_step` as a `tf.function(window, num_unroll)` that
   does not retrace for new particle counts or unroll lengths.
 
@@ -174,7 +219,7 @@ def make_pushforward_train_step(
                                 tf.TensorSpec([], tf.int32)])
   def step(window, num_unroll):
     loss = pushforward_train_step(simulator, optimizer, window, num_unroll,
-                                  noise_std)
+                                  noise_std, loss_steps)
     if on_loss is not None:
       on_loss(loss)
     return loss

@@ -118,7 +118,7 @@ def _train_step_and_dataset(data_path, metadata, simulator, optimizer,
 
   Each step's loss goes to `monitor.record` inside the step's graph.
   """
-  if not training_config.pushforward_max_unroll:  # The paper's training.
+  if not training_config.windowed:  # The paper's training.
     dataset = reading_utils.get_one_step_dataset(
         data_path, "train", options.batch_size, metadata, is_training=True,
         shuffle_buffer_size=options.shuffle_buffer_size, seed=options.seed,
@@ -134,13 +134,19 @@ def _train_step_and_dataset(data_path, metadata, simulator, optimizer,
       skip_corrupt_records=options.skip_corrupt_records)
   step_fn = pushforward.make_pushforward_train_step(
       simulator, optimizer, model_config.noise_std, metadata,
-      on_loss=monitor.record)
+      on_loss=monitor.record,
+      loss_steps=training_config.multistep_loss_steps)
   rng = np.random.default_rng(options.seed)
-  logging.info("Pushforward training: unroll lengths 1..%d phased in every %d"
-               " steps, each step unrolled with probability %g.",
-               training_config.pushforward_max_unroll,
-               training_config.pushforward_phase_steps,
-               training_config.pushforward_probability)
+  if training_config.pushforward_max_unroll:
+    logging.info("Pushforward training: unroll lengths 1..%d phased in every"
+                 " %d steps, each step unrolled with probability %g.",
+                 training_config.pushforward_max_unroll,
+                 training_config.pushforward_phase_steps,
+                 training_config.pushforward_probability)
+  if training_config.multistep_loss_steps > 1:
+    logging.info("Multi-step loss: the mean over %d steps of the model's own "
+                 "rollout, with gradient through them.",
+                 training_config.multistep_loss_steps)
 
   def train_step(batch, step):
     num_unroll = pushforward.sample_unroll(step, training_config, rng)
