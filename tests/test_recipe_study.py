@@ -3,6 +3,7 @@
 import json
 import os
 
+import numpy as np
 import tensorflow as tf
 
 from learning_to_simulate.benchmarks import recipe_study
@@ -33,6 +34,7 @@ class RecipeStudyTest(tf.test.TestCase):
       self.assertEqual(json.load(f)["num_steps"], 8)
     table = recipe_study.format_study(study)
     self.assertRegex(table, r"\| pushforward \+ walls \| [0-9.e+-]+ \|")
+    self.assertIn("Targets on water", table)
     # The pushforward run trained with its flags (saved in config.json).
     with open(os.path.join(out, "runs", "water", "pushforward", "seed0",
                            "model", "config.json")) as f:
@@ -42,6 +44,39 @@ class RecipeStudyTest(tf.test.TestCase):
                                    recipe_names=["paper"], quick=True)
     self.assertEqual(again["results"]["water"]["paper"],
                      summary["paper"])
+
+  def test_targets(self):
+    def row(one_step, full, out_of_domain):
+      return {"one_step_position_mse": {"mean": float(np.mean(one_step)),
+                                        "std": float(np.std(one_step)),
+                                        "values": one_step},
+              "mse_full": {"mean": full, "std": 0.0, "values": [full]},
+              "out_of_domain": {"mean": float(np.mean(out_of_domain)),
+                                "std": 0.0, "values": out_of_domain}}
+    summary = {
+        # One-step 2 +- 1: the spread allows up to 3.
+        "paper": row([1.0, 3.0], 10.0, [0.1, 0.0]),
+        "good": row([2.5, 3.5], 7.0, [0.0, 0.0]),
+        "leaky": row([1.0, 1.0], 1.0, [0.0, 1e-3]),
+        "imprecise": row([3.0, 3.2], 1.0, [0.0, 0.0]),
+        "baseline: frozen": row([9.0], 9.0, [0.0]),
+    }
+    verdicts = recipe_study.targets(summary)
+    self.assertEqual(list(verdicts), ["paper", "good", "leaky", "imprecise"])
+    self.assertEqual(verdicts["good"]["met"],
+                     {"full_mse": True, "out_of_domain": True,
+                      "one_step": True})
+    self.assertAllClose(verdicts["good"]["full_mse_ratio"], 0.7)
+    self.assertAllClose(verdicts["good"]["one_step_limit_ratio"], 1.5)
+    self.assertFalse(verdicts["paper"]["all_met"])
+    self.assertFalse(verdicts["leaky"]["met"]["out_of_domain"])
+    self.assertEqual(verdicts["leaky"]["out_of_domain_max"], 1e-3)
+    self.assertFalse(verdicts["imprecise"]["met"]["one_step"])
+    self.assertTrue(verdicts["good"]["all_met"])
+    table = recipe_study.format_targets(verdicts)
+    self.assertIn("| good | 0.70x (yes) | 0 (yes) | 1.50x of <= 1.50x (yes) "
+                  "| **all** |", table)
+    self.assertEqual(recipe_study.targets({"good": summary["good"]}), {})
 
   def test_unknown_recipe(self):
     with self.assertRaisesRegex(ValueError, r"--recipes: unknown \['magic'\]"):

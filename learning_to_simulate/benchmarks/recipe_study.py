@@ -243,6 +243,64 @@ def format_table(summary: Dict[str, Any]) -> str:
       ["recipe"] + [header for _, header in COLUMNS], rows)
 
 
+# The better-model issue's targets, at equal steps: full-rollout MSE at most
+# this share of the paper recipe's, ...
+TARGET_FULL_MSE_RATIO = 0.7
+
+
+def targets(summary: Dict[str, Any], faithful: str = "paper"
+            ) -> Dict[str, Dict[str, Any]]:
+  """Row -> the issue's three targets against the faithful recipe as trained.
+
+  - full-rollout MSE (mean over seeds) at most `TARGET_FULL_MSE_RATIO` of
+    the faithful recipe's;
+  - no particle out of the domain in any seed's rollouts;
+  - one-step MSE (mean over seeds) no worse than the seed spread: at most
+    the faithful recipe's mean plus its standard deviation over seeds.
+
+  Baselines have no row. Returns `{}` without a `faithful` row.
+  """
+  if faithful not in summary:
+    return {}
+  reference = summary[faithful]
+  one_step = reference["one_step_position_mse"]
+  one_step_limit = one_step["mean"] + one_step["std"]
+  verdicts = {}
+  for name, metrics in summary.items():
+    if name.startswith("baseline:"):
+      continue
+    ratio = metrics["mse_full"]["mean"] / reference["mse_full"]["mean"]
+    out_of_domain = max(metrics["out_of_domain"]["values"])
+    one_step_mean = metrics["one_step_position_mse"]["mean"]
+    met = {"full_mse": ratio <= TARGET_FULL_MSE_RATIO,
+           "out_of_domain": out_of_domain == 0.0,
+           "one_step": one_step_mean <= one_step_limit}
+    verdicts[name] = {"full_mse_ratio": ratio,
+                      "out_of_domain_max": out_of_domain,
+                      "one_step_ratio": one_step_mean / one_step["mean"],
+                      "one_step_limit_ratio": one_step_limit /
+                                              one_step["mean"],
+                      "met": met, "all_met": all(met.values())}
+  return verdicts
+
+
+def format_targets(verdicts: Dict[str, Dict[str, Any]]) -> str:
+  """Markdown table of `targets`: ratios to the paper, and yes / no."""
+  def mark(ok):
+    return "yes" if ok else "no"
+  rows = [[name,
+           f"{v['full_mse_ratio']:.2f}x ({mark(v['met']['full_mse'])})",
+           f"{v['out_of_domain_max']:.3g} ({mark(v['met']['out_of_domain'])})",
+           f"{v['one_step_ratio']:.2f}x of <= "
+           f"{v['one_step_limit_ratio']:.2f}x ({mark(v['met']['one_step'])})",
+           "**all**" if v["all_met"] else ""]
+          for name, v in verdicts.items()]
+  return report_lib.format_markdown_table(
+      ["recipe", f"full MSE / paper (<= {TARGET_FULL_MSE_RATIO})",
+       "out of domain, worst seed (0)", "one-step / paper (spread)",
+       "targets"], rows)
+
+
 def run_study(output_dir: str, num_steps: int, seeds: Sequence[int],
               recipe_names: Sequence[str], quick: bool, jobs: int = 1,
               cores: Optional[Sequence[int]] = None) -> Dict[str, Any]:
@@ -304,6 +362,10 @@ def format_study(study: Dict[str, Any]) -> str:
            f"{study['seeds']}, {study['wall_seconds']:.0f} s"]
   for dataset, summary in study["results"].items():
     lines += ["", f"### {dataset}", "", format_table(summary)]
+    verdicts = targets(summary)
+    if verdicts:
+      lines += ["", f"Targets on {dataset}, against the paper's recipe as "
+                "trained:", "", format_targets(verdicts)]
   return "\n".join(lines)
 
 

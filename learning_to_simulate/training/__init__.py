@@ -5,7 +5,8 @@
   `model_lock`: one trainer per model directory;
 - `build`: the simulator for a dataset; `optimizers`: optimizers and the
   learning-rate schedule; `one_step`: noise, loss, train and eval steps;
-  `pushforward`: the opt-in training step through the model's own rollout;
+  `pushforward`: the opt-in training steps through the model's own
+  rollout (pushforward, multi-step loss);
 - `rollout`: the autoregressive rollout as one graph;
 - `metrics`: rollout metrics (MSE at horizons, EMD, kinetic energy, out of
   domain); `baselines`: physics-free baselines;
