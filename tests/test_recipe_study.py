@@ -74,7 +74,7 @@ class RecipeStudyTest(tf.test.TestCase):
     self.assertFalse(verdicts["imprecise"]["met"]["one_step"])
     self.assertTrue(verdicts["good"]["all_met"])
     table = recipe_study.format_targets(verdicts)
-    self.assertIn("| good | 0.70x (yes) | 0 (yes) | 1.50x of <= 1.50x (yes) "
+    self.assertIn("| good | 0.70x (yes) | 0 (yes) | 1.50x, limit 1.50x (yes) "
                   "| **all** |", table)
     self.assertEqual(recipe_study.targets({"good": summary["good"]}), {})
 
