@@ -183,31 +183,26 @@ class UnrollTest(tf.test.TestCase):
         max(float(tf.reduce_max(tf.abs(a - b)))
             for a, b in zip(detached_gradients, hand_gradients)), 1e-3)
 
-  def test_training_with_multistep_loss(self):
+  def _train(self, recipe: config_lib.TrainingConfig, num_steps: int):
+    """Trains `num_steps` with `recipe`; returns the saved training config."""
     model_path = self.create_tempdir().full_path
-    recipe = config_lib.TrainingConfig(multistep_loss_steps=3)
     loss = trainer.train(
         self.data_path, model_path, SMALL, config_lib.OptimizerConfig(),
-        trainer.TrainOptions(num_steps=3, log_every_steps=1, seed=0),
+        trainer.TrainOptions(num_steps=num_steps, log_every_steps=1, seed=0),
         validation.ValidationOptions(every_steps=0), recipe)
     self.assertTrue(np.isfinite(loss))
-    saved = config_lib.load(model_path)
-    self.assertEqual(saved["training"]["multistep_loss_steps"], 3)
-    self.assertIn("ckpt-3.index", os.listdir(model_path))
+    self.assertIn(f"ckpt-{num_steps}.index", os.listdir(model_path))
+    return config_lib.load(model_path)["training"]
+
+  def test_training_with_multistep_loss(self):
+    saved = self._train(config_lib.TrainingConfig(multistep_loss_steps=3), 3)
+    self.assertEqual(saved["multistep_loss_steps"], 3)
 
   def test_training_with_pushforward(self):
-    model_path = self.create_tempdir().full_path
-    recipe = config_lib.TrainingConfig(pushforward_max_unroll=2,
-                                       pushforward_phase_steps=0,
-                                       pushforward_probability=1.0)
-    loss = trainer.train(
-        self.data_path, model_path, SMALL, config_lib.OptimizerConfig(),
-        trainer.TrainOptions(num_steps=4, log_every_steps=2, seed=0),
-        validation.ValidationOptions(every_steps=0), recipe)
-    self.assertTrue(np.isfinite(loss))
-    saved = config_lib.load(model_path)
-    self.assertEqual(saved["training"]["pushforward_max_unroll"], 2)
-    self.assertIn("ckpt-4.index", os.listdir(model_path))
+    saved = self._train(config_lib.TrainingConfig(
+        pushforward_max_unroll=2, pushforward_phase_steps=0,
+        pushforward_probability=1.0), 4)
+    self.assertEqual(saved["pushforward_max_unroll"], 2)
 
 
 if __name__ == "__main__":
