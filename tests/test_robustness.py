@@ -87,6 +87,31 @@ def trajectory_with(positions=None, particle_types=None):
       particle_types)
 
 
+class RememberedInterruptTest(tf.test.TestCase):
+
+  def test_ctrl_c_raises_and_is_remembered_for_the_next_check(self):
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+      with evaluation.RememberedInterrupt() as interrupt:
+        interrupt.check()  # Nothing asked for yet.
+        with self.assertRaises(KeyboardInterrupt):
+          os.kill(os.getpid(), signal.SIGINT)
+          signal.sigtimedwait([], 0.1)  # Lets the handler run.
+        # Were that KeyboardInterrupt swallowed, the next check raises it.
+        self.assertTrue(interrupt.requested)
+        with self.assertRaises(KeyboardInterrupt):
+          interrupt.check()
+      self.assertIs(signal.getsignal(signal.SIGINT),
+                    signal.default_int_handler)
+      # A handler someone else installed is left alone.
+      ignore = lambda signum, frame: None
+      signal.signal(signal.SIGINT, ignore)
+      with evaluation.RememberedInterrupt():
+        self.assertIs(signal.getsignal(signal.SIGINT), ignore)
+    finally:
+      signal.signal(signal.SIGINT, previous)
+
+
 class RobustnessTest(tf.test.TestCase, parameterized.TestCase):
 
   def setUp(self):

@@ -15,6 +15,8 @@ identical to those of a single process.
 
 import os
 import pickle
+import signal
+import threading
 import time
 from typing import (Any, Callable, Dict, Iterable, List, Mapping, Optional,
                     Sequence)
@@ -113,6 +115,40 @@ class RolloutsInterrupted(KeyboardInterrupt):
   def __init__(self, message: str, files: List[str]):
     super().__init__(message)
     self.files = files
+
+
+class RememberedInterrupt:
+  """Ctrl-C raises `KeyboardInterrupt` as usual, and is also remembered.
+
+  TensorFlow's native code can swallow the `KeyboardInterrupt` that
+  Python's SIGINT handler raises inside it (seen in about 1 of 5 runs of
+  `test_ctrl_c_during_eval_rollout`: the handler ran, the loop went on).
+  `check()` raises it again between rollouts. Only on the main thread, and
+  only where SIGINT has Python's default handler.
+  """
+
+  def __init__(self):
+    self.requested = False
+    self._previous = None
+
+  def __enter__(self) -> "RememberedInterrupt":
+    if (threading.current_thread() is threading.main_thread() and
+        signal.getsignal(signal.SIGINT) is signal.default_int_handler):
+      self._previous = signal.signal(signal.SIGINT, self._handle)
+    return self
+
+  def __exit__(self, *exc) -> None:
+    if self._previous is not None:
+      signal.signal(signal.SIGINT, self._previous)
+      self._previous = None
+
+  def _handle(self, signum, frame):
+    self.requested = True
+    signal.default_int_handler(signum, frame)
+
+  def check(self) -> None:
+    if self.requested:
+      raise KeyboardInterrupt
 
 
 def _interrupted(files: List[str], total: int, output_path: str
@@ -328,9 +364,10 @@ def evaluate_rollouts(data_path: str, model_path: str, output_path: str,
 
   files, scores = [], []
   try:
-    _write_rollouts(dataset, reading_utils.split_file(data_path, split),
-                    rollout_fn, num_steps, metadata, output_path, split,
-                    indices, scores, files)
+    with RememberedInterrupt() as interrupt:
+      _write_rollouts(dataset, reading_utils.split_file(data_path, split),
+                      rollout_fn, num_steps, metadata, output_path, split,
+                      indices, scores, files, interrupt.check)
   except KeyboardInterrupt:
     raise _interrupted(files, total, output_path) from None
   if shard is not None:
@@ -375,13 +412,16 @@ def _write_rollouts(dataset: Iterable[Any], path: str,
                     rollout_fn: Callable[..., Dict[str, Any]], num_steps: int,
                     metadata: Dict[str, Any], output_path: str, split: str,
                     indices: Sequence[int], scores: List[Dict[str, Any]],
-                    files: List[str]) -> None:
+                    files: List[str],
+                    check_interrupt: Callable[[], None] = lambda: None
+                    ) -> None:
   """The loop of `evaluate_rollouts`, reading `dataset` from `path`.
 
   `indices` numbers the trajectories of `dataset` (`rollout_{split}_{i}`).
   Appends each rollout's `score_rollout` and pickle path to `scores` and
   `files` as soon as the pickle is complete, so an interrupt knows what was
-  written.
+  written. `check_interrupt` runs after each rollout (it raises
+  `KeyboardInterrupt` for one that was asked for).
   """
   # A bar on a terminal (tqdm turns itself off elsewhere); logs say the rest.
   for index, features in zip(indices, tqdm.tqdm(
@@ -404,3 +444,4 @@ def _write_rollouts(dataset: Iterable[Any], path: str,
                  "  -> %s", index, num_steps, num_particles, seconds,
                  num_steps / max(seconds, 1e-9), model["rollout_error_mse"],
                  model["mse_full"], model["out_of_domain"], rollout_path)
+    check_interrupt()
