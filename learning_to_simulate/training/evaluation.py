@@ -363,13 +363,20 @@ def evaluate_rollouts(data_path: str, model_path: str, output_path: str,
   rollout_fn = rollout_lib.make_rollout_fn(simulator, metadata)
 
   files, scores = [], []
+  interrupt = RememberedInterrupt()
   try:
-    with RememberedInterrupt() as interrupt:
+    with interrupt:
       _write_rollouts(dataset, reading_utils.split_file(data_path, split),
                       rollout_fn, num_steps, metadata, output_path, split,
                       indices, scores, files, interrupt.check)
   except KeyboardInterrupt:
     raise _interrupted(files, total, output_path) from None
+  except Exception:  # pylint: disable=broad-except
+    # An error from the interrupt's way through native code is the
+    # interrupt; any other error is itself.
+    if interrupt.requested:
+      raise _interrupted(files, total, output_path) from None
+    raise
   if shard is not None:
     with distribution.failures(workers, "the rollouts written are "
                                "complete"):
