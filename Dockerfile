@@ -3,8 +3,9 @@
 # so the host needs only the NVIDIA driver and the NVIDIA Container Toolkit. Usage:
 # the "Docker (GPU)" section of README.md.
 #
-# The base is pinned to an exact Python patch release on an exact Debian release. To pin its digest
-# too, append the one printed by `docker buildx imagetools inspect python:3.11.17-slim-bookworm`
+# The base is pinned to an exact Python patch release on an exact Debian release: 3.11, the Python
+# CI runs the tests on (the package and requirements.txt support 3.11, 3.12 and 3.13). To pin its
+# digest too, append the one printed by `docker buildx imagetools inspect python:3.11.17-slim-bookworm`
 # as `@sha256:...`.
 FROM python:3.11.17-slim-bookworm
 

@@ -21,7 +21,12 @@ setuptools.setup(
     long_description=open(os.path.join(_HERE, "README.md")).read(),
     long_description_content_type="text/markdown",
     license="Apache 2.0",
-    python_requires=">=3.11,<3.12",
+    python_requires=">=3.11,<3.14",
+    classifiers=[
+        "Programming Language :: Python :: 3.11",
+        "Programming Language :: Python :: 3.12",
+        "Programming Language :: Python :: 3.13",
+    ],
     packages=setuptools.find_packages(include=["learning_to_simulate",
                                                "learning_to_simulate.*"]),
     package_data={"learning_to_simulate": ["data/*/*", "pretrained/*/*",

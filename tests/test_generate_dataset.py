@@ -273,6 +273,24 @@ class GenerateDatasetTest(tf.test.TestCase, parameterized.TestCase):
         generate_dataset.generate_dataset(output_path=output_path, **TINY)
     self.assertFalse(os.path.exists(output_path))
 
+  def test_taichi_without_its_system_library(self):
+    # A bare system (Debian minbase) has Taichi's wheel but not libX11.
+    error = ImportError("libX11.so.6: cannot open shared object file: No "
+                        "such file or directory")
+    real_import = __import__
+
+    def failing_import(name, *args, **kwargs):
+      if name == "taichi":
+        raise error
+      return real_import(name, *args, **kwargs)
+
+    with mock.patch("builtins.__import__", failing_import):
+      with self.assertRaisesRegex(
+          mpm.TaichiNotFoundError,
+          r"^Taichi is installed but cannot load libX11\.so\.6, .*"
+          r"apt-get install libx11-6\)$"):
+        mpm.import_taichi()
+
   def test_cli_errors_are_one_line(self):
     output_path = os.path.join(self.get_temp_dir(), "cli")
     cli_flags = types.SimpleNamespace(

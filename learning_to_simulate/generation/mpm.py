@@ -26,6 +26,7 @@ and pushed out of the capsules. Taichi is an optional dependency (the
 
 import dataclasses
 import math
+import re
 from typing import Callable, NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
@@ -91,8 +92,26 @@ def import_taichi():
   try:
     import taichi  # pylint: disable=g-import-not-at-top
   except ImportError as e:
+    library = _missing_library(str(e))
+    if library:  # Installed, but a system library it links is not.
+      raise TaichiNotFoundError(
+          f"Taichi is installed but cannot load {library}, a system library "
+          f"it needs: install it (Debian/Ubuntu: apt-get install "
+          f"{_DEBIAN_PACKAGES.get(library, 'the package that has it')})"
+      ) from e
     raise TaichiNotFoundError(MISSING_TAICHI_MESSAGE) from e
   return taichi
+
+
+# Shared libraries Taichi's core links and a bare system may lack.
+_DEBIAN_PACKAGES = {"libX11.so.6": "libx11-6"}
+
+
+def _missing_library(message: str) -> str:
+  """The shared library an ImportError's message says is missing, or ''."""
+  match = re.match(r"(\S+\.so[.\d]*): cannot open shared object file",
+                   message)
+  return match.group(1) if match else ""
 
 
 def lame_parameters(youngs_modulus: float,
