@@ -333,6 +333,47 @@ class RobustnessTest(tf.test.TestCase, parameterized.TestCase):
     self.assertRegex(log, r"Restored .*ckpt-2")
     self.assertEqual(digests(self.model_path), before)  # Eval only reads.
 
+  @parameterized.named_parameters(
+      ("out_of_memory", MemoryError()),
+      ("permission", tf.errors.PermissionDeniedError(
+          None, None, "ckpt-4.data-00000-of-00001; Permission denied")),
+      ("transient", tf.errors.UnavailableError(
+          None, None, "network file system not responding")))
+  def test_a_read_error_that_is_not_damage_leaves_the_checkpoint(self, error):
+    before = digests(self.model_path)
+    real_load = tf.train.load_checkpoint
+
+    def load(path):  # Fails on the newest checkpoint only.
+      if path.endswith("ckpt-4"):
+        raise error
+      return real_load(path)
+
+    message = (r"^could not read checkpoint .*ckpt-4: "
+               f"{type(error).__name__}: .*no sign of damage: it is left "
+               r"as it is; fix the cause and run again\)$")
+    with mock.patch.object(tf.train, "load_checkpoint", load):
+      with self.assertRaisesRegex(checkpoints.CheckpointReadError, message):
+        trainer.train(self.data_path, self.model_path, TINY, ADAM,
+                      options(num_steps=6))
+      with self.assertRaisesRegex(checkpoints.CheckpointReadError, message):
+        evaluation.load_model(self.data_path, self.model_path, TINY)
+    # Neither renamed nor skipped: training had not started from ckpt-2.
+    self.assertEqual(digests(self.model_path), before)
+
+  def test_only_evidence_of_damage_is_damage(self):
+    self.assertTrue(checkpoints.is_damage(
+        IndexError("Read less bytes than requested")))
+    self.assertTrue(checkpoints.is_damage(tf.errors.OpError(
+        None, None, "TensorBundle at x shard 0: Checksum does not match",
+        tf.errors.UNKNOWN)))
+    self.assertTrue(checkpoints.is_damage(tf.errors.DataLossError(
+        None, None, "anything")))
+    self.assertFalse(checkpoints.is_damage(IndexError("list index")))
+    self.assertFalse(checkpoints.is_damage(MemoryError()))
+    self.assertFalse(checkpoints.is_damage(OSError(errno.EIO, "I/O error")))
+    self.assertFalse(checkpoints.is_damage(tf.errors.ResourceExhaustedError(
+        None, None, "OOM when allocating tensor")))
+
   def test_no_usable_checkpoint_is_an_error(self):
     self.damage_latest("truncated_index")
     with open(checkpoints.checkpoint_path(self.model_path, 2) + ".index",

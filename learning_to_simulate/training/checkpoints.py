@@ -41,6 +41,10 @@ class CheckpointError(ValueError):
   """A model directory has no usable checkpoint, or a save failed."""
 
 
+class CheckpointReadError(CheckpointError):
+  """A checkpoint could not be read, for a reason other than damage."""
+
+
 def make_manager(model_path: str, simulator: tf.Module,
                  optimizer: Optional[tf.Module] = None,
                  max_to_keep: Optional[int] = 5
@@ -72,6 +76,13 @@ def damage(path: str) -> Optional[str]:
 
   Reads every tensor, so a truncated or corrupted `.data` file fails its
   checksum here rather than halfway through a restore.
+  Only evidence of damage makes it unusable: a missing or truncated file, a
+  failed checksum, an index that is not one, a non-finite tensor. Any other
+  failure to read it (out of memory, permission denied, a transient I/O
+  error) raises, so that nobody moves a good checkpoint aside for it.
+
+  Raises:
+    CheckpointReadError: reading failed without evidence of damage.
   """
   if not os.path.exists(path + ".index"):
     return "its .index file is missing"
@@ -83,10 +94,37 @@ def damage(path: str) -> Optional[str]:
         variable = name.split("/.ATTRIBUTES")[0]
         return f"{variable} is not finite: training diverged"
   except Exception as error:  # pylint: disable=broad-except
-    # Any failure to read makes it unusable: IndexError for a short .data
-    # file, OpError for a bad checksum or index, ...
+    if not is_damage(error):
+      raise CheckpointReadError(
+          f"could not read checkpoint {path}: {type(error).__name__}: "
+          f"{_first_line(error)} (no sign of damage: it is left as it is; "
+          "fix the cause and run again)") from error
     return f"unreadable: {_first_line(error)}"
   return None
+
+
+# What TensorFlow's checkpoint reader says of damaged files: a failed
+# checksum, a missing .data file, an .index file that is not an SSTable.
+_DAMAGE_MESSAGE = re.compile(
+    r"checksum does not match|no such file or directory|not an sstable|"
+    r"too short to be an sstable|perhaps the file is corrupt|data loss|"
+    r"truncated|corrupt", re.IGNORECASE)
+
+
+def is_damage(error: BaseException) -> bool:
+  """Whether an error raised while reading a checkpoint shows damage.
+
+  The reader raises IndexError ("Read less bytes than requested") for a
+  truncated .data file and a plain `tf.errors.OpError` for the rest, so
+  the message decides; DataLossError and NotFoundError always do.
+  """
+  if isinstance(error, (tf.errors.DataLossError, tf.errors.NotFoundError)):
+    return True
+  if isinstance(error, IndexError):
+    return "read less bytes" in str(error).lower()
+  if isinstance(error, tf.errors.OpError):
+    return bool(_DAMAGE_MESSAGE.search(error.message or ""))
+  return False
 
 
 def _first_line(error: BaseException) -> str:
