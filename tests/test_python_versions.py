@@ -23,6 +23,7 @@ import unittest
 
 from packaging import requirements as requirements_lib
 from packaging import specifiers
+from packaging.utils import canonicalize_name
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 SETUP_ENV = ROOT / "scripts" / "setup_env.sh"
@@ -39,17 +40,13 @@ def _python_requires() -> specifiers.SpecifierSet:
   return specifiers.SpecifierSet(match.group(1))
 
 
-def _canonical(name: str) -> str:
-  return re.sub(r"[-_.]+", "-", name).lower()
-
-
 def resolver_requirements() -> list[str]:
   """`requirements.txt` and every extra of the installed package, with each
   source-only pin replaced by that distribution's own requirements."""
   lines = []
   for entry in importlib.metadata.requires("learning_to_simulate") or []:
     requirement = requirements_lib.Requirement(entry)
-    if _canonical(requirement.name) in SOURCE_ONLY:
+    if canonicalize_name(requirement.name) in SOURCE_ONLY:
       lines.extend(importlib.metadata.requires(requirement.name) or [])
       continue
     # Extras are wanted too: drop their `extra == "..."` markers.
@@ -65,7 +62,7 @@ def pinned_versions() -> dict[str, str]:
     requirement = requirements_lib.Requirement(entry)
     exact = [s.version for s in requirement.specifier if s.operator == "=="]
     if exact:
-      pins[_canonical(requirement.name)] = exact[0]
+      pins[canonicalize_name(requirement.name)] = exact[0]
   return pins
 
 
@@ -80,7 +77,7 @@ class SupportedVersionsTest(unittest.TestCase):
 
   def test_every_declared_dependency_is_pinned_exactly(self):
     # The resolver test below is only meaningful for exact pins.
-    declared = {_canonical(requirements_lib.Requirement(entry).name)
+    declared = {canonicalize_name(requirements_lib.Requirement(entry).name)
                 for entry in importlib.metadata.requires(
                     "learning_to_simulate") or []}
     self.assertEqual(declared, set(pinned_versions()))
@@ -111,7 +108,8 @@ class ResolverTest(unittest.TestCase):
           + result.stderr[-3000:])
       with open(report) as f:
         installs = json.load(f)["install"]
-    return {_canonical(item["metadata"]["name"]): item for item in installs}
+    return {canonicalize_name(item["metadata"]["name"]): item
+            for item in installs}
 
   def test_pins_resolve_to_wheels(self):
     running = f"{sys.version_info.major}.{sys.version_info.minor}"

@@ -107,8 +107,7 @@ def damage(path: str) -> Optional[str]:
 # checksum, a missing .data file, an .index file that is not an SSTable.
 _DAMAGE_MESSAGE = re.compile(
     r"checksum does not match|no such file or directory|not an sstable|"
-    r"too short to be an sstable|perhaps the file is corrupt|data loss|"
-    r"truncated|corrupt", re.IGNORECASE)
+    r"too short to be an sstable|data loss|truncated|corrupt", re.IGNORECASE)
 
 
 def is_damage(error: BaseException) -> bool:
