@@ -160,11 +160,20 @@ class GnsNpzTest(tf.test.TestCase):
     # The material property becomes the global context: 0.5 and 1.5.
     self.assertAllClose(metadata["context_mean"], [1.0])
     self.assertAllClose(metadata["context_std"], [0.5])
-    everything = np.concatenate([item[0].reshape(-1, 2) for items in
-                                 self.splits.values() for item in items])
-    # The shortest decimals of the float32 extremes: equal as float32.
-    self.assertAllEqual(np.float32(metadata["bounds"]),
-                        np.stack([everything.min(0), everything.max(0)], 1))
+    box = lambda items: np.stack([
+        np.concatenate([item[0].reshape(-1, 2) for item in items]).min(0),
+        np.concatenate([item[0].reshape(-1, 2) for item in items]).max(0)],
+                                 1)
+    everything = box([item for items in self.splits.values()
+                      for item in items])
+    train = box(self.splits["train"])
+    self.assertNotAllEqual(train, everything)  # Valid and test go further.
+    # The train split's box (the shortest decimals of the float32 extremes:
+    # equal as float32): no valid or test position shapes the bounds.
+    self.assertAllEqual(np.float32(metadata["bounds"]), train)
+    self.assertAllEqual(np.float32(report.extent), everything)
+    self.assertIn(f"the train split's {report.train_extent}",
+                  convert.format_report(report, output_path))
     self.assertEqual(metadata["sequence_length"], 8)
     self.assertEqual(metadata["dt"], DT)
     self.assertEqual(metadata["default_connectivity_radius"],

@@ -54,7 +54,9 @@ class ConvertOptions:
     dt: time between frames, stored as metadata `dt`; required unless the
       input is TFRecords (whose metadata is kept).
     bounds: `[[lo, hi]] * dim`; default: the smallest box holding every
-      position of every split (TFRecord input: its metadata's).
+      position of the train split, so that no valid or test position
+      shapes the model's features or its walls (TFRecord input: its
+      metadata's).
     connectivity_radius: `default_connectivity_radius`; default: the
       suggested one (TFRecord input: its metadata's).
     particle_type_map: input type -> DeepMind type, applied before the
@@ -117,6 +119,7 @@ class ConversionReport(NamedTuple):
     num_trajectories: split -> trajectories.
     num_particles: smallest and largest particle count of a trajectory.
     extent: `[[lo, hi]] * dim`, the box holding every position.
+    train_extent: the box holding every position of the train split.
     spacing: median distance between nearest particles (sampled frames).
     suggested_radius: a connectivity radius from that spacing.
     neighbours: neighbour counts at the metadata's radius (sampled frames).
@@ -126,6 +129,7 @@ class ConversionReport(NamedTuple):
   num_trajectories: Dict[str, int]
   num_particles: Tuple[int, int]
   extent: List[List[float]]
+  train_extent: List[List[float]]
   spacing: float
   suggested_radius: float
   neighbours: neighbours.NeighbourCounts
@@ -154,6 +158,8 @@ class _Scan:
   def __init__(self):
     self.lower = None
     self.upper = None
+    self.train_lower = None
+    self.train_upper = None
     self.counts = {split: 0 for split in common.SPLITS}
     self.num_particles = []
     self.frames = []  # Sampled frames for the spacing and neighbour counts.
@@ -172,6 +178,10 @@ class _Scan:
     self.num_particles.append(positions.shape[1])
     if split != "train":
       return
+    self.train_lower = lower if self.train_lower is None else np.minimum(
+        self.train_lower, lower)
+    self.train_upper = upper if self.train_upper is None else np.maximum(
+        self.train_upper, upper)
     if self.counts[split] <= RADIUS_SAMPLE_TRAJECTORIES:
       last = len(positions) - 1
       self.frames += [positions[i].copy() for i in (0, last // 2, last)]
@@ -197,11 +207,11 @@ class _Scan:
     return {"context_mean": mean.tolist(), "context_std": np.sqrt(var).tolist()}
 
 
-def _extent(scan: _Scan) -> List[List[float]]:
-  """`[[lo, hi]] * dim` of every position, each the shortest decimal that
-  is the float32 value (0.1, not 0.10000000149011612)."""
+def _extent(lower: np.ndarray, upper: np.ndarray) -> List[List[float]]:
+  """`[[lo, hi]] * dim` of the box, each the shortest decimal that is the
+  float32 value (0.1, not 0.10000000149011612)."""
   return [[float(str(np.float32(lo))), float(str(np.float32(hi)))]
-          for lo, hi in zip(scan.lower, scan.upper)]
+          for lo, hi in zip(lower, upper)]
 
 
 def _metadata(input_path: str, options: ConvertOptions, scan: _Scan,
@@ -219,7 +229,7 @@ def _metadata(input_path: str, options: ConvertOptions, scan: _Scan,
   if options.bounds is not None:
     bounds = [[float(lo), float(hi)] for lo, hi in options.bounds]
   else:
-    bounds = _extent(scan)
+    bounds = _extent(scan.train_lower, scan.train_upper)
   metadata = {
       "bounds": bounds,
       "sequence_length": num_frames - 1,
@@ -310,7 +320,8 @@ def convert(input_path: str, output_path: str,
   return ConversionReport(
       metadata=metadata, num_trajectories=dict(scan.counts),
       num_particles=(min(scan.num_particles), max(scan.num_particles)),
-      extent=_extent(scan),
+      extent=_extent(scan.lower, scan.upper),
+      train_extent=_extent(scan.train_lower, scan.train_upper),
       spacing=spacing, suggested_radius=suggested,
       neighbours=neighbours.count_distribution(scan.frames, radius),
       suggested_neighbours=neighbours.count_distribution(scan.frames,
@@ -360,7 +371,8 @@ def format_report(report: ConversionReport, output_path: str) -> str:
   lines = [
       f"wrote {output_path}: {counts} trajectories of {particles} particles, "
       f"{metadata['sequence_length'] + 1} frames, dim {metadata['dim']}",
-      f"bounds {metadata['bounds']} (positions span {report.extent})",
+      f"bounds {metadata['bounds']} (positions span {report.extent}; the "
+      f"train split's {report.train_extent})",
       f"particle spacing {report.spacing:.4g} (median distance to the nearest"
       " particle, first/middle/last frame of the first "
       f"{RADIUS_SAMPLE_TRAJECTORIES} train trajectories)",

@@ -42,7 +42,8 @@ def _define_flags() -> None:
       "input is tfrecord.")
   flags.DEFINE_string(
       "bounds", None, "Domain bounds as JSON, e.g. '[[0.1, 0.9], [0.1, 0.9]]' "
-      "(default: the smallest box holding every position).")
+      "(default: the smallest box holding every position of the train "
+      "split).")
   flags.DEFINE_float(
       "connectivity_radius", None,
       "default_connectivity_radius (default: the suggested radius).")
