@@ -140,7 +140,15 @@ flags.DEFINE_float("lr_decay_rate", _OPTIMIZER.lr_decay_rate,
                    help="Learning-rate decay factor.")
 
 # Run control.
-flags.DEFINE_integer("seed", None, help="Random seed (default: unseeded).")
+flags.DEFINE_integer("seed", None, help="Random seed of every draw of a run: "
+                     "initial weights, input noise, shuffle, pushforward "
+                     "unrolls, validation noise (default: unseeded).")
+flags.DEFINE_boolean("deterministic", False,
+                     help="TensorFlow's op determinism (tf.config."
+                     "experimental.enable_op_determinism; needs --seed): "
+                     "two runs with the same seed and thread count give the "
+                     "same weights, also when one was interrupted and "
+                     "resumed. Slower, mostly on GPU.")
 flags.DEFINE_integer("log_every_steps", _TRAIN.log_every_steps,
                      help="Log loss, steps/s and ETA every N steps.")
 flags.DEFINE_integer("checkpoint_every_steps", _TRAIN.checkpoint_every_steps,
@@ -151,6 +159,11 @@ flags.DEFINE_integer("keep_checkpoints", _TRAIN.keep_checkpoints,
                      help="How many recent checkpoints to keep.")
 flags.DEFINE_integer("shuffle_buffer_size", _TRAIN.shuffle_buffer_size,
                      help="Shuffle buffer of training windows.")
+flags.DEFINE_boolean("save_input_position", _TRAIN.save_input_position,
+                     help="Save the input's position (its shuffle buffer) "
+                     "in checkpoints, so that a resumed run goes on with "
+                     "the batches it would have had; off: smaller "
+                     "checkpoints, and a resumed run starts a new shuffle.")
 
 # Scaling out (tf.distribute; the default trains on one device, as before).
 flags.DEFINE_enum("distribution", "none", list(distribution.DISTRIBUTIONS),
@@ -252,7 +265,12 @@ def _data_path():
 
 def run():
   """Runs the mode selected by the flags."""
+  if FLAGS.deterministic and FLAGS.seed is None:
+    raise ValueError("--deterministic needs --seed (every random draw of a "
+                     "deterministic run follows from it)")
   devices.configure_devices()
+  if FLAGS.deterministic:
+    tf.config.experimental.enable_op_determinism()
   # Before any TensorFlow op: collectives are set up when the runtime starts.
   workers = distribution.make_workers(FLAGS.distribution, FLAGS.tpu)
   if FLAGS.seed is not None:
@@ -282,7 +300,8 @@ def run():
         mixed_precision=FLAGS.mixed_precision,
         jit_compile=FLAGS.jit_compile,
         recompute_grad=FLAGS.recompute_grad,
-        skip_corrupt_records=FLAGS.skip_corrupt_records)
+        skip_corrupt_records=FLAGS.skip_corrupt_records,
+        save_input_position=FLAGS.save_input_position)
     validation_options = validation.ValidationOptions(
         every_steps=FLAGS.eval_every_steps,
         num_batches=FLAGS.eval_num_batches,

@@ -329,7 +329,8 @@ def gradients(batch):
 losses, summed = gradients(per_replica)
 step = distributed_training.make_train_step(
     workers, simulator, optimizer, 0.0, noise_fn=noise_fn)
-step_loss, stops = step(per_replica, tf.constant(1.0), tf.constant(0))
+step_loss, stops = step(tuple(replica_batches), tf.constant(1.0),
+                        tf.constant(0))
 
 def max_diff(a, b):
   return max(float(np.max(np.abs(np.asarray(x) - np.asarray(y))))
@@ -356,10 +357,8 @@ single_pushforward = tf.function(
 single_pushforward_loss = single_pushforward(global_window)
 window_step = distributed_training.make_train_step(
     workers, simulator, optimizer, 0.0, windows=True)
-pushforward_loss, _ = window_step(
-    strategy.experimental_distribute_values_from_function(
-        lambda context: replica_windows[context.replica_id_in_sync_group]),
-    tf.constant(0.0), tf.constant(1))
+pushforward_loss, _ = window_step(tuple(replica_windows), tf.constant(0.0),
+                                  tf.constant(1))
 
 # A two-step loss (no unroll before it) on the same windows, on both models.
 single_multistep = tf.function(
@@ -369,10 +368,8 @@ single_multistep = tf.function(
 single_multistep_loss = single_multistep(global_window)
 multistep_step = distributed_training.make_train_step(
     workers, simulator, optimizer, 0.0, windows=True, loss_steps=2)
-multistep_loss, _ = multistep_step(
-    strategy.experimental_distribute_values_from_function(
-        lambda context: replica_windows[context.replica_id_in_sync_group]),
-    tf.constant(0.0), tf.constant(0))
+multistep_loss, _ = multistep_step(tuple(replica_windows), tf.constant(0.0),
+                                    tf.constant(0))
 
 # Each replica draws its own noise on the same inputs.
 same = global_batch[0]
@@ -543,6 +540,37 @@ class MultiWorkerTest(tf.test.TestCase):
     for _, out, _ in results:
       got = float(re.search(r"one_step_position_mse: (\S+)", out)[1])
       self.assertAllClose(got, want["one_step_position_mse"], rtol=1e-5)
+
+  def test_resumed_job_goes_on_with_each_workers_batches(self):
+    # A job stopped at step 4 and resumed to step 6 ends as one that ran
+    # to step 6: each worker's input position is saved (the chief's in its
+    # checkpoints, the other's in input-worker-1/) and restored.
+    def run(name, num_steps):
+      model_path = os.path.join(self.root, name)
+      results = _run_workers(
+          f"--data_path={self.data_path}", f"--model_path={model_path}",
+          "--seed=3", "--deterministic", "--eval_every_steps=0",
+          "--shuffle_buffer_size=4", "--batch_size=2",
+          f"--num_steps={num_steps}", *_SMALL)
+      return model_path, [err for _, _, err in results]
+
+    whole, _ = run("whole", 6)
+    resumed, _ = run("resumed", 4)
+    self.assertTrue(os.path.exists(os.path.join(
+        resumed, "input-worker-1", "ckpt-4.index")))
+    _, (chief, other) = run("resumed", 6)
+    self.assertIn(f"The input goes on where {resumed}/ckpt-4 left it.",
+                  chief)
+    self.assertIn(f"The input goes on where {resumed}/input-worker-1/ckpt-4 "
+                  "left it.", other)
+    want = tf.train.load_checkpoint(os.path.join(whole, "ckpt-6"))
+    got = tf.train.load_checkpoint(os.path.join(resumed, "ckpt-6"))
+    names = [name for name in want.get_variable_to_dtype_map()
+             if name.startswith("simulator/")]
+    self.assertNotEmpty(names)
+    for name in names:
+      self.assertAllEqual(want.get_tensor(name), got.get_tensor(name),
+                          msg=name)
 
 
 if __name__ == "__main__":

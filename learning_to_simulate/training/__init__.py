@@ -13,6 +13,7 @@
 - `evaluation`: `eval` and `eval_rollout`; `validation`: validation during
   training and the best model; `trainer`: the training loop;
   `divergence`: stopping it at the first non-finite loss;
+  `random_streams`: every random draw of a run from its seed and step;
 - `devices`: device set-up; `distribution`: the `tf.distribute` strategy
   of `--distribution`, the workers' collectives and chief-only writing;
   `distributed_training`: the global-batch train step and sharded input;

@@ -45,14 +45,47 @@ class CheckpointReadError(CheckpointError):
   """A checkpoint could not be read, for a reason other than damage."""
 
 
-def make_manager(model_path: str, simulator: tf.Module,
+# The keys of the training input's position (a `tf.data` iterator's state:
+# its shuffle buffer, the trajectory being read) in a training checkpoint,
+# and of what it is a position in (`input_description`'s JSON).
+INPUT_KEY = "input"
+INPUT_DESCRIPTION_KEY = "input_description"
+_DESCRIPTION_TENSOR = f"{INPUT_DESCRIPTION_KEY}/.ATTRIBUTES/VARIABLE_VALUE"
+
+
+def input_description(train_file: str, **pipeline: Any) -> str:
+  """What an input position is a position in: the file and the pipeline.
+
+  Args:
+    train_file: the training split's file (its real path, size and
+      modification time: a position is not carried over to other data).
+    **pipeline: JSON-able settings that shape the stream (batch size,
+      window length, shuffle buffer, shard, ...).
+  """
+  stat = os.stat(train_file)
+  return json.dumps(dict(train_file=os.path.realpath(train_file),
+                         size=stat.st_size, mtime_ns=stat.st_mtime_ns,
+                         **pipeline), sort_keys=True)
+
+
+def make_manager(model_path: str, simulator: Optional[tf.Module],
                  optimizer: Optional[tf.Module] = None,
-                 max_to_keep: Optional[int] = 5
+                 max_to_keep: Optional[int] = 5,
+                 input_iterator: Optional[Any] = None,
+                 description: str = ""
                  ) -> tf.train.CheckpointManager:
-  """A manager for `simulator` (and `optimizer`, when training)."""
-  objects = {"simulator": simulator}
+  """A manager for `simulator` (and `optimizer`, when training; and the
+  training input's position, `input_iterator`, with its `description`
+  from `input_description`, when it is saved)."""
+  objects = {}
+  if simulator is not None:
+    objects["simulator"] = simulator
   if optimizer is not None:
     objects["optimizer"] = optimizer
+  if input_iterator is not None:
+    objects[INPUT_KEY] = input_iterator
+    objects[INPUT_DESCRIPTION_KEY] = tf.Variable(description,
+                                                 trainable=False)
   checkpoint = tf.train.Checkpoint(**objects)
   return tf.train.CheckpointManager(checkpoint, model_path,
                                     max_to_keep=max_to_keep,
@@ -61,6 +94,17 @@ def make_manager(model_path: str, simulator: tf.Module,
 
 def checkpoint_path(model_path: str, number: int) -> str:
   return os.path.join(model_path, f"{CHECKPOINT_NAME}-{number}")
+
+
+def number(path: str) -> int:
+  """N of a `ckpt-N` prefix."""
+  return int(os.path.basename(path).rsplit("-", 1)[1])
+
+
+def input_directory(model_path: str, worker: int) -> str:
+  """Where worker `worker` (not the chief) of a multi-worker job keeps its
+  input position, apart from the chief's checkpoints."""
+  return os.path.join(model_path, f"input-worker-{worker}")
 
 
 def numbers_on_disk(model_path: str) -> List[int]:
@@ -89,6 +133,10 @@ def damage(path: str) -> Optional[str]:
   try:
     reader = tf.train.load_checkpoint(path)
     for name, dtype in sorted(reader.get_variable_to_dtype_map().items()):
+      if dtype == tf.variant:  # The input's position: its checksum only.
+        tf.raw_ops.RestoreV2(prefix=path, tensor_names=[name],
+                             shape_and_slices=[""], dtypes=[dtype])
+        continue
       value = reader.get_tensor(name)
       if dtype.is_floating and not np.all(np.isfinite(value)):
         variable = name.split("/.ATTRIBUTES")[0]
@@ -222,9 +270,52 @@ def restore_latest(manager: tf.train.CheckpointManager, require: bool,
     return None
   status = manager.checkpoint.restore(path)
   status.assert_existing_objects_matched()
-  if model_only:
-    status.expect_partial()
+  # The optimizer (with `model_only`) and the input's position stay unread.
+  status.expect_partial()
   return path
+
+
+def restore_input(path: str, iterator: Any,
+                  description: str) -> Optional[str]:
+  """Restores the training input's position saved in checkpoint `path`.
+
+  Args:
+    path: a `ckpt-N` prefix.
+    iterator: a new iterator over the input pipeline.
+    description: that pipeline's (`input_description`): the saved position
+      is restored only into the pipeline it was saved from.
+
+  Returns:
+    None once restored; else why not, for a warning (the checkpoint was
+    saved without it, or for other data or another pipeline, or it does not
+    restore). The iterator may then be unusable: make a new one.
+  """
+  reader = tf.train.load_checkpoint(path)
+  names = reader.get_variable_to_dtype_map()
+  if _DESCRIPTION_TENSOR not in names or not any(
+      name.startswith(INPUT_KEY + "/") for name in names):
+    return "it was saved without it"
+  saved = reader.get_tensor(_DESCRIPTION_TENSOR).decode()
+  if saved != description:
+    return f"it was saved for another input: {_changes(saved, description)}"
+  try:
+    status = tf.train.Checkpoint(**{INPUT_KEY: iterator}).read(path)
+    status.assert_existing_objects_matched()
+    status.expect_partial()
+  except (tf.errors.OpError, AssertionError, ValueError) as error:
+    return f"it could not be restored: {_first_line(error)}"
+  return None
+
+
+def _changes(saved: str, current: str) -> str:
+  """The settings in which two `input_description`s differ, in words."""
+  try:
+    before, after = json.loads(saved), json.loads(current)
+  except json.JSONDecodeError:
+    return "its description does not read"
+  keys = sorted(set(before) | set(after))
+  return ", ".join(f"{key} {before.get(key)!r} then, {after.get(key)!r} now"
+                   for key in keys if before.get(key) != after.get(key))
 
 
 def remove_stale_temp_files(model_path: str) -> List[str]:

@@ -16,9 +16,13 @@ gradient of the global loss, as on one device. Each replica draws its own
 input noise.
 
 Input: each worker reads its own shard of the training trajectories
-(`distribute_datasets_from_function`; record `i` goes to worker `i mod W`),
-one trajectory at a time as on one device, so its memory does not grow with
-the dataset.
+(record `i` goes to worker `i mod W`), one trajectory at a time as on one
+device, so its memory does not grow with the dataset. Its pipeline is a
+plain `tf.data` one whose elements hold one batch per local replica, handed
+to the replicas by `experimental_distribute_values_from_function`: unlike
+`tf.distribute`'s distributed iterators, its iterator can be checkpointed,
+so a resumed job goes on with the batches it would have had (each worker
+its own, see `trainer`).
 
 Stopping: SIGTERM or SIGINT to any worker stops every worker after the same
 step (a flag travels in the step's first all-reduce), so that all save the
@@ -27,7 +31,6 @@ same checkpoint.
 
 from typing import Any, Callable, Mapping, Optional, Tuple
 
-import numpy as np
 import tensorflow as tf
 
 from learning_to_simulate.data import common
@@ -35,6 +38,7 @@ from learning_to_simulate import reading_utils
 from learning_to_simulate.training import distribution
 from learning_to_simulate.training import one_step
 from learning_to_simulate.training import pushforward
+from learning_to_simulate.training import random_streams
 
 NoiseFn = Callable[[Mapping[str, tf.Tensor]], tf.Tensor]
 Predict = Callable[[], Tuple[tf.Tensor, tf.Tensor]]
@@ -107,7 +111,7 @@ def make_train_step(workers: distribution.Workers, simulator, optimizer,
                     on_loss: Optional[Callable[[tf.Tensor], None]] = None,
                     windows: bool = False,
                     noise_fn: Optional[NoiseFn] = None,
-                    loss_steps: int = 1):
+                    loss_steps: int = 1, seed: Optional[int] = None):
   """The distributed train step, a `tf.function(batch, stop, num_unroll)`.
 
   Args:
@@ -123,22 +127,27 @@ def make_train_step(workers: distribution.Workers, simulator, optimizer,
     noise_fn: one-step only: `features -> noise` `[num_particles,
       INPUT_SEQUENCE_LENGTH, dim]` instead of random noise (tests).
     loss_steps: windows only: the multi-step loss's number of steps.
+    seed: the run seed: each replica's noise is drawn from (seed, step,
+      replica) (`random_streams`); None: stateful draws.
 
   Returns:
-    `step(batch, stop, num_unroll) -> (loss, stops)`: `batch` per replica,
-    `stop` a float32 scalar (1: this worker was asked to stop),
-    `num_unroll` an int32 scalar; the global loss and the number of
+    `step(batches, stop, num_unroll) -> (loss, stops)`: `batches` a tuple
+    of one batch per local replica of this worker (an element of
+    `make_dataset`'s), `stop` a float32 scalar (1: this worker was asked to
+    stop), `num_unroll` an int32 scalar; the global loss and the number of
     replicas asked to stop.
   """
   strategy = workers.strategy
+  local = workers.local_replicas
 
   def replica_step(batch, stop, num_unroll):
+    noise_seed = one_step.step_noise_seed(seed, optimizer)
     if windows:
       particle_types = pushforward.loss_particle_types(batch, loss_steps)
 
       def predict():
         inputs = pushforward.unrolled_inputs(simulator, batch, num_unroll,
-                                             noise_std)
+                                             noise_std, noise_seed)
         return pushforward.pushforward_accelerations(
             simulator, batch, inputs, num_unroll, loss_steps)
     else:
@@ -147,13 +156,16 @@ def make_train_step(workers: distribution.Workers, simulator, optimizer,
       def predict():
         noise = None if noise_fn is None else noise_fn(batch[0])
         return one_step.predicted_and_target_accelerations(
-            simulator, batch, noise_std, noise=noise)
+            simulator, batch, noise_std, noise=noise, noise_seed=noise_seed)
     loss, stops, gradients = replica_loss_and_gradients(
         simulator, optimizer, predict, particle_types, stop)
     optimizer.apply_gradients(zip(gradients, simulator.trainable_variables))
     return loss, stops
 
-  def step(batch, stop, num_unroll):
+  def step(batches, stop, num_unroll):
+    # Replica ids count this worker's replicas from `index * local`.
+    batch = strategy.experimental_distribute_values_from_function(
+        lambda context: batches[context.replica_id_in_sync_group % local])
     loss, stops = strategy.run(replica_step, args=(batch, stop, num_unroll))
     loss = strategy.experimental_local_results(loss)[0]
     stops = strategy.experimental_local_results(stops)[0]
@@ -173,7 +185,11 @@ def make_dataset(workers: distribution.Workers, data_path: str,
                  window_length: Optional[int] = None,
                  shuffle_buffer_size: int = 512, seed: Optional[int] = None,
                  skip_corrupt_records: bool = False):
-  """The training input, one pipeline per worker on its own shard.
+  """This worker's training input: its shard, one batch per local replica.
+
+  Returns:
+    A `tf.data.Dataset` of tuples of `workers.local_replicas` batches (see
+    `group_for_replicas`), for `make_train_step`'s step.
 
   Args:
     batch_size: the global batch (see `distribution.per_replica_batch_size`).
@@ -192,21 +208,44 @@ def make_dataset(workers: distribution.Workers, data_path: str,
         f"trajectories, fewer than the {workers.num_workers} workers of "
         f"--distribution={workers.name} (each reads its own)")
 
-  def dataset_fn(context: tf.distribute.InputContext) -> tf.data.Dataset:
-    shard = None
-    if context.num_input_pipelines > 1:
-      shard = (context.num_input_pipelines, context.input_pipeline_id)
-    if window_length is None:
-      return reading_utils.get_one_step_dataset(
-          data_path, "train", per_replica, metadata, is_training=True,
-          shuffle_buffer_size=shuffle_buffer_size, seed=seed,
-          skip_corrupt_records=skip_corrupt_records, shard=shard)
-    return reading_utils.get_window_dataset(
+  shard = None
+  if workers.num_workers > 1:
+    shard = (workers.num_workers, workers.index)
+  if window_length is None:
+    dataset = reading_utils.get_one_step_dataset(
+        data_path, "train", per_replica, metadata, is_training=True,
+        shuffle_buffer_size=shuffle_buffer_size, seed=seed,
+        skip_corrupt_records=skip_corrupt_records, shard=shard)
+  else:
+    dataset = reading_utils.get_window_dataset(
         data_path, "train", per_replica, metadata, window_length,
         shuffle_buffer_size=shuffle_buffer_size, seed=seed,
         skip_corrupt_records=skip_corrupt_records, shard=shard)
+  return group_for_replicas(dataset, workers.local_replicas).prefetch(
+      tf.data.AUTOTUNE)
 
-  return workers.strategy.distribute_datasets_from_function(dataset_fn)
+
+def group_for_replicas(dataset: tf.data.Dataset,
+                       count: int) -> tf.data.Dataset:
+  """Tuples of `count` consecutive elements of `dataset`, one per replica.
+
+  Args:
+    dataset: of one replica's batches (`(features, target)` or a window).
+    count: the local replicas.
+  """
+
+  def element(*parts):
+    return parts[0] if len(parts) == 1 else parts
+
+  if count == 1:
+    return dataset.map(lambda *parts: (element(*parts),))
+
+  def unstack(*parts):
+    grouped = element(*parts)
+    return tuple(tf.nest.map_structure(lambda value: value[index], grouped)
+                 for index in range(count))
+
+  return dataset.ragged_batch(count).map(unstack)
 
 
 class TrainStep:
@@ -237,7 +276,8 @@ class TrainStep:
 def train_step_and_dataset(workers: distribution.Workers, data_path: str,
                            metadata: reading_utils.Metadata, simulator,
                            optimizer, noise_std: float, training_config,
-                           options, on_loss, stop: AgreedStop):
+                           options, on_loss, stop: AgreedStop, seed: int,
+                           shuffle_seed: int):
   """`trainer`'s step function and input pipeline on a strategy.
 
   Args:
@@ -245,26 +285,23 @@ def train_step_and_dataset(workers: distribution.Workers, data_path: str,
     options: `trainer.TrainOptions`.
     on_loss: `divergence.Monitor.record`.
     stop: the agreed stop request.
+    seed: the run seed, the same on every worker: one unroll length per
+      step for the whole global batch, each replica's own noise.
+    shuffle_seed: this worker's input shuffle seed.
   """
   window_length = None
   sample_unroll = None
   if training_config.windowed:
     window_length = pushforward.window_length(training_config)
-    # One unroll length per step for the whole global batch: every worker
-    # draws it from the same generator (the chief's seed if unseeded).
-    seed = options.seed
-    if seed is None:
-      seed = distribution.gather(
-          workers, int(np.random.SeedSequence().entropy % 2**62))[0]
-    rng = np.random.default_rng(seed)
     sample_unroll = lambda step: pushforward.sample_unroll(
-        step, training_config, rng)
+        step, training_config, random_streams.unroll_rng(seed, step))
   dataset = make_dataset(
       workers, data_path, metadata, options.batch_size, window_length,
-      shuffle_buffer_size=options.shuffle_buffer_size, seed=options.seed,
+      shuffle_buffer_size=options.shuffle_buffer_size, seed=shuffle_seed,
       skip_corrupt_records=options.skip_corrupt_records)
   step_fn = make_train_step(workers, simulator, optimizer, noise_std,
                             dataset.element_spec, on_loss=on_loss,
                             windows=window_length is not None,
-                            loss_steps=training_config.multistep_loss_steps)
+                            loss_steps=training_config.multistep_loss_steps,
+                            seed=seed)
   return TrainStep(step_fn, stop, sample_unroll), dataset

@@ -19,7 +19,9 @@ survivors' collectives fail and `failures` turns that into one line.
 Only the chief writes into the model directory (checkpoints, `config.json`,
 summaries, the best model) and holds its lock; the others write their copies
 (checkpoint saves are collective under `MultiWorkerMirroredStrategy`) into a
-temporary directory removed at the end (`write_directory`).
+temporary directory removed at the end (`write_directory`). The one
+exception: worker i's input position, in its own
+`checkpoints.input_directory` (see `trainer`).
 """
 
 import contextlib

@@ -15,15 +15,20 @@ import tensorflow as tf
 from learning_to_simulate.data import common
 from learning_to_simulate import learned_simulator
 from learning_to_simulate import noise_utils
+from learning_to_simulate.training import random_streams
 
 Batch = Tuple[Dict[str, tf.Tensor], tf.Tensor]
 
 
 def sample_noise(position_sequence: tf.Tensor, particle_types: tf.Tensor,
-                 noise_std: float) -> tf.Tensor:
-  """Random-walk noise on the inputs; none on kinematic particles."""
+                 noise_std: float,
+                 seed: Optional[tf.Tensor] = None) -> tf.Tensor:
+  """Random-walk noise on the inputs; none on kinematic particles.
+
+  `seed`: a `[2]` seed for a stateless draw (`random_streams`), or None.
+  """
   noise = noise_utils.get_random_walk_noise_for_position_sequence(
-      position_sequence, noise_std_last_step=noise_std)
+      position_sequence, noise_std_last_step=noise_std, seed=seed)
   moving = tf.logical_not(common.kinematic_mask(particle_types))
   return noise * tf.cast(moving, noise.dtype)[:, tf.newaxis, tf.newaxis]
 
@@ -66,17 +71,18 @@ def masked_loss(predicted: tf.Tensor, target: tf.Tensor,
 
 def predicted_and_target_accelerations(
     simulator: learned_simulator.LearnedSimulator, batch: Batch,
-    noise_std: float, noise: Optional[tf.Tensor] = None
-) -> Tuple[tf.Tensor, tf.Tensor]:
+    noise_std: float, noise: Optional[tf.Tensor] = None,
+    noise_seed: Optional[tf.Tensor] = None) -> Tuple[tf.Tensor, tf.Tensor]:
   """Normalized accelerations predicted from noisy inputs, and the targets.
 
   `noise` (`[num_particles, INPUT_SEQUENCE_LENGTH, dim]`) replaces the
-  random-walk noise of `noise_std` when given (tests compare runs on it).
+  random-walk noise of `noise_std` when given (tests compare runs on it);
+  else `noise_seed` (`[2]`, or None: stateful) seeds its draw.
   """
   features, target_position = batch
   if noise is None:
     noise = sample_noise(features["position"], features["particle_type"],
-                         noise_std)
+                         noise_std, noise_seed)
   return simulator.get_predicted_and_target_normalized_accelerations(
       next_position=target_position,
       position_sequence_noise=noise,
@@ -99,14 +105,29 @@ def minimize(simulator: tf.Module, optimizer: keras.optimizers.Optimizer,
   return loss
 
 
+def step_noise_seed(seed: Optional[int], optimizer: keras.optimizers.Optimizer
+                    ) -> Optional[tf.Tensor]:
+  """The stateless noise seed of the step `optimizer` is about to take on
+  this replica (`random_streams.noise_seed`), or None for an unseeded draw.
+  """
+  if seed is None:
+    return None
+  return random_streams.replica_noise_seed(seed, optimizer.iterations)
+
+
 def train_step(simulator: learned_simulator.LearnedSimulator,
                optimizer: keras.optimizers.Optimizer, batch: Batch,
-               noise_std: float) -> tf.Tensor:
-  """One optimizer step on a batch; returns the loss before the update."""
+               noise_std: float, seed: Optional[int] = None) -> tf.Tensor:
+  """One optimizer step on a batch; returns the loss before the update.
+
+  `seed`: the run seed, from which the step's noise is drawn
+  (`random_streams`); None: TensorFlow's stateful draw, as the original.
+  """
+  noise_seed = step_noise_seed(seed, optimizer)
 
   def loss_fn():
     predicted, target = predicted_and_target_accelerations(
-        simulator, batch, noise_std)
+        simulator, batch, noise_std, noise_seed=noise_seed)
     return masked_loss(predicted, target, batch[0]["particle_type"])
 
   return minimize(simulator, optimizer, loss_fn)
@@ -134,15 +155,16 @@ def batch_signature(metadata: Mapping[str, Any],
 
 def make_train_step(simulator, optimizer, noise_std: float,
                     metadata: Mapping[str, Any],
-                    on_loss: Optional[Callable[[tf.Tensor], None]] = None):
+                    on_loss: Optional[Callable[[tf.Tensor], None]] = None,
+                    seed: Optional[int] = None):
   """`train_step` bound to its model, as a `tf.function` that never retraces.
 
   `on_loss`, if given, is called with each step's loss inside the function
   (`divergence.Monitor.record` keeps a record on the device that way, with
-  no host round trip per step).
+  no host round trip per step). `seed`: see `train_step`.
   """
   step = functools.partial(train_step, simulator, optimizer,
-                           noise_std=noise_std)
+                           noise_std=noise_std, seed=seed)
 
   def step_and_observe(batch):
     loss = step(batch)
@@ -155,20 +177,25 @@ def make_train_step(simulator, optimizer, noise_std: float,
 
 
 def eval_step(simulator: learned_simulator.LearnedSimulator, batch: Batch,
-              noise_std: float) -> Dict[str, tf.Tensor]:
+              noise_std: float,
+              generator: Optional[tf.random.Generator] = None
+              ) -> Dict[str, tf.Tensor]:
   """Sums of squared errors for the one-step metrics.
 
   As in the original, `loss_mse` compares accelerations predicted from
   noisy inputs (the training noise), and `one_step_position_mse` compares the
-  next position predicted from the clean inputs.
+  next position predicted from the clean inputs. The noise comes from
+  `generator` when given (validation: seeded by `random_streams.validation_seed`),
+  else from TensorFlow's stateful draw.
 
   Returns:
     Dict of scalar sums and element counts: `acc_sse`, `acc_count`,
     `pos_sse`, `pos_count`.
   """
   features, target_position = batch
-  predicted, target = predicted_and_target_accelerations(simulator, batch,
-                                                         noise_std)
+  noise_seed = None if generator is None else generator.make_seeds(1)[:, 0]
+  predicted, target = predicted_and_target_accelerations(
+      simulator, batch, noise_std, noise_seed=noise_seed)
   next_position = simulator(
       features["position"],
       n_particles_per_example=features["n_particles_per_example"],
@@ -182,7 +209,10 @@ def eval_step(simulator: learned_simulator.LearnedSimulator, batch: Batch,
   }
 
 
-def make_eval_step(simulator, noise_std: float, metadata: Mapping[str, Any]):
-  step = functools.partial(eval_step, simulator, noise_std=noise_std)
+def make_eval_step(simulator, noise_std: float, metadata: Mapping[str, Any],
+                   generator: Optional[tf.random.Generator] = None):
+  """`eval_step` as a `tf.function` that never retraces."""
+  step = functools.partial(eval_step, simulator, noise_std=noise_std,
+                           generator=generator)
   return tf.function(lambda batch: step(batch),
                      input_signature=[batch_signature(metadata)])

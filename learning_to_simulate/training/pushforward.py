@@ -78,7 +78,8 @@ def _context(window: Window, frame: tf.Tensor):
 
 def unrolled_inputs(simulator: learned_simulator.LearnedSimulator,
                     window: Window, num_unroll: tf.Tensor,
-                    noise_std: float) -> tf.Tensor:
+                    noise_std: float,
+                    noise_seed: Optional[tf.Tensor] = None) -> tf.Tensor:
   """Noisy inputs rolled forward `num_unroll` steps, without gradient.
 
   Args:
@@ -88,6 +89,7 @@ def unrolled_inputs(simulator: learned_simulator.LearnedSimulator,
       `[batch_size, window_length, context_size]`.
     num_unroll: scalar int32, at most `window_length - WINDOW_LENGTH`.
     noise_std: std of the random-walk noise on the initial inputs.
+    noise_seed: `[2]` seed of its stateless draw (None: stateful).
 
   Returns:
     `[N, INPUT_SEQUENCE_LENGTH, dim]` inputs standing for frames
@@ -98,7 +100,8 @@ def unrolled_inputs(simulator: learned_simulator.LearnedSimulator,
   particle_types = window["particle_type"]
   kinematic = common.kinematic_mask(particle_types)[:, tf.newaxis]
   initial = _frames(position, tf.constant(0), length)
-  inputs = initial + one_step.sample_noise(initial, particle_types, noise_std)
+  inputs = initial + one_step.sample_noise(initial, particle_types, noise_std,
+                                           noise_seed)
 
   def body(step, inputs):
     next_position = simulator(
@@ -180,10 +183,14 @@ def pushforward_loss(simulator: learned_simulator.LearnedSimulator,
 def pushforward_train_step(simulator: learned_simulator.LearnedSimulator,
                            optimizer: keras.optimizers.Optimizer,
                            window: Window, num_unroll: tf.Tensor,
-                           noise_std: float, loss_steps: int = 1
-                           ) -> tf.Tensor:
-  """One optimizer step after a `num_unroll`-step pushforward; the loss."""
-  inputs = unrolled_inputs(simulator, window, num_unroll, noise_std)
+                           noise_std: float, loss_steps: int = 1,
+                           seed: Optional[int] = None) -> tf.Tensor:
+  """One optimizer step after a `num_unroll`-step pushforward; the loss.
+
+  `seed`: the run seed of the noise, as in `one_step.train_step`.
+  """
+  inputs = unrolled_inputs(simulator, window, num_unroll, noise_std,
+                           one_step.step_noise_seed(seed, optimizer))
   return one_step.minimize(
       simulator, optimizer,
       lambda: pushforward_loss(simulator, window, inputs, num_unroll,
@@ -207,19 +214,19 @@ def window_signature(metadata: Mapping[str, Any]) -> Dict[str, tf.TensorSpec]:
 def make_pushforward_train_step(
     simulator, optimizer, noise_std: float, metadata: Mapping[str, Any],
     on_loss: Optional[Callable[[tf.Tensor], None]] = None,
-    loss_steps: int = 1):
+    loss_steps: int = 1, seed: Optional[int] = None):
   """`pushforward_train_step` as a `tf.function(window, num_unroll)` that
   does not retrace for new particle counts or unroll lengths.
 
   `on_loss`, if given, is called with each step's loss inside the function,
-  as in `one_step.make_train_step`.
+  as in `one_step.make_train_step`; `seed`: see `pushforward_train_step`.
   """
 
   @tf.function(input_signature=[window_signature(metadata),
                                 tf.TensorSpec([], tf.int32)])
   def step(window, num_unroll):
     loss = pushforward_train_step(simulator, optimizer, window, num_unroll,
-                                  noise_std, loss_steps)
+                                  noise_std, loss_steps, seed)
     if on_loss is not None:
       on_loss(loss)
     return loss

@@ -2,7 +2,10 @@
 
 Trains the one-step model (Sanchez-Gonzalez et al. 2020, Sec. 4) until the
 optimizer has taken `num_steps` steps in total, resuming from the latest
-checkpoint in the model directory (weights, optimizer state and step).
+checkpoint in the model directory (weights, optimizer state, step and the
+input's position), so that a resumed run goes on as if it had not stopped:
+with the same seed, it draws what an uninterrupted one draws
+(`random_streams`).
 """
 
 import dataclasses
@@ -12,7 +15,7 @@ import time
 from typing import Optional
 
 from absl import logging
-import numpy as np
+import keras
 import tensorflow as tf
 
 from learning_to_simulate.data import dataset_writer
@@ -26,6 +29,7 @@ from learning_to_simulate.training import divergence
 from learning_to_simulate.training import one_step
 from learning_to_simulate.training import optimizers
 from learning_to_simulate.training import pushforward
+from learning_to_simulate.training import random_streams
 from learning_to_simulate.training import validation
 
 
@@ -47,6 +51,9 @@ class TrainOptions:
   recompute_grad: bool = False
   # Skip damaged records (see `reading_utils.load_trajectories`).
   skip_corrupt_records: bool = False
+  # Save the input pipeline's position (its shuffle buffer) in checkpoints,
+  # so that a resumed run goes on with the batches it would have had.
+  save_input_position: bool = True
 
   def validate(self) -> None:
     if self.num_steps < 0:
@@ -103,40 +110,47 @@ def _format_duration(seconds: float) -> str:
 
 
 def _save(manager: tf.train.CheckpointManager, monitor: divergence.Monitor,
-          step: int, kept: Optional[str]) -> str:
-  """Saves `ckpt-{step}` if the losses and variables are finite."""
+          step: int, kept: Optional[str],
+          input_manager: Optional[tf.train.CheckpointManager]) -> str:
+  """Saves `ckpt-{step}` if the losses and variables are finite (and this
+  worker's input position, where it is kept apart: `_input_managers`)."""
   monitor.check(step, kept)
-  return checkpoints.save(manager, step, kept)
+  path = checkpoints.save(manager, step, kept)
+  if input_manager is not None:
+    checkpoints.save(input_manager, step, None)
+  return path
 
 
 def _train_step_and_dataset(data_path, metadata, simulator, optimizer,
                             model_config: config_lib.ModelConfig,
                             training_config: config_lib.TrainingConfig,
                             options: TrainOptions,
-                            monitor: divergence.Monitor):
+                            monitor: divergence.Monitor, seed: int,
+                            shuffle_seed: int):
   """The step function `(batch, step) -> loss` and its input pipeline.
 
   Each step's loss goes to `monitor.record` inside the step's graph.
+  `seed`: the run seed of the noise and unroll draws; `shuffle_seed`: the
+  input's (see `random_streams`).
   """
   if not training_config.windowed:  # The paper's training.
     dataset = reading_utils.get_one_step_dataset(
         data_path, "train", options.batch_size, metadata, is_training=True,
-        shuffle_buffer_size=options.shuffle_buffer_size, seed=options.seed,
+        shuffle_buffer_size=options.shuffle_buffer_size, seed=shuffle_seed,
         skip_corrupt_records=options.skip_corrupt_records)
     step_fn = one_step.make_train_step(simulator, optimizer,
                                        model_config.noise_std, metadata,
-                                       on_loss=monitor.record)
+                                       on_loss=monitor.record, seed=seed)
     return lambda batch, step: step_fn(batch), dataset
   dataset = reading_utils.get_window_dataset(
       data_path, "train", options.batch_size, metadata,
       pushforward.window_length(training_config),
-      shuffle_buffer_size=options.shuffle_buffer_size, seed=options.seed,
+      shuffle_buffer_size=options.shuffle_buffer_size, seed=shuffle_seed,
       skip_corrupt_records=options.skip_corrupt_records)
   step_fn = pushforward.make_pushforward_train_step(
       simulator, optimizer, model_config.noise_std, metadata,
       on_loss=monitor.record,
-      loss_steps=training_config.multistep_loss_steps)
-  rng = np.random.default_rng(options.seed)
+      loss_steps=training_config.multistep_loss_steps, seed=seed)
   if training_config.pushforward_max_unroll:
     logging.info("Pushforward training: unroll lengths 1..%d phased in every"
                  " %d steps, each step unrolled with probability %g.",
@@ -149,10 +163,83 @@ def _train_step_and_dataset(data_path, metadata, simulator, optimizer,
                  training_config.multistep_loss_steps)
 
   def train_step(batch, step):
-    num_unroll = pushforward.sample_unroll(step, training_config, rng)
+    num_unroll = pushforward.sample_unroll(
+        step, training_config, random_streams.unroll_rng(seed, step))
     return step_fn(batch, tf.constant(num_unroll, tf.int32))
 
   return train_step, dataset
+
+
+def _input_description(data_path: str, options: TrainOptions,
+                       training_config: config_lib.TrainingConfig,
+                       workers: Optional[distribution.Workers]) -> str:
+  """What this worker's input position is a position in."""
+  shard = None
+  if workers is not None and workers.num_workers > 1:
+    shard = [workers.num_workers, workers.index]
+  return checkpoints.input_description(
+      reading_utils.split_file(data_path, "train"),
+      batch_size=options.batch_size,
+      distribution="none" if workers is None else workers.name,
+      local_replicas=1 if workers is None else workers.local_replicas,
+      shard=shard, shuffle_buffer_size=options.shuffle_buffer_size,
+      skip_corrupt_records=options.skip_corrupt_records,
+      window_length=(pushforward.window_length(training_config)
+                     if training_config.windowed else None))
+
+
+def _input_iterator(dataset, restored: Optional[str], step: int,
+                    options: TrainOptions, model_path: str, description: str,
+                    workers: Optional[distribution.Workers]):
+  """The training input's iterator, where `restored` left it if it can be.
+
+  The chief's input position is saved in its checkpoints; another worker's
+  in its own `checkpoints.input_directory`. Where none can be restored (a
+  checkpoint saved without it, for other data, `--nosave_input_position`),
+  the input starts the new shuffle the dataset was made with (seeded by the
+  run seed, the step and the worker: `random_streams.shuffle_seed`), so
+  that it does not see the start of its stream again.
+  """
+  iterator = iter(dataset)
+  if not restored:
+    return iterator
+  if not options.save_input_position:
+    logging.info("The input starts a new shuffle at step %d "
+                 "(--nosave_input_position).", step)
+    return iterator
+  source = restored
+  if not distribution.is_chief(workers):
+    source = checkpoints.checkpoint_path(
+        checkpoints.input_directory(model_path, workers.index),
+        checkpoints.number(restored))
+  why_not = "it is missing"
+  if os.path.exists(source + ".index"):
+    why_not = checkpoints.restore_input(source, iterator, description)
+  if why_not is None:
+    logging.info("The input goes on where %s left it.", source)
+    return iterator
+  logging.warning("No input position to go on from in %s (%s): the input "
+                  "starts a new shuffle at step %d.", source, why_not, step)
+  return iter(dataset)
+
+
+def _input_managers(iterator, model_path: str, options: TrainOptions,
+                    description: str,
+                    workers: Optional[distribution.Workers]):
+  """What saves the input position: `(in the checkpoints, apart)`.
+
+  `in the checkpoints`: the iterator, or None (`--nosave_input_position`);
+  `apart`: the manager of another worker's own input directory, or None.
+  """
+  if not options.save_input_position:
+    return None, None
+  if distribution.is_chief(workers):
+    return iterator, None
+  # Another worker's own checkpoints go to a temporary directory.
+  return iterator, checkpoints.make_manager(
+      checkpoints.input_directory(model_path, workers.index), None,
+      max_to_keep=options.keep_checkpoints, input_iterator=iterator,
+      description=description)
 
 
 def train(data_path: str, model_path: str,
@@ -170,7 +257,8 @@ def train(data_path: str, model_path: str,
   from its newest usable checkpoint (`checkpoints.recover`). Under a
   strategy (`workers`), only the chief holds the lock, repairs and writes
   the directory; the others read from it (it must be shared) and write
-  their copies into a temporary directory (see `distribution`).
+  their copies into a temporary directory (see `distribution`), but for
+  their input positions (`checkpoints.input_directory`).
 
   Args:
     data_path: dataset directory.
@@ -234,6 +322,10 @@ def _train(data_path: str, model_path: str, write_path: str,
   if chief:
     config_lib.save(model_path, model_config, optimizer_config,
                     training_config)
+  if options.seed is not None:
+    # The initializers' draws too: Keras seeds them from Python's `random`.
+    keras.utils.set_random_seed(
+        distribution.worker_seed(options.seed, workers))
   with distribution.scope(workers):  # Variables for every replica.
     simulator = build.build_simulator(metadata, model_config,
                                       options.mixed_precision,
@@ -249,15 +341,17 @@ def _train(data_path: str, model_path: str, write_path: str,
                                      options.keep_checkpoints)
   restored = checkpoints.restore_latest(manager, require=False)
   step = int(optimizer.iterations.numpy())
+  seed = random_streams.run_seed(options.seed)
   if workers is not None:
+    # One unroll length per step for the whole global batch: every worker
+    # draws it from the same seed (the chief's, if unseeded).
+    seed = distribution.gather(workers, seed)[0]
     distribution.check_agree(workers, {
         "restored step": step, "model config": repr(model_config),
         "optimizer config": repr(optimizer_config),
         "training config": repr(training_config),
         "--batch_size": options.batch_size,
         "--num_steps": options.num_steps})
-    if not chief:
-      manager = checkpoints.make_manager(write_path, simulator, optimizer, 1)
   if restored:
     logging.info("Resumed from %s at step %d.", restored, step)
   if step >= options.num_steps:
@@ -268,16 +362,28 @@ def _train(data_path: str, model_path: str, write_path: str,
   monitor = divergence.Monitor([*simulator.variables, *optimizer.variables],
                                step)
   stop = _StopRequest()
+  worker = 0 if workers is None else workers.index
+  shuffle_seed = random_streams.shuffle_seed(seed, step, worker)
   if workers is None:
     train_step, dataset = _train_step_and_dataset(
         data_path, metadata, simulator, optimizer, model_config,
-        training_config, options, monitor)
+        training_config, options, monitor, seed, shuffle_seed)
   else:
     stop = distributed_training.AgreedStop(stop)
     train_step, dataset = distributed_training.train_step_and_dataset(
         workers, data_path, metadata, simulator, optimizer,
         model_config.noise_std, training_config, options, monitor.record,
-        stop)
+        stop, seed, shuffle_seed)
+  description = _input_description(data_path, options, training_config,
+                                   workers)
+  iterator = _input_iterator(dataset, restored, step, options, model_path,
+                             description, workers)
+  saved_iterator, input_manager = _input_managers(
+      iterator, model_path, options, description, workers)
+  manager = checkpoints.make_manager(
+      write_path, simulator, optimizer,
+      options.keep_checkpoints if chief else 1,
+      input_iterator=saved_iterator, description=description)
   kept = restored  # The latest checkpoint on disk, named in errors.
   validator = None
   if validation_options.enabled and not os.path.exists(
@@ -289,7 +395,7 @@ def _train(data_path: str, model_path: str, write_path: str,
         data_path, write_path, metadata, simulator, model_config.noise_std,
         validation_options, options.batch_size,
         # The best model is never a non-finite one.
-        before_save=lambda step: monitor.check(step, kept))
+        before_save=lambda step: monitor.check(step, kept), seed=seed)
   train_file = reading_utils.split_file(data_path, "train")
   # Summaries from the chief only (any writer on one device).
   writer = distribution.summary_writer(workers,
@@ -302,7 +408,7 @@ def _train(data_path: str, model_path: str, write_path: str,
   interval_loss, interval_count = 0.0, 0
   mean_loss = None
   with stop, writer.as_default():
-    for batch in reading_utils.iterate(dataset, train_file):
+    for batch in reading_utils.iterate(iterator, train_file):
       # The loss stays a tensor until it is logged, so the loop does not wait
       # for each step to finish before dispatching the next one.
       loss = train_step(batch, step)
@@ -334,14 +440,14 @@ def _train(data_path: str, model_path: str, write_path: str,
       if (step % options.checkpoint_every_steps == 0 or
           (options.checkpoint_every_secs > 0 and
            time.time() - last_save_time >= options.checkpoint_every_secs)):
-        kept = _save(manager, monitor, step, kept)
+        kept = _save(manager, monitor, step, kept, input_manager)
         logging.info("Saved %s.", kept)
         last_save_time = time.time()
     if step < options.num_steps and not stop.signal_name:
       raise reading_utils.DatasetError(
           f"{train_file} gave no training windows (every record was skipped "
           "as damaged)")
-    path = _save(manager, monitor, step, kept)
+    path = _save(manager, monitor, step, kept, input_manager)
     writer.flush()
   if stop.signal_name:
     logging.info("Stopped by %s at step %d; saved %s.", stop.signal_name,

@@ -31,6 +31,7 @@ from learning_to_simulate.training import checkpoints
 from learning_to_simulate.training import evaluation
 from learning_to_simulate.training import metrics as metrics_lib
 from learning_to_simulate.training import one_step
+from learning_to_simulate.training import random_streams
 from learning_to_simulate.training import rollout as rollout_lib
 from learning_to_simulate.visualization import error_plot
 from learning_to_simulate.visualization import snapshots
@@ -83,7 +84,8 @@ class Validator:
                metadata: Mapping[str, Any], simulator: tf.Module,
                noise_std: float, options: ValidationOptions,
                batch_size: int = 2,
-               before_save: Optional[Callable[[int], None]] = None):
+               before_save: Optional[Callable[[int], None]] = None,
+               seed: Optional[int] = None):
     """Prepares the steps and the best-model checkpoint.
 
     Args:
@@ -96,6 +98,9 @@ class Validator:
       before_save: called with the step before a best model is saved; it
         raises to prevent the save (the trainer checks that the variables
         are finite).
+      seed: the run seed: every validation then draws the same input noise
+        (`random_streams.validation_seed`), so two validations differ by
+        the model only; None: stateful draws.
 
     Raises:
       ValueError: for bad options, or a dataset without the split.
@@ -108,7 +113,14 @@ class Validator:
     self._options = options
     self._batch_size = batch_size
     self._before_save = before_save
-    self._eval_step = one_step.make_eval_step(simulator, noise_std, metadata)
+    self._noise_seed = None
+    generator = None
+    if seed is not None:
+      self._noise_seed = random_streams.validation_seed(seed)
+      generator = tf.random.Generator.from_seed(self._noise_seed)
+    self._generator = generator
+    self._eval_step = one_step.make_eval_step(simulator, noise_std, metadata,
+                                              generator)
     self._rollout_fn = rollout_lib.make_rollout_fn(simulator, metadata)
     data_steps = metadata["sequence_length"] - common.INPUT_SEQUENCE_LENGTH
     self._num_steps = options.rollout_steps or data_steps
@@ -154,6 +166,8 @@ class Validator:
       The model's metrics (one-step and rollout means) and `seconds`.
     """
     start = time.time()
+    if self._generator is not None:
+      self._generator.reset_from_seed(self._noise_seed)
     one_step_dataset = reading_utils.get_one_step_dataset(
         self._data_path, self._options.split, self._batch_size,
         self._metadata, is_training=False).take(self._options.num_batches)
