@@ -32,33 +32,67 @@ class PretrainedModelTest(tf.test.TestCase):
                for name in package_model.checksummed_files(self.model_path))
     self.assertLess(size, 5e6)
 
-  def test_rollout_stays_in_the_box_and_beats_the_baselines(self):
+  def _rollouts(self, clamp_to_bounds):
+    """The bundled test trajectories rolled out by the shipped model, with
+    its walls on or off: `(metadata, [rollout dict of numpy arrays])`."""
     data_path = reading_utils.bundled_dataset_path()
     saved = config_lib.load(self.model_path)
-    model_config = config_lib.ModelConfig(**saved["model"])
+    model_config = config_lib.ModelConfig(
+        **dict(saved["model"], clamp_to_bounds=clamp_to_bounds))
     metadata, simulator = evaluation.load_model(data_path, self.model_path,
                                                 model_config)
-    features = next(iter(reading_utils.get_rollout_dataset(
-        data_path, "test", metadata)))
-    inputs = {k: v for k, v in features.items() if k != "key"}
+    rollout_fn = rollout_lib.make_rollout_fn(simulator, metadata)
     num_steps = metadata["sequence_length"] - 6
-    rollout = {k: v.numpy() for k, v in rollout_lib.make_rollout_fn(
-        simulator, metadata)(inputs, num_steps).items()}
-    rollout["metadata"] = metadata
-    scores = evaluation.score_rollout(rollout)
-    model = scores["model"]
-    self.assertEqual(model["out_of_domain"], 0.0)
+    rollouts = []
+    for features in reading_utils.get_rollout_dataset(data_path, "test",
+                                                      metadata):
+      inputs = {k: v for k, v in features.items() if k != "key"}
+      rollouts.append({k: v.numpy()
+                       for k, v in rollout_fn(inputs, num_steps).items()})
+    return metadata, rollouts
+
+  def test_without_walls_it_stays_near_the_box_and_beats_the_baselines(self):
+    # Judged as a physicist would, per trajectory, with numpy only, and
+    # with the walls (clamp_to_bounds, on in its config.json) switched off,
+    # so that nothing holds the particles in but the model.
+    metadata, rollouts = self._rollouts(clamp_to_bounds=False)
     bounds = np.asarray(metadata["bounds"])
-    self.assertTrue(np.all((rollout["predicted_rollout"] >= bounds[:, 0]) &
-                           (rollout["predicted_rollout"] <= bounds[:, 1])))
-    better = min(scores["constant_velocity"]["mse_full"],
-                 scores["frozen"]["mse_full"])
-    self.assertLess(model["mse_full"], 0.5 * better)
-    # The same figure as recorded in the model's metrics.json.
-    self.assertAllClose(
-        model["mse_full"],
-        package_metrics(self.model_path)["model"]["per_trajectory"][0][
-            "mse_full"], rtol=1e-3)
+    radius = metadata["default_connectivity_radius"]
+    self.assertLen(rollouts, 2)
+    for index, rollout in enumerate(rollouts):
+      predicted = rollout["predicted_rollout"]  # [steps, particles, dim]
+      truth = rollout["ground_truth_rollout"]
+      last, before = rollout["initial_positions"][-1:], rollout[
+          "initial_positions"][-2:-1]
+      steps = np.arange(1, len(truth) + 1)[:, None, None]
+      mse = np.mean((predicted - truth)**2)
+      frozen = np.mean((last - truth)**2)
+      constant_velocity = np.mean((last + steps * (last - before) - truth)**2)
+      self.assertLess(mse, 0.5 * min(frozen, constant_velocity), msg=index)
+      # How far out of the box: measured 10-13% of particle-steps, at most
+      # 1.2 connectivity radii.
+      outside = (np.maximum(bounds[:, 0] - predicted, 0) +
+                 np.maximum(predicted - bounds[:, 1], 0)).max(axis=-1)
+      self.assertLess(np.mean(outside > 0), 0.2, msg=index)
+      self.assertLess(outside.max(), 2 * radius, msg=index)
+      # Kinetic energy over the rollout (measured 0.79-0.88 of the truth's)
+      # and where the centre of mass ends (11-14% of the box size away).
+      energy = lambda x: np.sum(np.diff(x, axis=0)**2)
+      ratio = energy(predicted) / energy(truth)
+      self.assertBetween(ratio, 0.6, 1.25, msg=index)
+      centre_error = np.max(np.abs(predicted[-1].mean(0) - truth[-1].mean(0)))
+      self.assertLess(centre_error / np.max(bounds[:, 1] - bounds[:, 0]),
+                      0.25, msg=index)
+
+  def test_metrics_json_matches_numpy(self):
+    # metrics.json was written with the walls on, as config.json says.
+    _, rollouts = self._rollouts(clamp_to_bounds=True)
+    recorded = package_metrics(self.model_path)["model"]["per_trajectory"]
+    self.assertLen(recorded, len(rollouts))
+    for rollout, metrics in zip(rollouts, recorded):
+      mse = np.mean((rollout["predicted_rollout"] -
+                     rollout["ground_truth_rollout"])**2)
+      self.assertAllClose(mse, metrics["mse_full"], rtol=1e-3)
 
 
 def package_metrics(model_path):

@@ -2,6 +2,7 @@
 the loss by hand, and k = 0 with one step is the paper."""
 
 import os
+from unittest import mock
 
 import numpy as np
 import tensorflow as tf
@@ -184,25 +185,62 @@ class UnrollTest(tf.test.TestCase):
             for a, b in zip(detached_gradients, hand_gradients)), 1e-3)
 
   def _train(self, recipe: config_lib.TrainingConfig, num_steps: int):
-    """Trains `num_steps` with `recipe`; returns the saved training config."""
+    """Trains `num_steps` with `recipe`.
+
+    Returns:
+      The saved training config, the `(window length, num_unroll,
+      loss_steps)` of each step the trainer ran, and the log.
+    """
     model_path = self.create_tempdir().full_path
-    loss = trainer.train(
-        self.data_path, model_path, SMALL, config_lib.OptimizerConfig(),
-        trainer.TrainOptions(num_steps=num_steps, log_every_steps=1, seed=0),
-        validation.ValidationOptions(every_steps=0), recipe)
+    calls = []
+    make_step = pushforward.make_pushforward_train_step
+
+    def recording_step(*args, **kwargs):
+      step = make_step(*args, **kwargs)
+
+      def run(window, num_unroll):
+        calls.append((int(window["position"].shape[1]), int(num_unroll),
+                      kwargs["loss_steps"]))
+        return step(window, num_unroll)
+
+      return run
+
+    with mock.patch.object(pushforward, "make_pushforward_train_step",
+                           recording_step), self.assertLogs() as logs:
+      loss = trainer.train(
+          self.data_path, model_path, SMALL, config_lib.OptimizerConfig(),
+          trainer.TrainOptions(num_steps=num_steps, log_every_steps=2,
+                               seed=0),
+          validation.ValidationOptions(every_steps=0), recipe)
     self.assertTrue(np.isfinite(loss))
     self.assertIn(f"ckpt-{num_steps}.index", os.listdir(model_path))
-    return config_lib.load(model_path)["training"]
+    return (config_lib.load(model_path)["training"], calls,
+            "\n".join(logs.output))
 
   def test_training_with_multistep_loss(self):
-    saved = self._train(config_lib.TrainingConfig(multistep_loss_steps=3), 3)
+    saved, calls, _ = self._train(
+        config_lib.TrainingConfig(multistep_loss_steps=3), 3)
     self.assertEqual(saved["multistep_loss_steps"], 3)
+    # Windows of the inputs and 3 targets; no unroll; a 3-step loss.
+    self.assertEqual(calls, [(9, 0, 3)] * 3)
 
   def test_training_with_pushforward(self):
-    saved = self._train(config_lib.TrainingConfig(
-        pushforward_max_unroll=2, pushforward_phase_steps=0,
-        pushforward_probability=1.0), 4)
+    recipe = config_lib.TrainingConfig(
+        pushforward_max_unroll=2, pushforward_phase_steps=3,
+        pushforward_probability=1.0)
+    saved, calls, log = self._train(recipe, 8)
     self.assertEqual(saved["pushforward_max_unroll"], 2)
+    unrolls = [num_unroll for _, num_unroll, _ in calls]
+    # Phased in: none before step 3, one step from 3, up to two from 6.
+    self.assertEqual(unrolls[:3], [0, 0, 0])
+    self.assertEqual(unrolls[3:6], [1, 1, 1])
+    self.assertContainsSubset(set(unrolls[6:]), {1, 2})
+    self.assertEqual({length for length, _, _ in calls}, {9})
+    # The log's mean unroll of each interval of 2 steps is what ran.
+    for last in (2, 4, 6, 8):
+      self.assertIn(f"step {last}/8", log)
+      mean = np.mean(unrolls[last - 2:last])
+      self.assertRegex(log, rf"step {last}/8  .*  unroll {mean:.2f}")
 
 
 if __name__ == "__main__":

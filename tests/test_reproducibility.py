@@ -59,8 +59,7 @@ class RandomStreamsTest(tf.test.TestCase):
                                        pushforward_phase_steps=2)
 
     def unroll(seed, step):
-      return pushforward.sample_unroll(step, recipe,
-                                       random_streams.unroll_rng(seed, step))
+      return pushforward.step_unroll(step, recipe, seed)
 
     forward = [unroll(3, step) for step in range(40)]
     backward = [unroll(3, step) for step in reversed(range(40))][::-1]

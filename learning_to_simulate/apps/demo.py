@@ -55,8 +55,8 @@ DEMO_PUSHFORWARD_MAX_UNROLL = 3
 
 # Columns of the summary: (metric, header); rollout metrics are means over
 # the rolled-out test trajectories.
-COLUMNS = (("one_step_position_mse", "one-step MSE"), ("mse_20", "MSE@20"),
-           ("mse_full", "full MSE"), ("emd", "EMD"),
+COLUMNS = (("one_step_position_mse", "one-step MSE"), ("mse_20", "MSE 1-20"),
+           ("mse_full", "full MSE"), ("emd", "EMD (W2^2)"),
            ("out_of_domain", "out of domain"))
 
 

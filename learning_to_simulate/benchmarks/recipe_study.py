@@ -93,9 +93,9 @@ def recipes(num_steps: int) -> Dict[str, List[str]]:
 
 # Columns of the tables: (metric key, header).
 COLUMNS = (("one_step_position_mse", "one-step MSE"),
-           ("mse_20", "MSE@20"),
+           ("mse_20", "MSE 1-20"),
            ("mse_full", "full MSE"),
-           ("emd", "EMD"),
+           ("emd", "EMD (W2^2)"),
            ("kinetic_energy_mse", "KE MSE"),
            ("out_of_domain", "out of domain"),
            ("train_seconds", "train s"))

@@ -38,7 +38,6 @@ from learning_to_simulate import reading_utils
 from learning_to_simulate.training import distribution
 from learning_to_simulate.training import one_step
 from learning_to_simulate.training import pushforward
-from learning_to_simulate.training import random_streams
 
 NoiseFn = Callable[[Mapping[str, tf.Tensor]], tf.Tensor]
 Predict = Callable[[], Tuple[tf.Tensor, tf.Tensor]]
@@ -293,8 +292,8 @@ def train_step_and_dataset(workers: distribution.Workers, data_path: str,
   sample_unroll = None
   if training_config.windowed:
     window_length = pushforward.window_length(training_config)
-    sample_unroll = lambda step: pushforward.sample_unroll(
-        step, training_config, random_streams.unroll_rng(seed, step))
+    sample_unroll = lambda step: pushforward.step_unroll(
+        step, training_config, seed)
   dataset = make_dataset(
       workers, data_path, metadata, options.batch_size, window_length,
       shuffle_buffer_size=options.shuffle_buffer_size, seed=shuffle_seed,

@@ -37,6 +37,7 @@ from learning_to_simulate.data import common
 from learning_to_simulate import learned_simulator
 from learning_to_simulate.training import config as config_lib
 from learning_to_simulate.training import one_step
+from learning_to_simulate.training import random_streams
 
 Window = Dict[str, tf.Tensor]
 
@@ -62,6 +63,23 @@ def sample_unroll(step: int, training: config_lib.TrainingConfig,
   if available == 0 or rng.random() >= training.pushforward_probability:
     return 0
   return int(rng.integers(1, available + 1))
+
+
+def step_unroll(step: int, training: config_lib.TrainingConfig,
+                seed: int) -> int:
+  """The unroll length of training step `step` of a run seeded `seed`.
+
+  A function of the seed and the step alone (`random_streams`): a resumed
+  run unrolls as the uninterrupted one would.
+  """
+  return sample_unroll(step, training, random_streams.unroll_rng(seed, step))
+
+
+def mean_unroll(first: int, last: int, training: config_lib.TrainingConfig,
+                seed: int) -> float:
+  """The mean unroll length of steps `first .. last - 1` (for the log)."""
+  return float(np.mean([step_unroll(step, training, seed)
+                        for step in range(first, max(last, first + 1))]))
 
 
 def _frames(position: tf.Tensor, start: tf.Tensor, count: int) -> tf.Tensor:

@@ -163,8 +163,7 @@ def _train_step_and_dataset(data_path, metadata, simulator, optimizer,
                  training_config.multistep_loss_steps)
 
   def train_step(batch, step):
-    num_unroll = pushforward.sample_unroll(
-        step, training_config, random_streams.unroll_rng(seed, step))
+    num_unroll = pushforward.step_unroll(step, training_config, seed)
     return step_fn(batch, tf.constant(num_unroll, tf.int32))
 
   return train_step, dataset
@@ -423,9 +422,15 @@ def _train(data_path: str, model_path: str, write_path: str,
         monitor.check_loss(kept)
         eta = (options.num_steps - step) / max(steps_per_sec, 1e-9)
         learning_rate = float(optimizer.learning_rate)
-        logging.info("step %d/%d  loss %.6g  lr %.3g  %.2f steps/s  ETA %s",
+        unroll = ""
+        if training_config.pushforward_max_unroll:
+          mean_unroll = pushforward.mean_unroll(interval_step, step,
+                                                training_config, seed)
+          tf.summary.scalar("pushforward_unroll", mean_unroll, step=step)
+          unroll = f"  unroll {mean_unroll:.2f}"
+        logging.info("step %d/%d  loss %.6g  lr %.3g  %.2f steps/s  ETA %s%s",
                      step, options.num_steps, mean_loss, learning_rate,
-                     steps_per_sec, _format_duration(eta))
+                     steps_per_sec, _format_duration(eta), unroll)
         tf.summary.scalar("loss", mean_loss, step=step)
         tf.summary.scalar("learning_rate", learning_rate, step=step)
         tf.summary.scalar("steps_per_sec", steps_per_sec, step=step)
