@@ -20,11 +20,19 @@ class RecipeStudyTest(tf.test.TestCase):
     study = recipe_study.run_study(out, num_steps=8, seeds=[0],
                                    recipe_names=list(recipe_study.QUICK_RECIPES),
                                    quick=True)
-    summary = study["results"]["water"]
-    # Each recipe as trained and behind walls, and the two baselines.
-    self.assertEqual(list(summary), [
-        "paper", "paper + walls", "pushforward", "pushforward + walls",
-        "baseline: constant velocity", "baseline: frozen"])
+    results = study["results"]["water"]
+    summary, valid = results["test"], results["valid"]
+    # Each recipe as trained and behind walls, and the two baselines, on
+    # each split: the valid one for the choice, the test one to report.
+    for split in (summary, valid):
+      self.assertEqual(list(split), [
+          "paper", "paper + walls", "pushforward", "pushforward + walls",
+          "baseline: constant velocity", "baseline: frozen"])
+    # Two splits, two sets of trajectories: the baselines differ.
+    self.assertNotEqual(summary["baseline: frozen"]["mse_full"]["mean"],
+                        valid["baseline: frozen"]["mse_full"]["mean"])
+    self.assertEqual(results["chosen_on_valid"], recipe_study.choose(
+        recipe_study.targets(valid), valid))
     for name in ("paper", "pushforward + walls"):
       self.assertLen(summary[name]["mse_full"]["values"], 1)
       self.assertGreater(summary[name]["train_seconds"]["mean"], 0.0)
@@ -34,7 +42,9 @@ class RecipeStudyTest(tf.test.TestCase):
       self.assertEqual(json.load(f)["num_steps"], 8)
     table = recipe_study.format_study(study)
     self.assertRegex(table, r"\| pushforward \+ walls \| [0-9.e+-]+ \|")
-    self.assertIn("Targets on water", table)
+    self.assertIn("Targets on water (valid)", table)
+    self.assertIn("water, test split:", table)
+    self.assertIn("Chosen on water's valid split: ", table)
     # The pushforward run trained with its flags (saved in config.json).
     with open(os.path.join(out, "runs", "water", "pushforward", "seed0",
                            "model", "config.json")) as f:
@@ -42,7 +52,7 @@ class RecipeStudyTest(tf.test.TestCase):
     # A second call reads the finished runs back instead of training again.
     again = recipe_study.run_study(out, num_steps=8, seeds=[0],
                                    recipe_names=["paper"], quick=True)
-    self.assertEqual(again["results"]["water"]["paper"],
+    self.assertEqual(again["results"]["water"]["test"]["paper"],
                      summary["paper"])
 
   def test_targets(self):
@@ -77,6 +87,24 @@ class RecipeStudyTest(tf.test.TestCase):
     self.assertIn("| good | 0.70x (yes) | 0 (yes) | 1.50x, limit 1.50x (yes) "
                   "| **all** |", table)
     self.assertEqual(recipe_study.targets({"good": summary["good"]}), {})
+    # The choice: the lowest full MSE among the rows meeting every target.
+    self.assertEqual(recipe_study.choose(verdicts, summary), "good")
+    verdicts["imprecise"]["all_met"] = True  # Say it met them: lower MSE.
+    self.assertEqual(recipe_study.choose(verdicts, summary), "imprecise")
+    self.assertIsNone(recipe_study.choose(
+        {name: dict(v, all_met=False) for name, v in verdicts.items()},
+        summary))
+
+  def test_results_of_an_earlier_study_are_upgraded(self):
+    test = {"one_step_position_mse": 1.0, "rollout": {"mse_full": 2.0},
+            "baselines": {}, "walls": {"mse_full": 1.5}}
+    old = dict(test, train_seconds=9.0)
+    self.assertEqual(recipe_study._upgrade(old),  # pylint: disable=protected-access
+                     {"train_seconds": 9.0, "splits": {"test": test}})
+    # Without walls its test scores are incomplete: both splits are redone.
+    no_walls = {key: value for key, value in old.items() if key != "walls"}
+    self.assertEqual(recipe_study._upgrade(no_walls),  # pylint: disable=protected-access
+                     {"train_seconds": 9.0, "splits": {}})
 
   def test_unknown_recipe(self):
     with self.assertRaisesRegex(ValueError, r"--recipes: unknown \['magic'\]"):

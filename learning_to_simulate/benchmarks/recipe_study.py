@@ -2,12 +2,14 @@
 
 Trains the same model with the paper's recipe and with each candidate, at an
 equal number of steps and several seeds, on datasets made by this package's
-generator, and evaluates every model on the test split with the rollout
-metrics of `training.metrics` (and the physics-free baselines), once as
-trained and once behind impermeable walls (`--clamp_to_bounds`, an
-evaluation option: the same weights). Prints one
-table per dataset, mean +- standard deviation over seeds, and writes
-`{output_dir}/study.json`.
+generator, and evaluates every model on the valid and the test split with
+the rollout metrics of `training.metrics` (and the physics-free baselines),
+once as trained and once behind impermeable walls (`--clamp_to_bounds`, an
+evaluation option: the same weights). The choice is made on the valid
+split only (`choose`: the row that meets every target there with the lowest
+full-rollout MSE); the test split then reports how the chosen row does on
+data no choice has seen. Prints the tables of both splits per dataset,
+mean +- standard deviation over seeds, and writes `{output_dir}/study.json`.
 
   python -m learning_to_simulate.benchmarks.recipe_study \\
       --output_dir=outputs/recipe_study            # the recorded study
@@ -140,8 +142,12 @@ def run_one(data_path: str, run_dir: str, recipe_flags: Sequence[str],
             core: Optional[int]) -> Dict[str, Any]:
   """Trains, evaluates and rolls out one model; returns its results.
 
-  Resumes: a run with `results.json` is read back, and `train` resumes from
-  its checkpoints.
+  Resumes: a run with `results.json` is read back (and the splits it lacks
+  evaluated), and `train` resumes from its checkpoints.
+
+  Returns:
+    `train_seconds` and `splits`: for `valid` and `test`, the scores of
+    `evaluate_split`.
   """
   results_path = os.path.join(run_dir, "results.json")
   model_path = os.path.join(run_dir, "model")
@@ -149,79 +155,91 @@ def run_one(data_path: str, run_dir: str, recipe_flags: Sequence[str],
   common = [f"--data_path={data_path}", f"--model_path={model_path}"]
   if os.path.exists(results_path):
     with open(results_path) as f:
-      results = json.load(f)
-    if "walls" not in results:  # Written before the walls were scored.
-      results["walls"] = _rollout_with_walls(common, run_dir, log_path, core)
-      dataset_writer.write_json(results_path, results)
-    return results
-  os.makedirs(run_dir, exist_ok=True)
-  start = time.time()
-  _run("train", common + list(model_flags) + list(recipe_flags) + [
-      f"--num_steps={num_steps}", f"--seed={seed}", "--lr=1e-3",
-      "--min_lr=1e-5", f"--lr_decay_steps={num_steps}",
-      f"--log_every_steps={max(num_steps // 10, 1)}",
-      "--eval_every_steps=0"], log_path, core)
-  train_seconds = time.time() - start
-  one_step = _run("train", common + ["--mode=eval", "--eval_split=test"],
-                  log_path, core)
-  rollout_path = os.path.join(run_dir, "rollouts")
-  _run("train", common + ["--mode=eval_rollout", "--eval_split=test",
-                          f"--output_path={rollout_path}"], log_path, core)
-  with open(os.path.join(rollout_path, "metrics.json")) as f:
-    metrics = json.load(f)
-  results = {
-      "train_seconds": train_seconds,
-      "one_step_position_mse": float(re.search(
-          r"one_step_position_mse: (\S+)", one_step).group(1)),
-      "rollout": metrics["model"]["mean"],
-      "baselines": {name: metrics[name]["mean"]
-                    for name in ("constant_velocity", "frozen")},
-      "walls": _rollout_with_walls(common, run_dir, log_path, core),
-  }
-  dataset_writer.write_json(results_path, results)
+      results = _upgrade(json.load(f))
+  else:
+    os.makedirs(run_dir, exist_ok=True)
+    start = time.time()
+    _run("train", common + list(model_flags) + list(recipe_flags) + [
+        f"--num_steps={num_steps}", f"--seed={seed}", "--lr=1e-3",
+        "--min_lr=1e-5", f"--lr_decay_steps={num_steps}",
+        f"--log_every_steps={max(num_steps // 10, 1)}",
+        "--eval_every_steps=0"], log_path, core)
+    results = {"train_seconds": time.time() - start, "splits": {}}
+  missing = [split for split in SPLITS if split not in results["splits"]]
+  for split in missing:  # Runs of an earlier study lack the valid split.
+    results["splits"][split] = evaluate_split(common, run_dir, split,
+                                              log_path, core)
+  if missing:
+    dataset_writer.write_json(results_path, results)
   return results
 
 
-def _rollout_with_walls(common: List[str], run_dir: str, log_path: str,
-                        core: Optional[int]) -> Dict[str, float]:
-  """Rollout metrics of the same model with `--clamp_to_bounds` (no
-  retraining: the walls only change how predictions are integrated)."""
-  rollout_path = os.path.join(run_dir, "rollouts_walls")
-  _run("train", common + ["--mode=eval_rollout", "--eval_split=test",
-                          "--clamp_to_bounds",
-                          f"--output_path={rollout_path}"], log_path, core)
-  with open(os.path.join(rollout_path, "metrics.json")) as f:
-    return json.load(f)["model"]["mean"]
+# The choice is made on the first, the second reports on unseen data.
+SPLITS = ("valid", "test")
 
 
-def _flat(results: Dict[str, Any]) -> Dict[str, float]:
+def _upgrade(results: Dict[str, Any]) -> Dict[str, Any]:
+  """A `results.json` of an earlier study (the test split's scores at the
+  top, perhaps without walls) in today's layout."""
+  if "splits" in results:
+    return results
+  test = {key: results[key] for key in
+          ("one_step_position_mse", "rollout", "baselines", "walls")
+          if key in results}
+  splits = {"test": test} if "walls" in test else {}
+  return {"train_seconds": results["train_seconds"], "splits": splits}
+
+
+def evaluate_split(common: List[str], run_dir: str, split: str,
+                   log_path: str, core: Optional[int]) -> Dict[str, Any]:
+  """One-step MSE, rollout metrics (as trained and behind walls) and the
+  baselines' of one trained model on one split."""
+  suffix = "" if split == "test" else f"_{split}"
+  one_step = _run("train", common + ["--mode=eval", f"--eval_split={split}"],
+                  log_path, core)
+  scores = {"one_step_position_mse": float(re.search(
+      r"one_step_position_mse: (\S+)", one_step).group(1))}
+  for key, walls in (("rollout", []), ("walls", ["--clamp_to_bounds"])):
+    # Walls change how predictions are integrated, not the weights.
+    rollout_path = os.path.join(
+        run_dir, ("rollouts" if not walls else "rollouts_walls") + suffix)
+    _run("train", common + ["--mode=eval_rollout", f"--eval_split={split}",
+                            *walls, f"--output_path={rollout_path}"],
+         log_path, core)
+    with open(os.path.join(rollout_path, "metrics.json")) as f:
+      metrics = json.load(f)
+    scores[key] = metrics["model"]["mean"]
+    if not walls:
+      scores["baselines"] = {name: metrics[name]["mean"]
+                             for name in ("constant_velocity", "frozen")}
+  return scores
+
+
+def _flat(results: Dict[str, Any], split: str,
+          walls: bool) -> Dict[str, float]:
+  scores = results["splits"][split]
   return {"train_seconds": results["train_seconds"],
-          "one_step_position_mse": results["one_step_position_mse"],
-          **results["rollout"]}
+          "one_step_position_mse": scores["one_step_position_mse"],
+          **scores["walls" if walls else "rollout"]}
 
 
-def _walls(results: Dict[str, Any]) -> Dict[str, Any]:
-  """The results with the rollout metrics of the model behind walls."""
-  return dict(results, rollout=results["walls"])
-
-
-def summarize(runs: Dict[str, List[Dict[str, Any]]]) -> Dict[str, Any]:
-  """Recipe -> metric -> mean, std (over seeds) and values.
+def summarize(runs: Dict[str, List[Dict[str, Any]]],
+              split: str = "test") -> Dict[str, Any]:
+  """Recipe -> metric -> mean, std (over seeds) and values, on `split`.
 
   Each recipe has a second row, "+ walls", with the same models rolled out
   with `--clamp_to_bounds` (its one-step MSE is the one without walls).
   """
   summary = {}
   for recipe, results in runs.items():
-    for name, variant in ((recipe, results),
-                          (f"{recipe} + walls", [_walls(r) for r in results])):
-      flat = [_flat(r) for r in variant]
+    for name, walls in ((recipe, False), (f"{recipe} + walls", True)):
+      flat = [_flat(r, split, walls) for r in results]
       summary[name] = {
           key: {"mean": float(np.mean([f[key] for f in flat])),
                 "std": float(np.std([f[key] for f in flat])),
                 "values": [f[key] for f in flat]}
           for key, _ in COLUMNS if all(key in f for f in flat)}
-  first = next(iter(runs.values()))[0]
+  first = next(iter(runs.values()))[0]["splits"][split]
   for name, metrics in first["baselines"].items():
     summary[f"baseline: {name.replace('_', ' ')}"] = {
         key: {"mean": metrics[key], "std": 0.0, "values": [metrics[key]]}
@@ -282,6 +300,17 @@ def targets(summary: Dict[str, Any], faithful: str = "paper"
                                               one_step["mean"],
                       "met": met, "all_met": all(met.values())}
   return verdicts
+
+
+def choose(verdicts: Dict[str, Dict[str, Any]],
+           summary: Dict[str, Any]) -> Optional[str]:
+  """The row to recommend: among those meeting every target (`targets`),
+  the lowest mean full-rollout MSE; None if no row meets them all. Give it
+  the valid split's verdicts and summary only."""
+  met = [name for name, verdict in verdicts.items() if verdict["all_met"]]
+  if not met:
+    return None
+  return min(met, key=lambda name: summary[name]["mse_full"]["mean"])
 
 
 def format_targets(verdicts: Dict[str, Dict[str, Any]]) -> str:
@@ -353,7 +382,11 @@ def run_study(output_dir: str, num_steps: int, seeds: Sequence[int],
   for dataset in paths:
     runs = {recipe: [results[(dataset, recipe, seed)] for seed in seeds]
             for recipe in recipe_names}
-    study["results"][dataset] = summarize(runs)
+    study["results"][dataset] = {split: summarize(runs, split)
+                                 for split in SPLITS}
+    valid = study["results"][dataset]["valid"]
+    study["results"][dataset]["chosen_on_valid"] = choose(targets(valid),
+                                                          valid)
   dataset_writer.write_json(os.path.join(output_dir, "study.json"), study)
   return study
 
@@ -361,12 +394,27 @@ def run_study(output_dir: str, num_steps: int, seeds: Sequence[int],
 def format_study(study: Dict[str, Any]) -> str:
   lines = [f"Recipe study: {study['num_steps']} steps, seeds "
            f"{study['seeds']}, {study['wall_seconds']:.0f} s"]
-  for dataset, summary in study["results"].items():
-    lines += ["", f"### {dataset}", "", format_table(summary)]
-    verdicts = targets(summary)
-    if verdicts:
-      lines += ["", f"Targets on {dataset}, against the paper's recipe as "
-                "trained:", "", format_targets(verdicts)]
+  for dataset, results in study["results"].items():
+    lines += ["", f"### {dataset}"]
+    for split in SPLITS:
+      summary = results[split]
+      lines += ["", f"{dataset}, {split} split:", "", format_table(summary)]
+      verdicts = targets(summary)
+      if verdicts:
+        lines += ["", f"Targets on {dataset} ({split}), against the paper's "
+                  "recipe as trained:", "", format_targets(verdicts)]
+    chosen = results["chosen_on_valid"]
+    if chosen is None:
+      lines += ["", f"Chosen on {dataset}'s valid split: none (no row meets "
+                "every target there)."]
+    else:
+      test = results["test"][chosen]["mse_full"]
+      paper = results["test"]["paper"]["mse_full"]["mean"] if (
+          "paper" in results["test"]) else None
+      ratio = f", {test['mean'] / paper:.2f}x the paper's" if paper else ""
+      lines += ["", f"Chosen on {dataset}'s valid split: {chosen}; on the "
+                f"test split its full-rollout MSE is {test['mean']:.3g} +- "
+                f"{test['std']:.2g}{ratio}."]
   return "\n".join(lines)
 
 
