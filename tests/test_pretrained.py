@@ -126,7 +126,17 @@ class PackageModelTest(tf.test.TestCase):
     with open(os.path.join(output, "PROVENANCE.md")) as f:
       provenance = f.read()
     self.assertIn("python -m learning_to_simulate.train X", provenance)
-    self.assertIn("Steps: 3.", provenance)
+    self.assertIn("Steps: 3. Training wall time", provenance)
+    # A checkpoint before the run's end, of a run stopped before its
+    # --num_steps: the provenance says so, and what would reproduce it.
+    self.assertEqual(
+        package_model._run_end(  # pylint: disable=protected-access
+            15000, 29000, "train --num_steps=80000 --seed=0"),
+        " The run's newest checkpoint is at step 29000. The command's "
+        "--num_steps=80000 was not reached: to train as this run did, give "
+        "it --num_steps=29000.")
+    self.assertEqual(package_model._run_end(  # pylint: disable=protected-access
+        3, 3, "train --num_steps=3"), "")
     # Weights only: no optimizer state, and it loads as a model directory.
     names = tf.train.load_checkpoint(os.path.join(
         output, "ckpt-3")).get_variable_to_dtype_map()

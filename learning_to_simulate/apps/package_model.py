@@ -21,6 +21,7 @@ writes `--output_path` (replacing it only when complete) with
 import hashlib
 import json
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -103,6 +104,7 @@ def package(model_path: str, checkpoint: str, output_path: str,
   step = int(tf.train.load_checkpoint(source).get_tensor(
       "optimizer/iter/.ATTRIBUTES/VARIABLE_VALUE")) if _has_optimizer(
           source) else int(source.rsplit("-", 1)[1])
+  last_step = _last_step(model_path)
   metadata, simulator = evaluation.load_model(data_path, model_path,
                                               model_config,
                                               checkpoint=checkpoint)
@@ -149,7 +151,7 @@ packaged by `python -m learning_to_simulate.apps.package_model` from the
 
       {training_command}
 
-- Steps: {step}. Training wall time: {hours}.
+- Steps: {step}.{_run_end(step, last_step, training_command)} Training wall time: {hours}.
 - Weights only (no optimizer state), {size / 1e6:.2f} MB with the config.
 {notes}
 
@@ -181,6 +183,28 @@ metrics over moving particles, see the README's "Rollout metrics"):
     shutil.rmtree(staging, ignore_errors=True)
     raise
   return metrics
+
+
+def _last_step(model_path: str) -> Optional[int]:
+  """The step of the run's newest checkpoint (None: it has none)."""
+  numbers = checkpoints.numbers_on_disk(model_path)
+  return numbers[-1] if numbers else None
+
+
+def _run_end(step: int, last_step: Optional[int], command: str) -> str:
+  """Sentences on where the run ended, when not at the packaged step or at
+  the command's `--num_steps`, so that the command is not taken for what
+  shipped ("" otherwise)."""
+  end = last_step if last_step is not None else step
+  sentences = []
+  if end != step:
+    sentences.append(f"The run's newest checkpoint is at step {end}.")
+  planned = re.search(r"--num_steps[= ](\d+)", command)
+  if planned and int(planned.group(1)) != end:
+    sentences.append(
+        f"The command's --num_steps={planned.group(1)} was not reached: to "
+        f"train as this run did, give it --num_steps={end}.")
+  return "".join(" " + sentence for sentence in sentences)
 
 
 def _has_optimizer(path: str) -> bool:
