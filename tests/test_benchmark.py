@@ -258,6 +258,33 @@ class EndToEndTest(tf.test.TestCase):
     self.assertIn("train steps/s", report)
     self.assertIn("Profile 12x2 rollout step", report)
 
+  def test_gpu_options_reach_the_model(self):
+    # The XLA and bfloat16 figures of BENCHMARKS.md have a command: the
+    # options change what the train step runs (its op profile).
+    def train_ops(**options):
+      point = throughput.run_point(
+          workload_lib.Point(12, 2, 2),
+          throughput.Options(repeats=1, warmup=0, min_run_seconds=0.0,
+                             rollout=False, inference=False, profile_steps=1,
+                             **options),
+          model_config=SMALL_MODEL, peak_gflops=50.0)
+      return {op["op"] for op in point["profile"]["train"]}
+
+    matmul = lambda ops: {op for op in ops if "MatMul" in op}
+    float32 = train_ops()
+    self.assertNotEmpty(matmul(float32))
+    self.assertNotIn("Cast", float32)
+    self.assertEmpty(matmul(train_ops(jit_compile=True)))  # Inside XLA.
+    self.assertIn("Cast", train_ops(mixed_precision="bfloat16"))
+    with self.assertRaisesRegex(ValueError, "--mixed_precision must be"):
+      throughput.Options(mixed_precision="int8").validate()
+    self.assertIn("With --jit_compile", report_lib.format_report({
+        "machine": {"cpu": "cpu", "cpu_count": 1, "gpus": [],
+                    "tensorflow": "x", "tf32": False},
+        "matmul": {"peak_gflops": 0.0, "shapes": []},
+        "options": dataclasses.asdict(throughput.Options(jit_compile=True)),
+        "points": []}))
+
   def test_point_in_subprocess(self):
     # The default run isolates points: the CLI runs one and writes JSON.
     options = throughput.Options(repeats=1, warmup=0, min_run_seconds=0.0,

@@ -171,6 +171,11 @@ def format_report(results: Mapping[str, Any]) -> str:
   if options.get("recompute_grad"):
     lines += ["Training with --recompute_grad (activations recomputed in the "
               "backward pass)."]
+  if options.get("jit_compile"):
+    lines += ["With --jit_compile (XLA for the graph network)."]
+  if options.get("mixed_precision"):
+    lines += [f"With --mixed_precision={options['mixed_precision']} "
+              "(matmuls in that dtype; FLOPs counted as float32's)."]
   lines += [""]
   for table in (report_rows(results), scaling_rows(results)):
     lines += [format_text_table(*table), "", format_markdown_table(*table),

@@ -91,8 +91,16 @@ class Options:
   # Train with `--recompute_grad` (activations recomputed in the backward
   # pass: less memory, more compute).
   recompute_grad: bool = False
+  # The GPU speed-ups of `train`, for their figures in BENCHMARKS.md: XLA
+  # for the graph network, and matmuls in "bfloat16" or "float16" ("" for
+  # float32, the default).
+  jit_compile: bool = False
+  mixed_precision: str = ""
 
   def validate(self) -> None:
+    if self.mixed_precision not in ("", "bfloat16", "float16"):
+      raise ValueError("--mixed_precision must be bfloat16 or float16, got "
+                       f"{self.mixed_precision!r}")
     if self.repeats < 1 or self.rollout_repeats < 1:
       raise ValueError("repeats and rollout_repeats must be >= 1")
     if self.warmup < 0 or self.min_run_seconds < 0 or self.profile_steps < 0:
@@ -157,11 +165,13 @@ def run_point(point: Point, options: Options = Options(),
   batch = (tf.nest.map_structure(tf.constant, features),
            tf.constant(workload.target))
   simulator = build.build_simulator(
-      metadata, model_config, recompute_grad=options.recompute_grad)
+      metadata, model_config, mixed_precision=options.mixed_precision or None,
+      jit_compile=options.jit_compile, recompute_grad=options.recompute_grad)
   profiles = {}
   if options.train:
-    optimizer = optimizers.make_optimizer(config_lib.OptimizerConfig(),
-                                          simulator)
+    optimizer = optimizers.make_optimizer(
+        config_lib.OptimizerConfig(), simulator,
+        loss_scaling=options.mixed_precision == "float16")
     train_step = one_step.make_train_step(simulator, optimizer,
                                           model_config.noise_std, metadata)
     seconds = timing.time_runs(lambda: train_step(batch), options.repeats,
@@ -213,7 +223,9 @@ def _measure_rollout(workload: Workload, options: Options,
   metadata = dict(workload.metadata)
   metadata["acc_std"] = [ROLLOUT_ACC_STD] * metadata["dim"]
   simulator = build.build_simulator(
-      metadata, dataclasses.replace(model_config, noise_std=0.0))
+      metadata, dataclasses.replace(model_config, noise_std=0.0),
+      mixed_precision=options.mixed_precision or None,
+      jit_compile=options.jit_compile)
   rollout_fn = rollout_lib.make_rollout_fn(simulator, metadata)
   features = rollout_features(workload, options.rollout_steps)
   inputs = tf.nest.map_structure(tf.constant, features)
@@ -393,6 +405,11 @@ def _define_flags() -> None:
   flags.DEFINE_integer("seed", defaults.seed, "Workload and model seed.")
   flags.DEFINE_boolean("recompute_grad", defaults.recompute_grad,
                        "Train with --recompute_grad (less memory).")
+  flags.DEFINE_boolean("jit_compile", defaults.jit_compile,
+                       "The graph network with XLA, as train --jit_compile.")
+  flags.DEFINE_string("mixed_precision", defaults.mixed_precision,
+                      "bfloat16 or float16 matmuls, as train "
+                      "--mixed_precision (empty: float32).")
   flags.DEFINE_boolean("isolate", True,
                        "Run every point in its own subprocess, so peak RSS "
                        "is per point.")
