@@ -10,6 +10,7 @@ from absl.testing import parameterized
 import numpy as np
 import tensorflow as tf
 
+from learning_to_simulate.benchmarks import kernels
 from learning_to_simulate.benchmarks import pipeline_memory
 from learning_to_simulate.benchmarks import report as report_lib
 from learning_to_simulate.benchmarks import throughput
@@ -350,6 +351,24 @@ class EndToEndTest(tf.test.TestCase):
 
 if __name__ == "__main__":
   tf.test.main()
+
+
+class KernelsBenchmarkTest(tf.test.TestCase):
+
+  def test_tiny_run(self):
+    results = kernels.run(kernels.Options(rows=64, size=8, edges=50, nodes=9,
+                                          repeats=1, warmup=1,
+                                          min_run_seconds=0.0))
+    self.assertEqual(list(results["kernels"]), [
+        "layer_norm forward", "layer_norm forward + backward",
+        "sum onto sorted receivers"])
+    for kernel in results["kernels"].values():
+      self.assertAllClose(kernel["speedup"],
+                          kernel["baseline_ms"] / kernel["ours_ms"])
+    table = kernels.format_results(results)
+    self.assertIn("LayerNorm on [64, 8]; sums of [50, 8] onto 9 nodes", table)
+    self.assertRegex(table, r"\| layer_norm forward \| [0-9.e-]+ \| "
+                     r"[0-9.e-]+ \| [0-9.]+x \|")
 
 
 class PipelineBenchmarkTest(tf.test.TestCase):

@@ -2,6 +2,7 @@
 
 import json
 import os
+import pickle
 
 import numpy as np
 import tensorflow as tf
@@ -68,6 +69,28 @@ class DemoTest(tf.test.TestCase):
     self.assertRegex(text, r"\nfrozen +[0-9.e+-]+")
     self.assertRegex(text, r"trained here: full-rollout MSE [0-9.]+x the "
                      r"better baseline \((constant velocity|frozen)\)")
+    # Per trajectory, the physics checked with numpy on the pickle.
+    (row,) = trained["per_trajectory"]
+    with open(os.path.join(root, "out", "rollouts", row["file"]), "rb") as f:
+      rollout = pickle.load(f)
+    moving = rollout["particle_types"] != common.ParticleType.KINEMATIC
+    predicted = rollout["predicted_rollout"][:, moving]
+    truth = rollout["ground_truth_rollout"][:, moving]
+    last_input = rollout["initial_positions"][-1:, moving]
+    energy = lambda x: np.sum(np.diff(np.concatenate([last_input, x]),
+                                      axis=0)**2)
+    self.assertAllClose(row["kinetic_energy_ratio"],
+                        energy(predicted) / energy(truth), rtol=1e-4)
+    bounds = np.asarray(rollout["metadata"]["bounds"])
+    self.assertAllClose(
+        row["centre_of_mass_error"],
+        np.max(np.abs(predicted[-1].mean(0) - truth[-1].mean(0))) /
+        np.max(bounds[:, 1] - bounds[:, 0]), rtol=1e-4)
+    self.assertAllClose(row["mse_full"], np.mean((predicted - truth)**2),
+                        rtol=1e-4)
+    self.assertIn("trained here, per test trajectory:", text)
+    self.assertRegex(text, rf"  {row['file']} +[0-9.e+-]+ +[0-9.]+x +"
+                     r"[0-9.]+x +[0-9.]+% of box")
 
   def test_verdict(self):
     part = {"rollouts": {"model": {"mean": {"mse_full": 0.01,

@@ -138,6 +138,37 @@ class RolloutMetricsTest(tf.test.TestCase):
                      {"a": 2.0, "b": 2.0})
 
 
+class PhysicsSummaryTest(tf.test.TestCase):
+
+  def test_small_exact_cases(self):
+    rollout = make_rollout()
+    self.assertEqual(metrics.physics_summary(rollout),
+                     {"kinetic_energy_ratio": 1.0,
+                      "centre_of_mass_error": 0.0})
+    # Every prediction moved by (0.02, -0.05): the centre of mass too, by
+    # 5% of the unit box; the velocities change only at the first step.
+    shifted = dict(rollout, predicted_rollout=rollout["predicted_rollout"] +
+                   np.float32([0.02, -0.05]))
+    self.assertAllClose(
+        metrics.physics_summary(shifted)["centre_of_mass_error"], 0.05)
+    # Particles that stop at the last input: no kinetic energy at all.
+    frozen = dict(rollout, predicted_rollout=np.broadcast_to(
+        rollout["initial_positions"][-1:],
+        rollout["ground_truth_rollout"].shape))
+    self.assertEqual(
+        metrics.physics_summary(frozen)["kinetic_energy_ratio"], 0.0)
+    # Half the speed at every step (the first one too, from the last
+    # input): a quarter of the energy.
+    initial = rollout["initial_positions"]
+    steps = np.arange(1, len(rollout["ground_truth_rollout"]) + 1)
+    slow = initial[-1] + 0.5 * steps[:, None, None] * (initial[-1] -
+                                                       initial[-2])
+    half = dict(rollout, predicted_rollout=slow.astype(np.float32))
+    self.assertAllClose(
+        metrics.physics_summary(half)["kinetic_energy_ratio"], 0.25,
+        rtol=1e-4)
+
+
 class BaselinesTest(tf.test.TestCase):
 
   def test_frozen_and_constant_velocity(self):

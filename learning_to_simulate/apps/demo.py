@@ -24,7 +24,7 @@ model with the paper's recipe instead.
 import dataclasses
 import os
 import time
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List, Optional
 
 from absl import app
 from absl import flags
@@ -38,6 +38,7 @@ from learning_to_simulate.training import checkpoints
 from learning_to_simulate.training import config as config_lib
 from learning_to_simulate.training import devices
 from learning_to_simulate.training import evaluation
+from learning_to_simulate.training import metrics as metrics_lib
 from learning_to_simulate.training import trainer
 from learning_to_simulate.training import validation
 from learning_to_simulate.visualization import animation
@@ -98,7 +99,51 @@ def score_model(data_path: str, model_path: str,
                                gif)
   return {"model_path": os.path.abspath(model_path),
           "one_step": one_step, "rollouts": rollouts["metrics"],
+          "per_trajectory": trajectory_rows(rollouts["metrics"],
+                                            rollouts["files"]),
           "gif": os.path.abspath(gif) if gif else None}
+
+
+def trajectory_rows(metrics: Dict[str, Any],
+                    files: List[str]) -> List[Dict[str, Any]]:
+  """Each test trajectory as a physicist would look at it.
+
+  Args:
+    metrics: `evaluation.evaluate_rollouts`' `metrics` (the model's and the
+      baselines' per trajectory).
+    files: its rollout pickles, in the same order.
+
+  Returns:
+    Per trajectory: `file`, `mse_full`, `ratio_to_better_baseline` (of
+    that trajectory's better baseline), and `metrics.physics_summary`'s
+    kinetic-energy ratio and centre-of-mass error at the last step.
+  """
+  rows = []
+  for index, path in enumerate(files):
+    mse = metrics["model"]["per_trajectory"][index]["mse_full"]
+    better = min(metrics[name]["per_trajectory"][index]["mse_full"]
+                 for name in baselines.ROLLOUT_BASELINES)
+    rows.append({"file": os.path.basename(path), "mse_full": mse,
+                 "ratio_to_better_baseline": mse / better,
+                 **metrics_lib.physics_summary(
+                     rollout_files.load_rollout(path))})
+  return rows
+
+
+def format_trajectories(label: str, rows: List[Dict[str, Any]]) -> List[str]:
+  """The per-trajectory table of one model, as lines."""
+  width = max(len(row["file"]) for row in rows)
+  lines = [f"{label}, per test trajectory:",
+           f"  {'trajectory':<{width}}  {'full MSE':>10}  "
+           f"{'/ better baseline':>17}  {'kinetic energy':>14}  "
+           f"{'centre of mass off':>18}"]
+  for row in rows:
+    lines.append(
+        f"  {row['file']:<{width}}  {row['mse_full']:>10.3e}  "
+        f"{row['ratio_to_better_baseline']:>16.2f}x  "
+        f"{row['kinetic_energy_ratio']:>13.2f}x  "
+        f"{100 * row['centre_of_mass_error']:>10.1f}% of box")
+  return lines
 
 
 def run_demo(data_path: str, output_dir: str, num_steps: int,
@@ -235,6 +280,12 @@ def format_summary(summary: Dict[str, Any]) -> str:
     if part in summary:
       lines.append(f"{label}: " +
                    verdict(summary[part], summary["baselines"]))
+  for part, label in (("pretrained", "pretrained"),
+                      ("trained", "trained here")):
+    if part in summary and summary[part].get("per_trajectory"):
+      lines += [""] + format_trajectories(label,
+                                          summary[part]["per_trajectory"])
+  lines.append("")
   for part in ("pretrained", "trained"):
     if part in summary and summary[part]["gif"]:
       lines.append(f"animation ({part}): {summary[part]['gif']}")

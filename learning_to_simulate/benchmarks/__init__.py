@@ -3,6 +3,8 @@
 - `throughput`: train, inference and rollout speed, memory and FLOP/s of the
   default model (`workload`: the seeded synthetic workload and FLOP counts;
   `timing`: timers and child processes; `report`: the tables);
+- `kernels`: the fast path's LayerNorm and sorted sums against
+  TensorFlow's own;
 - `pipeline_memory`: training memory against dataset size;
 - `convert_memory`: dataset conversion memory against input size;
 - `validation_cost`: validation during training as a share of training time;

@@ -85,6 +85,33 @@ def kinetic_energy(initial_positions: np.ndarray, positions: np.ndarray,
   return 0.5 * np.mean(np.sum(v**2, axis=-1), axis=1)
 
 
+def physics_summary(rollout: Rollout) -> Dict[str, float]:
+  """How a rollout moves as a whole, against its ground truth.
+
+  Returns:
+    `kinetic_energy_ratio`: the predicted kinetic energy summed over the
+    steps over the true one (moving particles; 1 when the motion keeps its
+    energy, < 1 when it is damped); `centre_of_mass_error`: the largest
+    coordinate distance between the predicted and true centres of mass of
+    the moving particles at the last step, as a share of the box's largest
+    side.
+  """
+  moving = moving_mask(rollout["particle_types"])
+  initial = rollout["initial_positions"]
+  predicted = rollout["predicted_rollout"]
+  truth = rollout["ground_truth_rollout"][:len(predicted)]
+  predicted = predicted[:len(truth)]
+  true_energy = kinetic_energy(initial, truth, moving).sum()
+  energy = kinetic_energy(initial, predicted, moving).sum()
+  bounds = np.asarray(rollout["metadata"]["bounds"], np.float64)
+  offset = np.abs(predicted[-1, moving].mean(axis=0) -
+                  truth[-1, moving].mean(axis=0)) if moving.any() else 0.0
+  return {"kinetic_energy_ratio": float(energy / true_energy)
+          if true_energy > 0 else float("nan"),
+          "centre_of_mass_error": float(np.max(offset) /
+                                        np.max(bounds[:, 1] - bounds[:, 0]))}
+
+
 def emd(predicted: np.ndarray, ground_truth: np.ndarray) -> float:
   """Exact W2^2 between two equal-size clouds `[num_particles, dim]`."""
   cost = spatial.distance.cdist(np.asarray(predicted, np.float64),
