@@ -196,13 +196,14 @@ class TimingTest(tf.test.TestCase):
                      max(s["gflops"] for s in peak["shapes"]))
 
   def test_peak_rss(self):
-    # In a fresh process (this one's peak may be past anything new): 256 MiB
-    # written raise the peak by most of that (the peak before it, while
-    # TensorFlow was imported, was above what stays resident after).
+    # In a fresh process (this one's peak may be past anything new): 1 GiB
+    # written raises the peak by most of that (the peak before it, while
+    # TensorFlow was imported, was above what stays resident after, by a
+    # few hundred MiB at most).
     script = ("import json, numpy as np; "
               "from learning_to_simulate.benchmarks import timing; "
               "before = timing.peak_rss_mib(); "
-              "block = np.ones(256 * 2**20 // 8); "
+              "block = np.ones(2**30 // 8); "
               "print(json.dumps([before, timing.peak_rss_mib()]))")
     command, env = timing.module_command("benchmarks.timing", [])
     result = subprocess.run([command[0], "-c", script], env=env,
@@ -210,7 +211,7 @@ class TimingTest(tf.test.TestCase):
                             check=True)
     before, after = json.loads(result.stdout.strip().splitlines()[-1])
     self.assertGreater(before, 10.0)
-    self.assertBetween(after - before, 160.0, 270.0)
+    self.assertBetween(after - before, 600.0, 1100.0)
 
 
 class EndToEndTest(tf.test.TestCase):
