@@ -103,7 +103,7 @@ def package(model_path: str, checkpoint: str, output_path: str,
   source = checkpoints.resolve(model_path, checkpoint)
   step = int(tf.train.load_checkpoint(source).get_tensor(
       "optimizer/iter/.ATTRIBUTES/VARIABLE_VALUE")) if _has_optimizer(
-          source) else int(source.rsplit("-", 1)[1])
+          source) else checkpoints.number(source)
   last_step = _last_step(model_path)
   metadata, simulator = evaluation.load_model(data_path, model_path,
                                               model_config,

@@ -66,13 +66,17 @@ def unroll_rng(seed: int, step: int) -> np.random.Generator:
   return np.random.default_rng([seed, UNROLL, step])
 
 
+def _derived_seed(*entropy: int) -> int:
+  """A seed for another generator, a function of `entropy` alone."""
+  state = np.random.SeedSequence(list(entropy))
+  return int(state.generate_state(1, np.uint64)[0] % 2**62)
+
+
 def shuffle_seed(seed: int, step: int, worker: int = 0) -> int:
   """The shuffle seed of an input pipeline started at `step` on `worker`."""
-  state = np.random.SeedSequence([seed, SHUFFLE, step, worker])
-  return int(state.generate_state(1, np.uint64)[0] % 2**62)
+  return _derived_seed(seed, SHUFFLE, step, worker)
 
 
 def validation_seed(seed: int) -> int:
   """The seed that validation's noise generator is reset to each time."""
-  state = np.random.SeedSequence([seed, VALIDATION])
-  return int(state.generate_state(1, np.uint64)[0] % 2**62)
+  return _derived_seed(seed, VALIDATION)

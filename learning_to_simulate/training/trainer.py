@@ -113,7 +113,7 @@ def _save(manager: tf.train.CheckpointManager, monitor: divergence.Monitor,
           step: int, kept: Optional[str],
           input_manager: Optional[tf.train.CheckpointManager]) -> str:
   """Saves `ckpt-{step}` if the losses and variables are finite (and this
-  worker's input position, where it is kept apart: `_input_managers`)."""
+  worker's input position, where it is kept apart: `_input_manager`)."""
   monitor.check(step, kept)
   path = checkpoints.save(manager, step, kept)
   if input_manager is not None:
@@ -222,20 +222,15 @@ def _input_iterator(dataset, restored: Optional[str], step: int,
   return iter(dataset)
 
 
-def _input_managers(iterator, model_path: str, options: TrainOptions,
-                    description: str,
-                    workers: Optional[distribution.Workers]):
-  """What saves the input position: `(in the checkpoints, apart)`.
-
-  `in the checkpoints`: the iterator, or None (`--nosave_input_position`);
-  `apart`: the manager of another worker's own input directory, or None.
-  """
-  if not options.save_input_position:
-    return None, None
-  if distribution.is_chief(workers):
-    return iterator, None
-  # Another worker's own checkpoints go to a temporary directory.
-  return iterator, checkpoints.make_manager(
+def _input_manager(iterator, model_path: str, options: TrainOptions,
+                   description: str, workers: Optional[distribution.Workers]
+                   ) -> Optional[tf.train.CheckpointManager]:
+  """The manager of another worker's own input directory (its checkpoints
+  go to a temporary one); None on the chief, whose checkpoints hold it, and
+  with `--nosave_input_position`."""
+  if not options.save_input_position or distribution.is_chief(workers):
+    return None
+  return checkpoints.make_manager(
       checkpoints.input_directory(model_path, workers.index), None,
       max_to_keep=options.keep_checkpoints, input_iterator=iterator,
       description=description)
@@ -377,12 +372,13 @@ def _train(data_path: str, model_path: str, write_path: str,
                                    workers)
   iterator = _input_iterator(dataset, restored, step, options, model_path,
                              description, workers)
-  saved_iterator, input_manager = _input_managers(
-      iterator, model_path, options, description, workers)
+  input_manager = _input_manager(iterator, model_path, options, description,
+                                 workers)
   manager = checkpoints.make_manager(
       write_path, simulator, optimizer,
       options.keep_checkpoints if chief else 1,
-      input_iterator=saved_iterator, description=description)
+      input_iterator=iterator if options.save_input_position else None,
+      description=description)
   kept = restored  # The latest checkpoint on disk, named in errors.
   validator = None
   if validation_options.enabled and not os.path.exists(
