@@ -35,6 +35,7 @@ class LearnedSimulator(snt.Module):
                jit_compile: bool = False,
                recompute_grad: bool = False,
                clamp_to_bounds: bool = False,
+               external_acceleration: Optional[Sequence[float]] = None,
                name: str = "LearnedSimulator"):
     """Builds the simulator.
 
@@ -60,6 +61,12 @@ class LearnedSimulator(snt.Module):
       clamp_to_bounds: beyond the paper, opt-in: clip predicted positions
         to `boundaries` (impermeable walls, as this package's MPM generator
         enforces after each substep). Training targets are unchanged.
+      external_acceleration: beyond the paper, opt-in: `[dim]` known
+        external acceleration (gravity; positions per frame squared). The
+        network then predicts `(a - external_acceleration) / acc_std`, and
+        the acceleration is added back before integration
+        (`model.external_force`). None: the paper's `(a - acc_mean) /
+        acc_std`.
       name: module name.
     """
     super().__init__(name=name)
@@ -75,6 +82,14 @@ class LearnedSimulator(snt.Module):
         key: common.Stats(np.asarray(s.mean, np.float32),
                           np.asarray(s.std, np.float32))
         for key, s in normalization_stats.items()}
+    if external_acceleration is not None:
+      external = np.asarray(external_acceleration, np.float32)
+      if external.shape != (num_dimensions,):
+        raise ValueError(f"external_acceleration must have {num_dimensions} "
+                         f"components, got {list(external_acceleration)}")
+      # The network's zero is free fall: the target's offset is the force.
+      self._normalization_stats["acceleration"] = common.Stats(
+          external, self._normalization_stats["acceleration"].std)
     self._graph_network = graph_network.EncodeProcessDecode(
         output_size=num_dimensions, compute_dtype=compute_dtype,
         jit_compile=jit_compile, recompute_grad=recompute_grad,

@@ -32,6 +32,7 @@ from absl import logging
 import tensorflow as tf
 
 from learning_to_simulate import reading_utils
+from learning_to_simulate.model import external_force
 from learning_to_simulate.training import checkpoints
 from learning_to_simulate.training import config as config_lib
 from learning_to_simulate.training import devices
@@ -128,6 +129,13 @@ flags.DEFINE_boolean("clamp_to_bounds", _MODEL.clamp_to_bounds,
                      "in the simulators that made the data. Saved with the "
                      "model; eval modes may switch it either way.")
 
+flags.DEFINE_list("external_acceleration", None,
+                  help="Beyond the paper (opt-in): the known external "
+                  "acceleration (gravity) in positions per frame squared, "
+                  "one number per dimension, or 'auto' for the dataset "
+                  "metadata's external_acceleration (the generator writes "
+                  "it). The network predicts the acceleration minus it; it "
+                  "is added back before integration. Saved with the model.")
 # Optimizer (saved in {model_path}/config.json).
 flags.DEFINE_enum("optimizer", _OPTIMIZER.optimizer,
                   list(config_lib.OPTIMIZERS), help="Optimizer.")
@@ -224,7 +232,19 @@ def _explicit(names):
   return {name: FLAGS[name].value for name in names if FLAGS[name].present}
 
 
-def _configs(model_path):
+def _explicit_model(data_path):
+  """`_explicit` of the model section, `--external_acceleration` resolved
+  against the dataset's metadata."""
+  overrides = _explicit(_section_flags(config_lib.ModelConfig))
+  if "external_acceleration" in overrides:
+    overrides["external_acceleration"] = external_force.resolve(
+        overrides["external_acceleration"],
+        reading_utils.read_metadata(data_path),
+        f"{data_path}/metadata.json")
+  return overrides
+
+
+def _configs(model_path, data_path):
   """Model, optimizer and training configs: config.json and the flags."""
   saved = config_lib.load(model_path)
   if (saved is not None and FLAGS.mode == "train" and
@@ -235,8 +255,11 @@ def _configs(model_path):
                  model_path)
     saved = None
   return tuple(
-      config_lib.resolve(saved, section, cls, _explicit(_section_flags(cls)),
-                         model_path, evaluating=FLAGS.mode != "train")
+      config_lib.resolve(
+          saved, section, cls,
+          _explicit_model(data_path) if section == "model" else
+          _explicit(_section_flags(cls)),
+          model_path, evaluating=FLAGS.mode != "train")
       for section, cls in config_lib.SECTIONS.items())
 
 
@@ -289,7 +312,7 @@ def run():
       model_path = tempfile.mkdtemp(prefix="learning_to_simulate_model_")
       logging.info("No --model_path given: saving checkpoints in %s.",
                    model_path)
-    model, optimizer, recipe = _configs(model_path)
+    model, optimizer, recipe = _configs(model_path, data_path)
     options = trainer.TrainOptions(
         num_steps=FLAGS.num_steps, batch_size=FLAGS.batch_size,
         seed=FLAGS.seed, log_every_steps=FLAGS.log_every_steps,
@@ -312,7 +335,7 @@ def run():
                   validation_options, recipe, workers)
     return
   model_path = _eval_model_path()
-  model = _configs(model_path)[0]
+  model = _configs(model_path, data_path)[0]
   if FLAGS.mode == "export":
     if workers is not None:
       raise ValueError("--mode=export runs in one process: drop "

@@ -145,8 +145,12 @@ class GenerateDatasetTest(tf.test.TestCase, parameterized.TestCase):
     self.assertEqual(metadata, self.metadata)
     self.assertCountEqual(
         metadata, ["bounds", "sequence_length", "default_connectivity_radius",
-                   "dim", "dt", "vel_mean", "vel_std", "acc_mean", "acc_std"])
+                   "dim", "dt", "vel_mean", "vel_std", "acc_mean", "acc_std",
+                   "external_acceleration"])
     self.assertEqual(metadata["sequence_length"], TINY["num_frames"] - 1)
+    # Gravity, 9.8 down y, in positions per frame squared.
+    self.assertAllClose(metadata["external_acceleration"],
+                        [0.0, -9.8 * 0.0025**2])
     self.assertEqual(metadata["dim"], 2)
     self.assertEqual(metadata["bounds"], [[0.1, 0.9], [0.1, 0.9]])
     self.assertEqual(metadata["dt"], mpm.FRAME_DT)

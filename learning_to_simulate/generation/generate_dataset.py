@@ -212,6 +212,11 @@ def generate_dataset(scene: str,
       "default_connectivity_radius": radius,
       "dim": spec.dim,
       "dt": mpm.FRAME_DT,
+      # Gravity in positions per frame squared, for the model's
+      # `--external_acceleration=auto`.
+      "external_acceleration": [
+          -mpm.GRAVITY * mpm.FRAME_DT**2 if d == mpm.GRAVITY_AXIS else 0.0
+          for d in range(spec.dim)],
   }
   metadata.update(dataset_writer.compute_statistics(splits["train"]))
   dataset_writer.write_dataset(output_path, splits, metadata)

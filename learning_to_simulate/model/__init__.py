@@ -1,6 +1,8 @@
-"""Stage 2, model: kernels of the graph network's fast path.
+"""Stage 2, model: kernels of the graph network's fast path, and options.
 
 - `graph_ops`: LayerNorm with a hand-written gradient, sorted segment sums.
+- `external_force`: the opt-in external-force target (gravity outside the
+  network): `--external_acceleration` resolved against the metadata.
 
 The model itself is the original's `graph_network` (encode-process-decode)
 and `learned_simulator` (features, normalization, Euler integration), at the

@@ -12,7 +12,7 @@ with, so evaluation rebuilds the same model without repeating flags.
 import dataclasses
 import json
 import os
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Optional, Tuple
 
 from learning_to_simulate.data import dataset_writer
 
@@ -32,6 +32,15 @@ class ModelConfig:
   # Beyond the paper (opt-in): predicted positions never leave the domain
   # bounds, as in the simulators that made the data (hard walls).
   clamp_to_bounds: bool = False
+  # Beyond the paper (opt-in): `[dim]` known external acceleration (gravity,
+  # positions per frame squared) taken out of the network's target and added
+  # back before integration (`model.external_force`); None: the paper's.
+  external_acceleration: Optional[Tuple[float, ...]] = None
+
+  def __post_init__(self):
+    if self.external_acceleration is not None:  # JSON gives a list.
+      object.__setattr__(self, "external_acceleration",
+                         tuple(float(v) for v in self.external_acceleration))
 
   def validate(self) -> None:
     for name in ("latent_size", "hidden_size", "message_passing_steps"):
@@ -187,6 +196,8 @@ def resolve(saved: Optional[Dict[str, Any]], section: str, cls,
     return cls(**overrides)
   values = dict(saved.get(section, dataclasses.asdict(cls())))
   for name, value in overrides.items():
+    if isinstance(values.get(name), list):  # JSON's form of a tuple.
+      values[name] = tuple(values[name])
     if (name in values and values[name] != value and
         not (evaluating and name in EVALUATION_OPTIONS)):
       raise ValueError(
