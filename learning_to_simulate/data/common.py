@@ -21,6 +21,10 @@ MIN_NUM_FRAMES = INPUT_SEQUENCE_LENGTH + 2
 SPLITS = ("train", "valid", "test")
 NUM_PARTICLE_TYPES = 9
 PARTICLE_TYPE_EMBEDDING_SIZE = 16
+# Optional metadata key beyond the original's: the known external
+# acceleration (gravity) `[dim]` in positions per frame squared, written by
+# this package's generator, read by `model.external_force`.
+EXTERNAL_ACCELERATION_KEY = "external_acceleration"
 # Floor for the global-context std: some datasets carry all-zero contexts.
 STD_EPSILON = 1e-8
 

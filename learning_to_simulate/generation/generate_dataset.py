@@ -214,7 +214,7 @@ def generate_dataset(scene: str,
       "dt": mpm.FRAME_DT,
       # Gravity in positions per frame squared, for the model's
       # `--external_acceleration=auto`.
-      "external_acceleration": [
+      common.EXTERNAL_ACCELERATION_KEY: [
           -mpm.GRAVITY * mpm.FRAME_DT**2 if d == mpm.GRAVITY_AXIS else 0.0
           for d in range(spec.dim)],
   }

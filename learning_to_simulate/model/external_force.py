@@ -23,7 +23,9 @@ from typing import Any, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
-METADATA_KEY = "external_acceleration"
+from learning_to_simulate.data import common
+
+METADATA_KEY = common.EXTERNAL_ACCELERATION_KEY
 FLAG = "--external_acceleration"
 
 
@@ -76,4 +78,3 @@ def normalized_shift(metadata: Mapping[str, Any],
   return ((np.asarray(metadata["acc_mean"]) -
            np.asarray(external_acceleration)) /
           np.asarray(metadata["acc_std"]))
-
