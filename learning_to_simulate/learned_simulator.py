@@ -17,6 +17,7 @@ import tensorflow as tf
 from learning_to_simulate import connectivity_utils
 from learning_to_simulate.data import common
 from learning_to_simulate import graph_network
+from learning_to_simulate.model import relaxation as relaxation_lib
 
 
 class LearnedSimulator(snt.Module):
@@ -36,6 +37,7 @@ class LearnedSimulator(snt.Module):
                recompute_grad: bool = False,
                clamp_to_bounds: bool = False,
                external_acceleration: Optional[Sequence[float]] = None,
+               relaxation: Optional[relaxation_lib.Relaxation] = None,
                name: str = "LearnedSimulator"):
     """Builds the simulator.
 
@@ -67,6 +69,9 @@ class LearnedSimulator(snt.Module):
         the acceleration is added back before integration
         (`model.external_force`). None: the paper's `(a - acc_mean) /
         acc_std`.
+      relaxation: beyond the paper, opt-in: density relaxation that
+        rollouts apply after each predicted step (`model.relaxation`;
+        `training.rollout` runs it). None: none.
       name: module name.
     """
     super().__init__(name=name)
@@ -74,6 +79,7 @@ class LearnedSimulator(snt.Module):
     self._connectivity_radius = float(connectivity_radius)
     self._num_particle_types = num_particle_types
     self._clamp_to_bounds = clamp_to_bounds
+    self._relaxation = relaxation
     self._boundaries = np.asarray(boundaries, dtype=np.float32)
     if self._boundaries.shape != (num_dimensions, 2):
       raise ValueError(f"boundaries must be [{num_dimensions}, 2], got shape "
@@ -104,6 +110,22 @@ class LearnedSimulator(snt.Module):
   @property
   def num_dimensions(self) -> int:
     return self._num_dimensions
+
+  @property
+  def connectivity_radius(self) -> float:
+    return self._connectivity_radius
+
+  @property
+  def relaxation(self) -> Optional[relaxation_lib.Relaxation]:
+    return self._relaxation
+
+  def constrain(self, positions: tf.Tensor) -> tf.Tensor:
+    """`[num_particles, dim]` positions behind the walls when the simulator
+    has them (`clamp_to_bounds`), else unchanged."""
+    if not self._clamp_to_bounds:
+      return positions
+    return tf.clip_by_value(positions, self._boundaries[:, 0],
+                            self._boundaries[:, 1])
 
   def __call__(self,
                position_sequence: tf.Tensor,
@@ -234,10 +256,7 @@ class LearnedSimulator(snt.Module):
     most_recent_velocity = most_recent_position - position_sequence[:, -2]
     new_velocity = most_recent_velocity + acceleration  # * dt = 1
     new_position = most_recent_position + new_velocity  # * dt = 1
-    if self._clamp_to_bounds:  # Opt-in hard walls; the paper has none.
-      new_position = tf.clip_by_value(new_position, self._boundaries[:, 0],
-                                      self._boundaries[:, 1])
-    return new_position
+    return self.constrain(new_position)  # Opt-in walls; the paper has none.
 
   def _inverse_decoder_postprocessor(self, next_position: tf.Tensor,
                                      position_sequence: tf.Tensor

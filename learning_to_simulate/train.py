@@ -136,6 +136,23 @@ flags.DEFINE_list("external_acceleration", None,
                   "metadata's external_acceleration (the generator writes "
                   "it). The network predicts the acceleration minus it; it "
                   "is added back before integration. Saved with the model.")
+flags.DEFINE_integer("relaxation_steps", _MODEL.relaxation_steps,
+                     help="Beyond the paper (opt-in): density relaxation "
+                     "steps after each rollout step, pushing particles out "
+                     "of regions denser than the rest density "
+                     "(model/relaxation.py); 0: none. An evaluation option "
+                     "like --clamp_to_bounds: eval modes may change it.")
+flags.DEFINE_float("relaxation_step_size", _MODEL.relaxation_step_size,
+                   help="Scale of each relaxation correction, in "
+                   "connectivity radii per unit of density excess (0.1 and "
+                   "--relaxation_steps=3: chosen on water's valid split; "
+                   "1.0 is unstable).")
+flags.DEFINE_float("relaxation_rest_density",
+                   _MODEL.relaxation_rest_density,
+                   help="Rest density of the relaxation, in kernel units "
+                   "(a lone particle has 1); default: the 90th percentile "
+                   "of the movable particles' densities in the last input "
+                   "frame of each rollout.")
 # Optimizer (saved in {model_path}/config.json).
 flags.DEFINE_enum("optimizer", _OPTIMIZER.optimizer,
                   list(config_lib.OPTIMIZERS), help="Optimizer.")

@@ -116,6 +116,9 @@ class RecipeStudyTest(tf.test.TestCase):
     with self.assertRaisesRegex(ValueError, r"--recipes: unknown \['magic'\]"):
       recipe_study.run_study(self.create_tempdir().full_path, 8, [0],
                              ["magic"], quick=True)
+    with self.assertRaisesRegex(ValueError, r"--datasets: unknown \['sea'\]"):
+      recipe_study.run_study(self.create_tempdir().full_path, 8, [0],
+                             ["paper"], quick=True, dataset_names=["sea"])
 
 
 class ValidationCostTest(tf.test.TestCase):

@@ -88,6 +88,10 @@ def recipes(num_steps: int) -> Dict[str, List[str]]:
       "noise_3e-4": ["--noise_std=3e-4"],
       # Both: LagrangeBench's default pairs pushforward with noise 3e-4.
       "pushforward_noise_3e-4": pushforward + ["--noise_std=3e-4"],
+      # The same, with gravity outside the network: the target is the
+      # acceleration minus the metadata's external_acceleration.
+      "pushforward_noise_3e-4_gravity": pushforward + [
+          "--noise_std=3e-4", "--external_acceleration=auto"],
       # Gradient through two steps of the model's own rollout.
       "multistep_2": ["--multistep_loss_steps=2"],
   }
@@ -333,7 +337,9 @@ def format_targets(verdicts: Dict[str, Dict[str, Any]]) -> str:
 
 def run_study(output_dir: str, num_steps: int, seeds: Sequence[int],
               recipe_names: Sequence[str], quick: bool, jobs: int = 1,
-              cores: Optional[Sequence[int]] = None) -> Dict[str, Any]:
+              cores: Optional[Sequence[int]] = None,
+              dataset_names: Optional[Sequence[str]] = None
+              ) -> Dict[str, Any]:
   """Runs (or resumes) the whole study; returns and writes its summary.
 
   Args:
@@ -345,8 +351,16 @@ def run_study(output_dir: str, num_steps: int, seeds: Sequence[int],
     jobs: runs at a time.
     cores: CPU cores the runs are pinned to, in turn (one core a run, one
       thread); None runs them unpinned.
+    dataset_names: names of the datasets to run on (None: all of them).
   """
   specs = QUICK_DATASETS if quick else DATASETS
+  if dataset_names is not None:
+    known = [spec.name for spec in specs]
+    unknown = sorted(set(dataset_names) - set(known))
+    if unknown:
+      raise ValueError(f"--datasets: unknown {unknown}; known: "
+                       f"{', '.join(known)}")
+    specs = tuple(spec for spec in specs if spec.name in dataset_names)
   model_flags = QUICK_MODEL_FLAGS if quick else MODEL_FLAGS
   all_recipes = recipes(num_steps)
   unknown = sorted(set(recipe_names) - set(all_recipes))
@@ -433,6 +447,8 @@ def _define_flags() -> None:
   flags.DEFINE_boolean("quick", False,
                        "Tiny datasets and model, a few steps: a smoke test "
                        "of the study itself.")
+  flags.DEFINE_list("datasets", None,
+                    "Datasets to run on (default: all of them).")
   flags.DEFINE_integer("jobs", 1, "Runs at a time.", lower_bound=1)
   flags.DEFINE_list("cores", None,
                     "Pin the runs to these CPU cores, one core and thread a "
@@ -454,7 +470,7 @@ def main(argv: Sequence[str]) -> None:
   cores = [int(core) for core in FLAGS.cores] if FLAGS.cores else None
   try:
     study = run_study(FLAGS.output_dir, num_steps, seeds, recipe_names,
-                      quick, FLAGS.jobs, cores)
+                      quick, FLAGS.jobs, cores, FLAGS.datasets)
   except (RuntimeError, ValueError) as error:
     sys.exit(f"recipe_study: error: {error}")
   print(format_study(study))

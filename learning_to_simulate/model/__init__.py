@@ -3,6 +3,8 @@
 - `graph_ops`: LayerNorm with a hand-written gradient, sorted segment sums.
 - `external_force`: the opt-in external-force target (gravity outside the
   network): `--external_acceleration` resolved against the metadata.
+- `relaxation`: the opt-in density relaxation that rollouts apply after
+  each predicted step (`--relaxation_steps`), an evaluation option.
 
 The model itself is the original's `graph_network` (encode-process-decode)
 and `learned_simulator` (features, normalization, Euler integration), at the

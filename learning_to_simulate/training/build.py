@@ -70,7 +70,8 @@ def build_simulator(metadata: Mapping[str, Any],
       jit_compile=jit_compile,
       recompute_grad=recompute_grad,
       clamp_to_bounds=model_config.clamp_to_bounds,
-      external_acceleration=model_config.external_acceleration)
+      external_acceleration=model_config.external_acceleration,
+      relaxation=model_config.relaxation())
   # Sonnet creates variables on the first call: make them now, on one
   # particle, so checkpoints can be restored and optimizers built.
   dim = metadata["dim"]

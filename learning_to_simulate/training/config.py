@@ -15,6 +15,7 @@ import os
 from typing import Any, Dict, Optional, Tuple
 
 from learning_to_simulate.data import dataset_writer
+from learning_to_simulate.model import relaxation as relaxation_lib
 
 CONFIG_FILENAME = "config.json"
 OPTIMIZERS = ("adam", "rmsprop", "sgd", "adadelta")
@@ -36,6 +37,11 @@ class ModelConfig:
   # positions per frame squared) taken out of the network's target and added
   # back before integration (`model.external_force`); None: the paper's.
   external_acceleration: Optional[Tuple[float, ...]] = None
+  # Beyond the paper (opt-in, an evaluation option): density relaxation
+  # steps after each rollout step (`model.relaxation`); 0: none.
+  relaxation_steps: int = 0
+  relaxation_step_size: float = 0.1  # Screened on water (valid).
+  relaxation_rest_density: Optional[float] = None  # None: measured.
 
   def __post_init__(self):
     if self.external_acceleration is not None:  # JSON gives a list.
@@ -51,6 +57,12 @@ class ModelConfig:
                        f"{self.hidden_layers}")
     if self.noise_std < 0:
       raise ValueError(f"--noise_std must be >= 0, got {self.noise_std}")
+    self.relaxation().validate()
+
+  def relaxation(self) -> relaxation_lib.Relaxation:
+    return relaxation_lib.Relaxation(self.relaxation_steps,
+                                     self.relaxation_step_size,
+                                     self.relaxation_rest_density)
 
   def graph_network_kwargs(self) -> Dict[str, int]:
     return dict(latent_size=self.latent_size,
@@ -167,7 +179,8 @@ def load(model_path: str) -> Optional[Dict[str, Any]]:
 
 # Options that change how a trained model is used, not what it learned: a
 # model may be evaluated with another value than it was trained with.
-EVALUATION_OPTIONS = ("clamp_to_bounds",)
+EVALUATION_OPTIONS = ("clamp_to_bounds", "relaxation_steps",
+                      "relaxation_step_size", "relaxation_rest_density")
 
 
 def resolve(saved: Optional[Dict[str, Any]], section: str, cls,

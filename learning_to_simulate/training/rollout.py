@@ -2,8 +2,10 @@
 
 From the first `INPUT_SEQUENCE_LENGTH` ground-truth frames the model's
 predictions are fed back as inputs (Sanchez-Gonzalez et al. 2020, Sec. 4);
-kinematic particles follow their ground-truth trajectory at every step. The
-whole loop is a `tf.while_loop` inside one `tf.function`.
+kinematic particles follow their ground-truth trajectory at every step. With
+the opt-in density relaxation (`model.relaxation`), every predicted frame is
+relaxed before it is fed back. The whole loop is a `tf.while_loop` inside one
+`tf.function`.
 """
 
 from typing import Any, Dict, Mapping
@@ -12,6 +14,7 @@ import tensorflow as tf
 
 from learning_to_simulate.data import common
 from learning_to_simulate import learned_simulator
+from learning_to_simulate.model import relaxation as relaxation_lib
 from learning_to_simulate.training import one_step
 
 
@@ -54,6 +57,16 @@ def rollout(simulator: learned_simulator.LearnedSimulator,
   particle_types = features["particle_type"]
   kinematic = common.kinematic_mask(particle_types)[:, tf.newaxis]
   global_context = features.get("step_context")
+  relaxation = simulator.relaxation
+  if relaxation is not None and relaxation.num_steps > 0:
+    movable = tf.logical_not(kinematic[:, 0])
+    radius = simulator.connectivity_radius
+    rest = (tf.constant(relaxation.rest_density, tf.float32)
+            if relaxation.rest_density is not None else
+            relaxation_lib.rest_density(initial_positions[:, -1], movable,
+                                        radius))
+  else:
+    relaxation = None
 
   def step_fn(step, current_positions, predictions):
     context_step = None
@@ -69,6 +82,10 @@ def rollout(simulator: learned_simulator.LearnedSimulator,
         global_context=context_step)
     next_position = tf.where(kinematic, kinematic_targets[step],
                              next_position)
+    if relaxation is not None:  # Opt-in; the paper has none.
+      next_position = simulator.constrain(relaxation_lib.relax(
+          next_position, movable, radius, rest, relaxation.num_steps,
+          relaxation.step_size))
     predictions = predictions.write(step, next_position)
     current_positions = tf.concat(
         [current_positions[:, 1:], next_position[:, tf.newaxis]], axis=1)

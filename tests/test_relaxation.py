@@ -1,0 +1,127 @@
+"""The density relaxation option (issue 22): pushes out of over-dense regions."""
+
+import dataclasses
+
+import numpy as np
+import tensorflow as tf
+
+from learning_to_simulate import connectivity_utils
+from learning_to_simulate.data import common
+from learning_to_simulate.model import relaxation
+from learning_to_simulate.training import build
+from learning_to_simulate.training import config as config_lib
+from learning_to_simulate.training import rollout
+
+RADIUS = 0.05
+METADATA = {
+    "dim": 2, "bounds": [[0.0, 1.0], [0.0, 1.0]],
+    "default_connectivity_radius": RADIUS, "sequence_length": 10,
+    "vel_mean": [0.0, -1e-3], "vel_std": [2e-3, 2e-3],
+    "acc_mean": [1e-6, 2e-6], "acc_std": [1.5e-4, 1.6e-4],
+}
+SMALL = config_lib.ModelConfig(latent_size=8, hidden_size=8, hidden_layers=1,
+                               message_passing_steps=2)
+
+
+def block(spacing, size=8):
+  """`[size * size, 2]` float32 square lattice centred at (0.5, 0.5)."""
+  grid = np.stack(np.meshgrid(np.arange(size), np.arange(size)), -1)
+  grid = grid.reshape(-1, 2) - (size - 1) / 2
+  return tf.constant(0.5 + spacing * grid, tf.float32)
+
+
+def densities(positions):
+  senders, receivers, _ = connectivity_utils.compute_connectivity_for_batch_tf(
+      positions, tf.shape(positions)[:1], RADIUS)
+  return relaxation.kernel_density(positions, senders, receivers, RADIUS)
+
+
+class RelaxationTest(tf.test.TestCase):
+
+  def test_kernel_density_of_a_pair(self):
+    # Two particles half a radius apart: each has 1 (itself) + (1 - 1/4)^3.
+    positions = tf.constant([[0.5, 0.5], [0.5 + RADIUS / 2, 0.5]])
+    self.assertAllClose(densities(positions), [1 + 0.75**3] * 2)
+
+  def test_nothing_moves_at_or_below_the_rest_density(self):
+    positions = block(0.4 * RADIUS)
+    movable = tf.ones([64], tf.bool)
+    top = tf.reduce_max(densities(positions))
+    relaxed = relaxation.relax(positions, movable, RADIUS, top, 5, 0.3)
+    self.assertAllEqual(relaxed, positions)
+    # The default rest density, the 90th percentile, moves only the few
+    # densest (interior) particles, and by little.
+    rest = relaxation.rest_density(positions, movable, RADIUS)
+    self.assertLess(rest, top)
+    relaxed = relaxation.relax(positions, movable, RADIUS, rest, 1, 0.3)
+    self.assertLess(np.abs(relaxed - positions).max(), 0.01 * RADIUS)
+
+  def test_a_compressed_block_expands_and_keeps_its_centre(self):
+    movable = tf.ones([64], tf.bool)
+    rest = relaxation.rest_density(block(0.4 * RADIUS), movable, RADIUS)
+    squeezed = block(0.8 * 0.4 * RADIUS)
+    relaxed = relaxation.relax(squeezed, movable, RADIUS, rest, 5, 0.3)
+    extent = lambda x: np.ptp(x.numpy(), axis=0)
+    self.assertAllGreater(extent(relaxed) - extent(squeezed), 0.05 * RADIUS)
+    self.assertLess(tf.reduce_max(densities(relaxed)),
+                    tf.reduce_max(densities(squeezed)))
+    # The pair terms are antisymmetric: the centre of mass stays.
+    self.assertAllClose(tf.reduce_mean(relaxed, 0),
+                        tf.reduce_mean(squeezed, 0), atol=1e-6, rtol=0)
+
+  def test_kinematic_particles_push_but_do_not_move(self):
+    squeezed = block(0.3 * RADIUS)
+    movable = tf.range(64) % 2 == 0
+    relaxed = relaxation.relax(squeezed, movable, RADIUS, tf.constant(1.), 3,
+                               0.3)
+    self.assertAllEqual(tf.boolean_mask(relaxed, ~movable),
+                        tf.boolean_mask(squeezed, ~movable))
+    self.assertAllGreater(
+        np.abs(tf.boolean_mask(relaxed - squeezed, movable)).max(), 0)
+    # No movable particle: the rest density is a lone particle's, 1.
+    self.assertEqual(relaxation.rest_density(squeezed, tf.zeros([64], tf.bool),
+                                             RADIUS), 1.)
+
+  def test_a_rollout_relaxes_every_predicted_frame(self):
+    num_frames = common.INPUT_SEQUENCE_LENGTH + 2
+    start = block(0.3 * RADIUS, size=4)
+    trajectory = tf.tile(start[:, None], [1, num_frames, 1])
+    features = {"position": trajectory,
+                "particle_type": tf.fill([16], tf.constant(5, tf.int64)),
+                "n_particles_per_example": tf.constant([16])}
+    steps = dataclasses.replace(SMALL, relaxation_steps=2,
+                                relaxation_step_size=0.3)
+    with_steps = build.build_simulator(METADATA, steps)
+    plain = build.build_simulator(METADATA, SMALL)
+    for simulator in (with_steps, plain):  # Builds the variables.
+      rollout.rollout(simulator, features, 1)
+    for mine, other in zip(plain.variables, with_steps.variables):
+      mine.assign(other)
+    relaxed = rollout.rollout(with_steps, features, 1)["predicted_rollout"][0]
+    plain = rollout.rollout(plain, features, 1)["predicted_rollout"][0]
+    rest = relaxation.rest_density(start, tf.ones([16], tf.bool), RADIUS)
+    self.assertAllClose(relaxed, relaxation.relax(plain, tf.ones([16], tf.bool),
+                                                  RADIUS, rest, 2, 0.3),
+                        atol=1e-7, rtol=0)
+    self.assertGreater(np.abs(relaxed - plain).max(), 1e-5)
+
+  def test_flags_are_checked_and_may_change_at_evaluation(self):
+    for field, value, flag in (("relaxation_steps", -1, "--relaxation_steps"),
+                               ("relaxation_step_size", 0.,
+                                "--relaxation_step_size"),
+                               ("relaxation_rest_density", -2.,
+                                "--relaxation_rest_density")):
+      with self.assertRaisesRegex(ValueError, flag):
+        dataclasses.replace(SMALL, **{field: value}).validate()
+    saved = {"model": dataclasses.asdict(SMALL)}
+    resolved = config_lib.resolve(saved, "model", config_lib.ModelConfig,
+                                  {"relaxation_steps": 3}, "/m",
+                                  evaluating=True)
+    self.assertEqual(resolved.relaxation(), relaxation.Relaxation(3, 0.1))
+    with self.assertRaisesRegex(ValueError, "relaxation_steps"):
+      config_lib.resolve(saved, "model", config_lib.ModelConfig,
+                         {"relaxation_steps": 3}, "/m")
+
+
+if __name__ == "__main__":
+  tf.test.main()
