@@ -3,8 +3,10 @@
 Reproduces the viewer of "Learning to Simulate Complex Physics with Graph
 Networks" (Sanchez-Gonzalez et al., ICML 2020, arXiv:2002.09405) for the
 pickles written by `train --mode=eval_rollout` (see ../shared/FORMAT.md), and
-adds headless output and an error plot. This is the command line; the drawing
-is in `visualization/` (`scene`, `animation`, `error_plot`, `rollout_files`).
+adds headless output, an error plot and a physics plot (centre-of-mass height
+and kinetic energy over time). This is the command line; the drawing is in
+`visualization/` (`scene`, `animation`, `error_plot`, `physics_plot`,
+`rollout_files`).
 
   python -m learning_to_simulate.render_rollout \
       --rollout_path={OUTPUT_PATH}/rollout_test_0.pkl
@@ -29,8 +31,10 @@ from absl import logging
 import matplotlib
 from matplotlib.backends import backend_registry
 
+from learning_to_simulate.training import metrics as metrics_lib
 from learning_to_simulate.visualization import animation
 from learning_to_simulate.visualization import error_plot
+from learning_to_simulate.visualization import physics_plot
 from learning_to_simulate.visualization import rollout_files
 from learning_to_simulate.visualization import scene as scene_lib
 
@@ -72,6 +76,11 @@ _DPI = flags.DEFINE_integer(
 _ERROR_PLOT_PATH = flags.DEFINE_string(
     "error_plot_path", None,
     "Also write the per-step rollout MSE plot (.png, .pdf or .svg) here.")
+_PHYSICS_PLOT_PATH = flags.DEFINE_string(
+    "physics_plot_path", None,
+    "Also write the first rollout's centre-of-mass height and kinetic "
+    "energy over time, prediction against ground truth (.png, .pdf or "
+    ".svg), here.")
 flags.mark_flag_as_required("rollout_path")
 
 
@@ -86,12 +95,22 @@ def _run() -> None:
   # Fail on bad paths before spending time on anything.
   if output_path is not None:
     animation.check_animation_path(output_path, _FPS.value)
+  if _PHYSICS_PLOT_PATH.value is not None:
+    physics_plot.check_path(_PHYSICS_PLOT_PATH.value)
   if _ERROR_PLOT_PATH.value is not None:
     error_plot.plot_error(rollout_files.LazyRollouts(paths),
                           _ERROR_PLOT_PATH.value)
     logging.info("Wrote the error plot of %d rollout(s) to %s", len(paths),
                  _ERROR_PLOT_PATH.value)
   rollout = rollout_files.load_rollout(paths[0])
+  if _PHYSICS_PLOT_PATH.value is not None:
+    physics_plot.plot_physics(
+        metrics_lib.physics_curves(rollout),
+        scene_lib.vertical_axis(rollout["metadata"],
+                                rollout["initial_positions"].shape[-1]),
+        _PHYSICS_PLOT_PATH.value, os.path.basename(paths[0]))
+    logging.info("Wrote the physics plot of %s to %s", paths[0],
+                 _PHYSICS_PLOT_PATH.value)
   if output_path is None:
     animation.show_animation(rollout, _STEP_STRIDE.value, _BLOCK_ON_SHOW.value)
   else:

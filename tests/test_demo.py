@@ -57,6 +57,11 @@ class DemoTest(tf.test.TestCase):
     trained = summary["trained"]
     self.assertEqual(trained["train_steps"], 5)
     self.assertTrue(os.path.exists(trained["gif"]))
+    # Beside the GIF, its centre-of-mass and kinetic-energy plot.
+    self.assertEqual(os.path.dirname(trained["physics_plot"]),
+                     os.path.dirname(trained["gif"]))
+    with open(trained["physics_plot"], "rb") as f:
+      self.assertEqual(f.read(8), b"\x89PNG\r\n\x1a\n")
     self.assertLen(trained["rollouts"]["files"], 1)
     self.assertEqual(trained["recipe"]["pushforward_max_unroll"],
                      demo.DEMO_PUSHFORWARD_MAX_UNROLL)

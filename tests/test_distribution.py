@@ -13,6 +13,7 @@
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -542,23 +543,27 @@ class MultiWorkerTest(tf.test.TestCase):
       self.assertAllClose(got, want["one_step_position_mse"], rtol=1e-5)
 
   def test_resumed_job_goes_on_with_each_workers_batches(self):
-    # A job stopped at step 4 and resumed to step 6 ends as one that ran
-    # to step 6: each worker's input position is saved (the chief's in its
-    # checkpoints, the other's in input-worker-1/) and restored.
-    def run(name, num_steps):
-      model_path = os.path.join(self.root, name)
-      results = _run_workers(
+    # A job resumed from its step-4 checkpoint ends at step 6 as the job
+    # that ran through: each worker's input position is saved (the chief's
+    # in its checkpoints, the other's in input-worker-1/) and restored.
+    def run(model_path):
+      return [err for _, _, err in _run_workers(
           f"--data_path={self.data_path}", f"--model_path={model_path}",
           "--seed=3", "--deterministic", "--eval_every_steps=0",
-          "--shuffle_buffer_size=4", "--batch_size=2",
-          f"--num_steps={num_steps}", *_SMALL)
-      return model_path, [err for _, _, err in results]
+          "--shuffle_buffer_size=4", "--batch_size=2", "--num_steps=6",
+          "--checkpoint_every_steps=2", *_SMALL)]
 
-    whole, _ = run("whole", 6)
-    resumed, _ = run("resumed", 4)
-    self.assertTrue(os.path.exists(os.path.join(
-        resumed, "input-worker-1", "ckpt-4.index")))
-    _, (chief, other) = run("resumed", 6)
+    whole = os.path.join(self.root, "whole")
+    run(whole)
+    # The same job stopped after its step-4 checkpoint, without state files.
+    resumed = os.path.join(self.root, "resumed")
+    shutil.copytree(whole, resumed)
+    for directory in (resumed, os.path.join(resumed, "input-worker-1")):
+      self.assertIn("ckpt-4.index", os.listdir(directory))
+      for name in os.listdir(directory):
+        if name.startswith("ckpt-6.") or name == "checkpoint":
+          os.remove(os.path.join(directory, name))
+    chief, other = run(resumed)
     self.assertIn(f"The input goes on where {resumed}/ckpt-4 left it.",
                   chief)
     self.assertIn(f"The input goes on where {resumed}/input-worker-1/ckpt-4 "
@@ -571,7 +576,6 @@ class MultiWorkerTest(tf.test.TestCase):
     for name in names:
       self.assertAllEqual(want.get_tensor(name), got.get_tensor(name),
                           msg=name)
-
 
 if __name__ == "__main__":
   tf.test.main()

@@ -37,12 +37,16 @@ class RolloutMetricsTest(tf.test.TestCase):
 
   def test_perfect_rollout_scores_zero(self):
     scores = metrics.rollout_metrics(make_rollout())
+    # The energy ratio of a perfect rollout is 1, every error 0.
+    self.assertEqual(scores.pop("kinetic_energy_ratio"), 1.0)
     for name, value in scores.items():
       self.assertEqual(value, 0.0, name)
     # Horizons up to the rollout length, and the full rollout.
     self.assertEqual(set(scores), {"rollout_error_mse", "mse_1", "mse_5",
                                    "mse_10", "mse_20", "mse_full", "emd",
-                                   "kinetic_energy_mse", "out_of_domain"})
+                                   "kinetic_energy_mse", "out_of_domain",
+                                   "centre_of_mass_error",
+                                   "centre_of_mass_error_mean"})
 
   def test_rigid_shift(self):
     rollout = make_rollout()
@@ -144,7 +148,8 @@ class PhysicsSummaryTest(tf.test.TestCase):
     rollout = make_rollout()
     self.assertEqual(metrics.physics_summary(rollout),
                      {"kinetic_energy_ratio": 1.0,
-                      "centre_of_mass_error": 0.0})
+                      "centre_of_mass_error": 0.0,
+                      "centre_of_mass_error_mean": 0.0})
     # Every prediction moved by (0.02, -0.05): the centre of mass too, by
     # 5% of the unit box; the velocities change only at the first step.
     shifted = dict(rollout, predicted_rollout=rollout["predicted_rollout"] +
@@ -167,6 +172,55 @@ class PhysicsSummaryTest(tf.test.TestCase):
     self.assertAllClose(
         metrics.physics_summary(half)["kinetic_energy_ratio"], 0.25,
         rtol=1e-4)
+
+
+  def test_centre_of_mass_error_grows_with_a_late_drift(self):
+    # The prediction drifts 0.01 per step along y from step 11 of 30 on:
+    # 0.2 off at the last step, 0.2 * 10.5 / 30 on average.
+    rollout = make_rollout()
+    moving = rollout["particle_types"] != KINEMATIC
+    drift = 0.01 * np.maximum(np.arange(1, 31) - 10, 0)
+    rollout["predicted_rollout"][:, moving, 1] += drift[:, None]
+    summary = metrics.physics_summary(rollout)
+    self.assertAllClose(summary["centre_of_mass_error"], 0.2, rtol=1e-4)
+    self.assertAllClose(summary["centre_of_mass_error_mean"],
+                        drift.mean(), rtol=1e-4)
+
+  def test_per_material_centre_of_mass(self):
+    rollout = make_rollout()
+    types = rollout["particle_types"].copy()
+    types[:4] = common.ParticleType.SAND  # 4 sand, 6 water, 2 kinematic.
+    rollout["particle_types"] = types
+    sand = types == common.ParticleType.SAND
+    rollout["predicted_rollout"][:, sand] += np.float32([0.0, 0.03])
+    summary = metrics.physics_summary(rollout)
+    self.assertAllClose(summary["centre_of_mass_error_sand"], 0.03,
+                        rtol=1e-4)
+    self.assertEqual(summary["centre_of_mass_error_water"], 0.0)
+    # All moving particles: 4 of 10 moved by 0.03.
+    self.assertAllClose(summary["centre_of_mass_error"], 0.012, rtol=1e-4)
+    curves = metrics.physics_curves(rollout)
+    self.assertEqual(list(curves["centre_of_mass"]), ["water", "sand"])
+    truth = rollout["ground_truth_rollout"][:, sand].astype(np.float64)
+    self.assertAllClose(curves["centre_of_mass"]["sand"]["ground_truth"],
+                        truth.mean(axis=1), rtol=1e-5)
+    self.assertAllClose(curves["centre_of_mass"]["sand"]["predicted"],
+                        truth.mean(axis=1) + [0.0, 0.03], rtol=1e-5)
+    self.assertAllClose(
+        curves["kinetic_energy"]["ground_truth"],
+        metrics.kinetic_energy(rollout["initial_positions"],
+                               rollout["ground_truth_rollout"],
+                               types != KINEMATIC), rtol=1e-5)
+    self.assertEqual(metrics.material_name(42), "type_42")
+
+  def test_energy_ratio_is_left_out_for_a_truth_at_rest(self):
+    rollout = make_rollout()
+    rest = np.broadcast_to(rollout["initial_positions"][-1:],
+                           rollout["ground_truth_rollout"].shape)
+    rollout = dict(rollout, ground_truth_rollout=rest.copy(),
+                   initial_positions=np.broadcast_to(
+                       rest[:1], rollout["initial_positions"].shape))
+    self.assertNotIn("kinetic_energy_ratio", metrics.rollout_metrics(rollout))
 
 
 class BaselinesTest(tf.test.TestCase):
@@ -195,6 +249,14 @@ class BaselinesTest(tf.test.TestCase):
     self.assertAllClose(
         summary["frozen"]["mean"]["mse_full"],
         np.mean([s["frozen"]["mse_full"] for s in scores]))
+    self.assertNotIn(evaluation.CURVES, summary)
+    # Curves, where the scores have them, pass through per trajectory.
+    with_curves = evaluation.summarize_scores(
+        [dict(s, **{evaluation.CURVES: {"index": i}})
+         for i, s in enumerate(scores)])
+    self.assertEqual(with_curves[evaluation.CURVES],
+                     [{"index": 0}, {"index": 1}])
+    self.assertEqual(with_curves["model"], summary["model"])
     table = evaluation.format_scores(summary)
     self.assertRegex(table.splitlines()[0],
                      r"model +constant_velocity +frozen")

@@ -21,8 +21,10 @@ import tensorflow as tf
 
 from learning_to_simulate.data import common
 from learning_to_simulate import render_rollout
+from learning_to_simulate.training import metrics
 from learning_to_simulate.visualization import animation
 from learning_to_simulate.visualization import error_plot
+from learning_to_simulate.visualization import physics_plot
 from learning_to_simulate.visualization import rollout_files
 from learning_to_simulate.visualization import scene as scene_lib
 
@@ -402,6 +404,41 @@ class ErrorPlotTest(tf.test.TestCase):
     self.assertEqual(os.listdir(self.out), [])
 
 
+class PhysicsPlotTest(tf.test.TestCase):
+
+  def test_plotted_values(self):
+    rollout = make_rollout(2, seed=3)
+    curves = metrics.physics_curves(rollout)
+    path = os.path.join(self.create_tempdir().full_path, "physics.png")
+    plotted = physics_plot.plot_physics(curves, 1, path, "a title")
+    self.assertEqual(list(plotted), [
+        "water height, predicted", "water height, ground truth",
+        "sand height, predicted", "sand height, ground truth",
+        "kinetic energy, predicted", "kinetic energy, ground truth"])
+    water = TYPES == WATER
+    self.assertAllClose(plotted["water height, ground truth"],
+                        rollout["ground_truth_rollout"][:, water, 1].mean(1),
+                        rtol=1e-5)
+    velocity = np.diff(np.concatenate(
+        [rollout["initial_positions"][-1:], rollout["predicted_rollout"]]),
+                       axis=0)[:, TYPES != KINEMATIC].astype(np.float64)
+    self.assertAllClose(plotted["kinetic energy, predicted"],
+                        0.5 * np.mean(np.sum(velocity**2, -1), 1), rtol=1e-5)
+    with Image.open(path) as image:
+      self.assertEqual(image.format, "PNG")
+      self.assertEqual(image.size, (1000, 400))
+    # Up is gravity's axis: the metadata's external acceleration decides.
+    rollout["metadata"]["external_acceleration"] = [-1e-5, 0.0]
+    up = scene_lib.vertical_axis(rollout["metadata"], 2)
+    self.assertEqual(up, 0)
+    self.assertAllClose(
+        physics_plot.plotted_series(curves, up)["sand height, predicted"],
+        rollout["predicted_rollout"][:, TYPES == SAND, 0].mean(1), rtol=1e-5)
+    with self.assertRaisesRegex(ValueError, "Unsupported physics plot "
+                                r"extension '\.gif'"):
+      physics_plot.plot_physics(curves, 1, path[:-4] + ".gif")
+
+
 class CommandLineTest(tf.test.TestCase):
 
   def setUp(self):
@@ -441,10 +478,13 @@ class CommandLineTest(tf.test.TestCase):
     write_pickle(os.path.join(self.out, "rollout_valid_0.pkl"),
                  make_rollout(3))
     gif = os.path.join(self.out, "anim", "rollout.gif")
+    plot = os.path.join(self.out, "anim", "physics.svg")
     with flagsaver.flagsaver(rollout_path=self.out, output_path=gif,
-                             step_stride=5, dpi=DPI):
+                             step_stride=5, dpi=DPI, physics_plot_path=plot):
       render_rollout.main(["render_rollout"])
     self.assertLen(rgb_frames(gif), 2)
+    with open(plot) as f:
+      self.assertIn("<svg", f.read())
 
   def test_main_bad_input_exits_with_one_line(self):
     path = os.path.join(self.out, "rollout_test_0.pkl")
@@ -456,7 +496,11 @@ class CommandLineTest(tf.test.TestCase):
          r"Unsupported animation extension '\.avi'"),
         ({"rollout_path": path, "output_path": path + ".gif",
           "error_plot_path": path + ".jpg"},
-         r"Unsupported error plot extension '\.jpg'")):
+         r"Unsupported error plot extension '\.jpg'"),
+        ({"rollout_path": path, "output_path": path + ".gif",
+          "error_plot_path": path + ".png",
+          "physics_plot_path": path + ".jpg"},
+         r"Unsupported physics plot extension '\.jpg'")):
       with flagsaver.flagsaver(**flag_values):
         with self.assertRaises(SystemExit) as raised:
           render_rollout.main(["render_rollout"])

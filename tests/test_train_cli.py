@@ -4,6 +4,7 @@ import json
 import os
 import pickle
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -79,16 +80,18 @@ class TrainCliTest(tf.test.TestCase):
                      r"/nowhere/ckpt-3")
 
   def test_resume_eval_and_rollout(self):
+    # A copy of the trained model (a model directory may move) resumes.
     model_path = os.path.join(self.root, "resumed")
-    run_cli(f"--data_path={self.data_path}", f"--model_path={model_path}",
-            "--num_steps=4", *_SMALL)
+    shutil.copytree(self.model_path, model_path)
     # Resuming needs no model flags: they come from config.json. Runtime
     # options such as --recompute_grad may change between runs.
     resumed = run_cli(f"--data_path={self.data_path}",
                       f"--model_path={model_path}", "--num_steps=7",
-                      "--recompute_grad")
-    self.assertRegex(resumed.stderr, r"Resumed from .*ckpt-4 at step 4")
+                      "--recompute_grad", "--eval_every_steps=0")
+    self.assertRegex(resumed.stderr,
+                     rf"Resumed from {model_path}/ckpt-6 at step 6")
     self.assertIn("ckpt-7.index", os.listdir(model_path))
+    self.assertNotIn("ckpt-7.index", os.listdir(self.model_path))
 
     evaluated = run_cli(f"--data_path={self.data_path}",
                         f"--model_path={model_path}", "--mode=eval",
@@ -112,6 +115,16 @@ class TrainCliTest(tf.test.TestCase):
     self.assertEqual(set(metrics["frozen"]["mean"]),
                      set(metrics["model"]["mean"]))
     self.assertIn("constant_velocity", metrics)
+    # The physics curves of each trajectory, from the pickle with numpy.
+    (curves,) = metrics["curves"]
+    moving = rollout["particle_types"] != common.ParticleType.KINEMATIC
+    truth = rollout["ground_truth_rollout"][:, moving].astype(np.float64)
+    self.assertAllClose(curves["centre_of_mass"]["water"]["ground_truth"],
+                        truth.mean(axis=1), rtol=1e-5)
+    velocity = np.diff(np.concatenate(
+        [rollout["initial_positions"][-1:, moving], truth]), axis=0)
+    self.assertAllClose(curves["kinetic_energy"]["ground_truth"],
+                        0.5 * np.mean(np.sum(velocity**2, -1), 1), rtol=1e-5)
     self.assertAlmostEqual(
         metrics["model"]["per_trajectory"][0]["rollout_error_mse"],
         float(np.mean((rollout["predicted_rollout"] -

@@ -38,11 +38,12 @@ from learning_to_simulate.training import checkpoints
 from learning_to_simulate.training import config as config_lib
 from learning_to_simulate.training import devices
 from learning_to_simulate.training import evaluation
-from learning_to_simulate.training import metrics as metrics_lib
 from learning_to_simulate.training import trainer
 from learning_to_simulate.training import validation
 from learning_to_simulate.visualization import animation
+from learning_to_simulate.visualization import physics_plot
 from learning_to_simulate.visualization import rollout_files
+from learning_to_simulate.visualization import scene as scene_lib
 
 # Small and quick to train on a CPU; the paper's features and network, with
 # impermeable walls (an opt-in integrator option, see "Beyond the paper").
@@ -85,23 +86,31 @@ def score_model(data_path: str, model_path: str,
   Returns:
     `one_step` (`evaluation.evaluate`), `rollouts` (the `metrics.json` of
     `evaluation.evaluate_rollouts`, pickles in `{output_dir}/rollouts`) and
-    `gif` (a path, or None).
+    `gif` and `physics_plot` (its centre-of-mass height and kinetic
+    energy over time beside the ground truth; paths, or None).
   """
   one_step = evaluation.evaluate(data_path, model_path, model_config,
                                  split="test", num_eval_steps=num_eval_steps)
   rollouts = evaluation.evaluate_rollouts(
       data_path, model_path, os.path.join(output_dir, "rollouts"),
       model_config, split="test", num_rollouts=num_rollouts)
-  gif = None
+  gif = plot = None
   if render:
     gif = os.path.join(output_dir, "rollout_test_0.gif")
-    animation.render_animation(rollout_files.load_rollout(rollouts["files"][0]),
-                               gif)
+    plot = os.path.join(output_dir, "rollout_test_0_physics.png")
+    first = rollout_files.load_rollout(rollouts["files"][0])
+    animation.render_animation(first, gif)
+    physics_plot.plot_physics(
+        rollouts["metrics"][evaluation.CURVES][0],
+        scene_lib.vertical_axis(first["metadata"],
+                                first["initial_positions"].shape[-1]),
+        plot, "rollout_test_0")
   return {"model_path": os.path.abspath(model_path),
           "one_step": one_step, "rollouts": rollouts["metrics"],
           "per_trajectory": trajectory_rows(rollouts["metrics"],
                                             rollouts["files"]),
-          "gif": os.path.abspath(gif) if gif else None}
+          "gif": os.path.abspath(gif) if gif else None,
+          "physics_plot": os.path.abspath(plot) if plot else None}
 
 
 def trajectory_rows(metrics: Dict[str, Any],
@@ -115,18 +124,20 @@ def trajectory_rows(metrics: Dict[str, Any],
 
   Returns:
     Per trajectory: `file`, `mse_full`, `ratio_to_better_baseline` (of
-    that trajectory's better baseline), and `metrics.physics_summary`'s
-    kinetic-energy ratio and centre-of-mass error at the last step.
+    that trajectory's better baseline), the kinetic-energy ratio (NaN for a
+    ground truth at rest) and the centre-of-mass error at the last step
+    (`metrics.physics_summary`).
   """
   rows = []
   for index, path in enumerate(files):
-    mse = metrics["model"]["per_trajectory"][index]["mse_full"]
+    model = metrics["model"]["per_trajectory"][index]
     better = min(metrics[name]["per_trajectory"][index]["mse_full"]
                  for name in baselines.ROLLOUT_BASELINES)
-    rows.append({"file": os.path.basename(path), "mse_full": mse,
-                 "ratio_to_better_baseline": mse / better,
-                 **metrics_lib.physics_summary(
-                     rollout_files.load_rollout(path))})
+    rows.append({"file": os.path.basename(path), "mse_full": model["mse_full"],
+                 "ratio_to_better_baseline": model["mse_full"] / better,
+                 "kinetic_energy_ratio": model.get("kinetic_energy_ratio",
+                                                   float("nan")),
+                 "centre_of_mass_error": model["centre_of_mass_error"]})
   return rows
 
 
@@ -289,6 +300,9 @@ def format_summary(summary: Dict[str, Any]) -> str:
   for part in ("pretrained", "trained"):
     if part in summary and summary[part]["gif"]:
       lines.append(f"animation ({part}): {summary[part]['gif']}")
+      if summary[part].get("physics_plot"):
+        lines.append(f"centre of mass and kinetic energy ({part}): "
+                     f"{summary[part]['physics_plot']}")
   lines.append("Rollout metrics over moving particles (README, \"Rollout "
                "metrics\"); per trajectory in summary.json.")
   return "\n".join(lines)

@@ -4,7 +4,9 @@
 `evaluate_rollouts` writes `rollout_{split}_{i}.pkl` files with the
 original's keys and shapes, reports the original's `rollout_error_mse`
 (Sanchez-Gonzalez et al. 2020, Sec. 5) and scores every rollout and the
-physics-free baselines with the metrics of `metrics` (`metrics.json`).
+physics-free baselines with the metrics of `metrics` (`metrics.json`, which
+also holds each trajectory's kinetic-energy and centre-of-mass curves,
+`metrics.physics_curves`, under `curves`).
 
 With several workers (`distribution.Workers`, `--distribution=multi_worker`)
 each evaluates its share of the trajectories (record `i` on worker `i mod
@@ -266,12 +268,22 @@ def score_rollout(rollout: Mapping[str, Any]) -> Dict[str, Dict[str, float]]:
   return scores
 
 
-def summarize_scores(scores: Sequence[Mapping[str, Mapping[str, float]]]
-                     ) -> Dict[str, Dict[str, Any]]:
-  """Per-trajectory `score_rollout`s -> per predictor `mean` and list."""
-  return {name: {"mean": metrics_lib.mean_metrics([s[name] for s in scores]),
-                 "per_trajectory": [dict(s[name]) for s in scores]}
-          for name in scores[0]}
+# The key of the model's `metrics.physics_curves` in the scores of
+# `evaluate_rollouts` and in `metrics.json` (not a predictor).
+CURVES = "curves"
+
+
+def summarize_scores(scores: Sequence[Mapping[str, Any]]
+                     ) -> Dict[str, Any]:
+  """Per-trajectory `score_rollout`s -> per predictor `mean` and list, and
+  the per-trajectory `CURVES` where the scores have them."""
+  summary = {
+      name: {"mean": metrics_lib.mean_metrics([s[name] for s in scores]),
+             "per_trajectory": [dict(s[name]) for s in scores]}
+      for name in scores[0] if name != CURVES}
+  if CURVES in scores[0]:
+    summary[CURVES] = [s[CURVES] for s in scores]
+  return summary
 
 
 def format_scores(summary: Mapping[str, Mapping[str, Any]]) -> str:
@@ -442,7 +454,8 @@ def _write_rollouts(dataset: Iterable[Any], path: str,
     output["metadata"] = dict(metadata)
     rollout_path = os.path.join(output_path, rollout_filename(split, index))
     _write_pickle(rollout_path, output, len(files))
-    scores.append(score_rollout(output))
+    scores.append(dict(score_rollout(output),
+                       **{CURVES: metrics_lib.physics_curves(output)}))
     files.append(rollout_path)
     model = scores[-1]["model"]
     num_particles = output["particle_types"].shape[0]

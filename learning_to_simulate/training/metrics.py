@@ -29,6 +29,18 @@ ground truth in a rollout and would only dilute the errors.
   predicted and true series.
 - `out_of_domain`: the share of moving particle-steps (all predicted steps)
   with a coordinate outside the bounds widened by `tolerance`.
+- `kinetic_energy_ratio`: the predicted kinetic energy summed over the steps
+  over the true one (1: the motion keeps its energy; < 1: damped); left out
+  when the ground truth does not move.
+- `centre_of_mass_error`: the largest coordinate distance between the
+  predicted and true centres of mass of the moving particles at the last
+  step, as a share of the box's largest side; `centre_of_mass_error_mean`
+  the same averaged over the steps (does it fall at the right speed?).
+  With more than one moving material, also `centre_of_mass_error_{name}`
+  per material (`material_name`), at the last step.
+
+`physics_curves` gives the series behind the last two, per step: the kinetic
+energy and each material's centre of mass, predicted and true.
 """
 
 from typing import Any, Dict, Mapping, Sequence
@@ -85,31 +97,107 @@ def kinetic_energy(initial_positions: np.ndarray, positions: np.ndarray,
   return 0.5 * np.mean(np.sum(v**2, axis=-1), axis=1)
 
 
+def material_name(particle_type: int) -> str:
+  """"water", "sand", ... for a known particle type, else "type_{id}"."""
+  try:
+    return common.ParticleType(int(particle_type)).name.lower()
+  except ValueError:
+    return f"type_{int(particle_type)}"
+
+
+def materials(particle_types: np.ndarray) -> Dict[str, np.ndarray]:
+  """Material name -> `[num_particles]` bool mask, for each moving particle
+  type present, in id order."""
+  types = np.asarray(particle_types)
+  moving = moving_mask(types)
+  return {material_name(t): moving & (types == t)
+          for t in np.unique(types[moving])}
+
+
+def centre_of_mass(positions: np.ndarray, mask: np.ndarray) -> np.ndarray:
+  """`[num_steps, dim]` mean position of the particles in `mask` per step
+  (unit masses)."""
+  return np.asarray(positions, np.float64)[:, mask].mean(axis=1)
+
+
+def _overlap(rollout: Rollout):
+  """`(initial, predicted, truth, moving)` over the overlapping steps."""
+  predicted = np.asarray(rollout["predicted_rollout"])
+  truth = np.asarray(rollout["ground_truth_rollout"])
+  overlap = min(len(predicted), len(truth))
+  return (np.asarray(rollout["initial_positions"]), predicted[:overlap],
+          truth[:overlap], moving_mask(rollout["particle_types"]))
+
+
+def _box_size(rollout: Rollout) -> float:
+  bounds = np.asarray(rollout["metadata"]["bounds"], np.float64)
+  return float(np.max(bounds[:, 1] - bounds[:, 0]))
+
+
+def centre_of_mass_errors(predicted: np.ndarray, truth: np.ndarray,
+                          mask: np.ndarray, box_size: float) -> np.ndarray:
+  """`[num_steps]` largest coordinate distance between the predicted and true
+  centres of mass of the particles in `mask`, over `box_size` (0 for an
+  empty mask)."""
+  if not mask.any():
+    return np.zeros(len(predicted))
+  offset = np.abs(centre_of_mass(predicted, mask) -
+                  centre_of_mass(truth, mask))
+  return offset.max(axis=-1) / box_size
+
+
 def physics_summary(rollout: Rollout) -> Dict[str, float]:
   """How a rollout moves as a whole, against its ground truth.
 
   Returns:
-    `kinetic_energy_ratio`: the predicted kinetic energy summed over the
-    steps over the true one (moving particles; 1 when the motion keeps its
-    energy, < 1 when it is damped); `centre_of_mass_error`: the largest
-    coordinate distance between the predicted and true centres of mass of
-    the moving particles at the last step, as a share of the box's largest
-    side.
+    The module docstring's `kinetic_energy_ratio`, `centre_of_mass_error`,
+    `centre_of_mass_error_mean` and, with several moving materials, the
+    per-material `centre_of_mass_error_{name}`.
   """
-  moving = moving_mask(rollout["particle_types"])
-  initial = rollout["initial_positions"]
-  predicted = rollout["predicted_rollout"]
-  truth = rollout["ground_truth_rollout"][:len(predicted)]
-  predicted = predicted[:len(truth)]
+  initial, predicted, truth, moving = _overlap(rollout)
   true_energy = kinetic_energy(initial, truth, moving).sum()
   energy = kinetic_energy(initial, predicted, moving).sum()
-  bounds = np.asarray(rollout["metadata"]["bounds"], np.float64)
-  offset = np.abs(predicted[-1, moving].mean(axis=0) -
-                  truth[-1, moving].mean(axis=0)) if moving.any() else 0.0
-  return {"kinetic_energy_ratio": float(energy / true_energy)
-          if true_energy > 0 else float("nan"),
-          "centre_of_mass_error": float(np.max(offset) /
-                                        np.max(bounds[:, 1] - bounds[:, 0]))}
+  box = _box_size(rollout)
+  errors = centre_of_mass_errors(predicted, truth, moving, box)
+  summary = {"kinetic_energy_ratio": float(energy / true_energy)
+                                     if true_energy > 0 else float("nan"),
+             "centre_of_mass_error": float(errors[-1]),
+             "centre_of_mass_error_mean": float(errors.mean())}
+  parts = materials(rollout["particle_types"])
+  if len(parts) > 1:
+    for name, mask in parts.items():
+      summary[f"centre_of_mass_error_{name}"] = float(
+          centre_of_mass_errors(predicted[-1:], truth[-1:], mask, box)[0])
+  return summary
+
+
+def _rounded(values: np.ndarray) -> Any:
+  """Nested lists of floats with 6 significant digits (compact JSON)."""
+  values = np.asarray(values, np.float64)
+  if values.ndim == 0:
+    return float(f"{values:.6g}")
+  return [_rounded(v) for v in values]
+
+
+def physics_curves(rollout: Rollout) -> Dict[str, Any]:
+  """The per-step series behind `physics_summary`, JSON-ready.
+
+  Returns:
+    `kinetic_energy`: `{"predicted", "ground_truth"}`, each `[num_steps]`
+    (`kinetic_energy` of the moving particles); `centre_of_mass`: material
+    name -> `{"predicted", "ground_truth"}`, each `[num_steps, dim]`, for
+    each moving material. Over the steps that have a ground truth.
+  """
+  initial, predicted, truth, moving = _overlap(rollout)
+  return {
+      "kinetic_energy": {
+          "predicted": _rounded(kinetic_energy(initial, predicted, moving)),
+          "ground_truth": _rounded(kinetic_energy(initial, truth, moving))},
+      "centre_of_mass": {
+          name: {"predicted": _rounded(centre_of_mass(predicted, mask)),
+                 "ground_truth": _rounded(centre_of_mass(truth, mask))}
+          for name, mask in materials(rollout["particle_types"]).items()},
+  }
 
 
 def emd(predicted: np.ndarray, ground_truth: np.ndarray) -> float:
@@ -203,6 +291,9 @@ def rollout_metrics(rollout: Rollout,
   metrics["out_of_domain"] = out_of_domain_fraction(
       predicted, moving, rollout["metadata"]["bounds"],
       out_of_domain_tolerance(rollout["metadata"]))
+  # A ground truth at rest leaves the energy ratio undefined: no entry.
+  metrics.update((name, value) for name, value in
+                 physics_summary(rollout).items() if np.isfinite(value))
   return metrics
 
 

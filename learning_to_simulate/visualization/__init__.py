@@ -4,6 +4,8 @@
 - `scene`: ground truth beside prediction, coloured by particle type;
 - `animation`: GIF and MP4 through imageio-ffmpeg, the interactive window;
 - `error_plot`: per-step error curves;
+- `physics_plot`: centre-of-mass height and kinetic energy over time,
+  prediction against ground truth;
 - `snapshots`: ground truth above prediction at a few steps (TensorBoard);
 - `rollout_export`: rollouts as VTK time series (ParaView) and npz arrays;
   `export_rollout`: its command line.

@@ -78,10 +78,14 @@ def output_extension(path: str, supported: Sequence[str], what: str) -> str:
   return extension
 
 
-def _vertical_axis(metadata: Mapping[str, Any], dim: int) -> int:
-  acc_mean = np.asarray(metadata.get("acc_mean", ()), dtype=np.float64)
-  if acc_mean.shape == (dim,) and np.any(acc_mean):
-    return int(np.argmax(np.abs(acc_mean)))  # Gravity dominates.
+def vertical_axis(metadata: Mapping[str, Any], dim: int) -> int:
+  """The up axis: gravity's, from the metadata's external acceleration
+  (the generator writes it), else from the largest mean acceleration, else
+  1."""
+  for key in (common.EXTERNAL_ACCELERATION_KEY, "acc_mean"):
+    acceleration = np.asarray(metadata.get(key, ()), dtype=np.float64)
+    if acceleration.shape == (dim,) and np.any(acceleration):
+      return int(np.argmax(np.abs(acceleration)))  # Gravity dominates.
   return 1
 
 
@@ -157,7 +161,7 @@ class RolloutScene:
         ax.set_ylim(*bounds[1])
         ax.set_zlim(*bounds[2])
         ax.set_box_aspect(bounds[:, 1] - bounds[:, 0])
-        ax.view_init(vertical_axis="xyz"[_vertical_axis(rollout["metadata"],
+        ax.view_init(vertical_axis="xyz"[vertical_axis(rollout["metadata"],
                                                         self.dim)])
         ax.set_xlabel("x")
         ax.set_ylabel("y")

@@ -1,0 +1,90 @@
+"""Does it fall at the right speed? Centre of mass and kinetic energy plots.
+
+Two panels for one rollout, prediction (dashed) against ground truth
+(solid): the height of each moving material's centre of mass over time, and
+the kinetic energy of the moving particles. The curves are those of
+`training.metrics.physics_curves` (the series behind `centre_of_mass_error`
+and `kinetic_energy_ratio`, also in `metrics.json`), computed by the caller:
+this stage draws, it does not score.
+"""
+
+from typing import Any, Dict, Mapping
+
+from matplotlib import figure as mpl_figure
+import numpy as np
+
+from learning_to_simulate.data import dataset_writer
+from learning_to_simulate.visualization import scene as scene_lib
+
+PHYSICS_PLOT_EXTENSIONS = (".png", ".pdf", ".svg")
+
+
+def plotted_series(curves: Mapping[str, Any],
+                   up_axis: int) -> Dict[str, np.ndarray]:
+  """The plotted lines of `physics_figure`, each `[num_steps]` at rollout
+  steps 1..num_steps.
+
+  Args:
+    curves: `metrics.physics_curves` of a rollout.
+    up_axis: the vertical coordinate (`scene.vertical_axis`).
+
+  Returns:
+    `{material} height, predicted` / `..., ground truth` per moving material
+    (the `up_axis` coordinate of its centre of mass), then `kinetic energy,
+    predicted` / `..., ground truth`.
+  """
+  series = {}
+  for name, centre in curves["centre_of_mass"].items():
+    for which in ("predicted", "ground_truth"):
+      series[f"{name} height, {which.replace('_', ' ')}"] = np.asarray(
+          centre[which], np.float64)[:, up_axis]
+  for which in ("predicted", "ground_truth"):
+    series[f"kinetic energy, {which.replace('_', ' ')}"] = np.asarray(
+        curves["kinetic_energy"][which], np.float64)
+  return series
+
+
+def physics_figure(curves: Mapping[str, Any], up_axis: int,
+                   title: str = "") -> mpl_figure.Figure:
+  """Centre-of-mass height (left) and kinetic energy (right) over time."""
+  fig = scene_lib.new_figure(scene_lib.DEFAULT_DPI, size=(10.0, 4.0))
+  height, energy = fig.subplots(1, 2)
+  for name, values in plotted_series(curves, up_axis).items():
+    ax = energy if name.startswith("kinetic energy") else height
+    ax.plot(np.arange(1, values.size + 1), values, label=name,
+            linestyle="--" if name.endswith("predicted") else "-",
+            linewidth=1.2)
+  height.set_ylabel("centre-of-mass height (position units)")
+  energy.set_ylabel("kinetic energy 0.5 mean |v|^2 (per frame^2)")
+  for ax in (height, energy):
+    ax.set_xlabel("rollout step (after the initial positions)")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize="small")
+  fig.suptitle(title or "Centre of mass and kinetic energy: prediction "
+               "(dashed) against ground truth")
+  fig.tight_layout()
+  return fig
+
+
+def check_path(output_path: str) -> str:
+  """The extension of a physics plot path; ValueError if unsupported."""
+  return scene_lib.output_extension(output_path, PHYSICS_PLOT_EXTENSIONS,
+                                    "physics plot")
+
+
+def plot_physics(curves: Mapping[str, Any], up_axis: int, output_path: str,
+                 title: str = "") -> Dict[str, np.ndarray]:
+  """Writes `physics_figure` to a `.png`, `.pdf` or `.svg` file, once
+  complete.
+
+  Returns:
+    `plotted_series(curves, up_axis)`.
+
+  Raises:
+    ValueError: for an unsupported extension.
+  """
+  extension = check_path(output_path)
+  fig = physics_figure(curves, up_axis, title)
+  with dataset_writer.atomic_file(output_path) as temporary:
+    fig.savefig(temporary, format=extension[1:])
+  return plotted_series(curves, up_axis)
