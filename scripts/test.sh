@@ -4,4 +4,4 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 bash scripts/setup_env.sh datagen test
 export PATH="$PWD/.venv/bin:$PATH"  # hadolint from the test extra
-exec .venv/bin/python -m pytest tests -q -p no:cacheprovider "$@"
+exec .venv/bin/python -m pytest tests -q -p no:cacheprovider --durations=15 "$@"
