@@ -104,11 +104,9 @@ def _run() -> None:
                  _ERROR_PLOT_PATH.value)
   rollout = rollout_files.load_rollout(paths[0])
   if _PHYSICS_PLOT_PATH.value is not None:
-    physics_plot.plot_physics(
-        metrics_lib.physics_curves(rollout),
-        scene_lib.vertical_axis(rollout["metadata"],
-                                rollout["initial_positions"].shape[-1]),
-        _PHYSICS_PLOT_PATH.value, os.path.basename(paths[0]))
+    physics_plot.plot_physics(metrics_lib.physics_curves(rollout),
+                              rollout["metadata"], _PHYSICS_PLOT_PATH.value,
+                              os.path.basename(paths[0]))
     logging.info("Wrote the physics plot of %s to %s", paths[0],
                  _PHYSICS_PLOT_PATH.value)
   if output_path is None:

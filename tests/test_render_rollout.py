@@ -410,7 +410,8 @@ class PhysicsPlotTest(tf.test.TestCase):
     rollout = make_rollout(2, seed=3)
     curves = metrics.physics_curves(rollout)
     path = os.path.join(self.create_tempdir().full_path, "physics.png")
-    plotted = physics_plot.plot_physics(curves, 1, path, "a title")
+    plotted = physics_plot.plot_physics(curves, rollout["metadata"], path,
+                                        "a title")
     self.assertEqual(list(plotted), [
         "water height, predicted", "water height, ground truth",
         "sand height, predicted", "sand height, ground truth",
@@ -436,7 +437,8 @@ class PhysicsPlotTest(tf.test.TestCase):
         rollout["predicted_rollout"][:, TYPES == SAND, 0].mean(1), rtol=1e-5)
     with self.assertRaisesRegex(ValueError, "Unsupported physics plot "
                                 r"extension '\.gif'"):
-      physics_plot.plot_physics(curves, 1, path[:-4] + ".gif")
+      physics_plot.plot_physics(curves, rollout["metadata"],
+                                path[:-4] + ".gif")
 
 
 class CommandLineTest(tf.test.TestCase):

@@ -43,7 +43,6 @@ from learning_to_simulate.training import validation
 from learning_to_simulate.visualization import animation
 from learning_to_simulate.visualization import physics_plot
 from learning_to_simulate.visualization import rollout_files
-from learning_to_simulate.visualization import scene as scene_lib
 
 # Small and quick to train on a CPU; the paper's features and network, with
 # impermeable walls (an opt-in integrator option, see "Beyond the paper").
@@ -100,11 +99,8 @@ def score_model(data_path: str, model_path: str,
     plot = os.path.join(output_dir, "rollout_test_0_physics.png")
     first = rollout_files.load_rollout(rollouts["files"][0])
     animation.render_animation(first, gif)
-    physics_plot.plot_physics(
-        rollouts["metrics"][evaluation.CURVES][0],
-        scene_lib.vertical_axis(first["metadata"],
-                                first["initial_positions"].shape[-1]),
-        plot, "rollout_test_0")
+    physics_plot.plot_physics(rollouts["metrics"][evaluation.CURVES][0],
+                              first["metadata"], plot, "rollout_test_0")
   return {"model_path": os.path.abspath(model_path),
           "one_step": one_step, "rollouts": rollouts["metrics"],
           "per_trajectory": trajectory_rows(rollouts["metrics"],

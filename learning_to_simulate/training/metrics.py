@@ -269,12 +269,8 @@ def rollout_metrics(rollout: Rollout,
     Metric name -> value.
   """
   predicted = np.asarray(rollout["predicted_rollout"])
-  ground_truth = np.asarray(rollout["ground_truth_rollout"])
-  initial = np.asarray(rollout["initial_positions"])
-  moving = moving_mask(rollout["particle_types"])
-  overlap = min(len(predicted), len(ground_truth))
-  compared = predicted[:overlap]
-  truth = ground_truth[:overlap]
+  initial, compared, truth, moving = _overlap(rollout)
+  overlap = len(truth)
   metrics = {
       # Exactly as `eval_rollout` has always computed it (float32 mean).
       "rollout_error_mse": float(np.mean((compared - truth)**2)),

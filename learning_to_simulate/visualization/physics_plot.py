@@ -72,10 +72,11 @@ def check_path(output_path: str) -> str:
                                     "physics plot")
 
 
-def plot_physics(curves: Mapping[str, Any], up_axis: int, output_path: str,
-                 title: str = "") -> Dict[str, np.ndarray]:
+def plot_physics(curves: Mapping[str, Any], metadata: Mapping[str, Any],
+                 output_path: str, title: str = "") -> Dict[str, np.ndarray]:
   """Writes `physics_figure` to a `.png`, `.pdf` or `.svg` file, once
-  complete.
+  complete, with the rollout's `metadata` deciding which axis is up
+  (`scene.vertical_axis`).
 
   Returns:
     `plotted_series(curves, up_axis)`.
@@ -84,6 +85,7 @@ def plot_physics(curves: Mapping[str, Any], up_axis: int, output_path: str,
     ValueError: for an unsupported extension.
   """
   extension = check_path(output_path)
+  up_axis = scene_lib.vertical_axis(metadata, len(metadata["bounds"]))
   fig = physics_figure(curves, up_axis, title)
   with dataset_writer.atomic_file(output_path) as temporary:
     fig.savefig(temporary, format=extension[1:])
