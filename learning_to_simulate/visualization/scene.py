@@ -7,9 +7,8 @@ of validation rollouts in TensorBoard (`training.validation`).
 
 3D rollouts are drawn as `mpl_toolkits.mplot3d` scatter plots with the axes
 fixed to the metadata bounds and a box aspect matching them. The vertical
-axis is the coordinate with the largest mean acceleration in the metadata
-(gravity), or y (the second coordinate, vertical in the 2D datasets) when the
-metadata has no `acc_mean`.
+axis (`vertical_axis`, also the physics plot's height) comes from the metadata:
+gravity's axis, else that of the train split's mean velocity, else y.
 """
 
 import os
@@ -79,13 +78,19 @@ def output_extension(path: str, supported: Sequence[str], what: str) -> str:
 
 
 def vertical_axis(metadata: Mapping[str, Any], dim: int) -> int:
-  """The up axis: gravity's, from the metadata's external acceleration
-  (the generator writes it), else from the largest mean acceleration, else
-  1."""
-  for key in (common.EXTERNAL_ACCELERATION_KEY, "acc_mean"):
-    acceleration = np.asarray(metadata.get(key, ()), dtype=np.float64)
-    if acceleration.shape == (dim,) and np.any(acceleration):
-      return int(np.argmax(np.abs(acceleration)))  # Gravity dominates.
+  """The up axis of a dataset, from what its metadata says.
+
+  Gravity's axis when the metadata has the external acceleration (the
+  generator writes it); else the axis of the train split's mean motion
+  (`vel_mean`: where things fall, it points down); else 1 (y, vertical in the
+  2D datasets). The mean acceleration is not used: in trajectories that start
+  and end at rest it is about zero on every axis (the bundled sample's:
+  -2.7e-6 in x, 2.0e-6 in y), so its largest component is noise.
+  """
+  for key in (common.EXTERNAL_ACCELERATION_KEY, "vel_mean"):
+    direction = np.asarray(metadata.get(key, ()), dtype=np.float64)
+    if direction.shape == (dim,) and np.any(direction):
+      return int(np.argmax(np.abs(direction)))
   return 1
 
 
