@@ -378,7 +378,11 @@ class TrainCliTest(tf.test.TestCase):
          # Long rollouts (past the data), so the interrupt comes mid-run
          # even on a loaded machine.
          "--rollout_steps=1000"],
-        cwd=_ROOT, env=env, stderr=subprocess.PIPE, text=True)
+        cwd=_ROOT, env=env, stderr=subprocess.PIPE, text=True,
+        # Ctrl-C's default action, as at a terminal: a test runner started in
+        # the background (`cmd &`, nohup) has SIGINT ignored, and an ignored
+        # signal stays ignored across exec.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     for line in process.stderr:
       if "Rollout 0:" in line:
         break
