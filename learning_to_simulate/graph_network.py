@@ -50,6 +50,7 @@ class EncodeProcessDecode(snt.Module):
                compute_dtype: tf.DType = tf.float32,
                jit_compile: bool = False,
                recompute_grad: bool = False,
+               grid_branch: Optional[snt.Module] = None,
                name: str = "EncodeProcessDecode"):
     """Builds the networks.
 
@@ -69,6 +70,10 @@ class EncodeProcessDecode(snt.Module):
         for the backward pass and recompute the step's activations there
         (`tf.recompute_grad`): about a third more compute for a fraction of
         the training memory of large graphs. Same results.
+      grid_branch: beyond the paper, opt-in: a `model.grid_branch.GridBranch`
+        whose per-node update is added to the processed node latents before
+        decoding (a global view of the scene); the calls must then give the
+        particles' positions. None: the paper's network.
       name: module name.
     """
     super().__init__(name=name)
@@ -92,31 +97,54 @@ class EncodeProcessDecode(snt.Module):
     ]
     self._decoder_network = build_mlp(
         mlp_hidden_size, mlp_num_hidden_layers, output_size)
+    self._grid_branch = grid_branch
+    if grid_branch is not None and jit_compile:
+      raise ValueError("--jit_compile does not support the grid branch "
+                       "(--grid_resolution) yet")
 
-  def __call__(self, input_graph: gn.graphs.GraphsTuple) -> tf.Tensor:
+  def _with_grid(self, node_latents: tf.Tensor,
+                 positions: Optional[tf.Tensor],
+                 n_node: tf.Tensor) -> tf.Tensor:
+    """Node latents plus the grid branch's update (none without a branch)."""
+    if self._grid_branch is None:
+      return node_latents
+    if positions is None:
+      raise ValueError("the grid branch needs the particles' positions")
+    return node_latents + tf.cast(
+        self._grid_branch(node_latents, positions, n_node),
+        node_latents.dtype)
+
+  def __call__(self, input_graph: gn.graphs.GraphsTuple,
+               positions: Optional[tf.Tensor] = None) -> tf.Tensor:
     """Maps a graph of normalized features to `[num_nodes, output_size]`.
 
     The first call builds the variables with the straightforward
     formulation (`graph_nets` blocks, `call_straightforward`); later calls
     run the same math with the same variables in `_forward_arrays`, which
     does fewer FLOPs and supports mixed precision and XLA.
+
+    `positions` `[num_nodes, dim]`: the particles' (most recent) positions,
+    used by the grid branch only.
     """
     if not self._built():
-      return self.call_straightforward(input_graph)
+      return self.call_straightforward(input_graph, positions)
     nodes, edges = self._input_features(input_graph)
     if not self._jit_compile:
       return self._forward_arrays(nodes, edges, input_graph.senders,
-                                  input_graph.receivers)
+                                  input_graph.receivers, positions,
+                                  input_graph.n_node)
     return self._call_padded(nodes, edges, input_graph.senders,
                              input_graph.receivers)
 
-  def call_straightforward(self, input_graph: gn.graphs.GraphsTuple
+  def call_straightforward(self, input_graph: gn.graphs.GraphsTuple,
+                           positions: Optional[tf.Tensor] = None
                            ) -> tf.Tensor:
     """The reference formulation with `graph_nets` modules, in float32."""
     latent_graph = self._encode(input_graph)
     for processor_network in self._processor_networks:
       latent_graph = self._process_step(processor_network, latent_graph)
-    return self._decoder_network(latent_graph.nodes)
+    return self._decoder_network(self._with_grid(
+        latent_graph.nodes, positions, input_graph.n_node))
 
   def _encode(self, input_graph: gn.graphs.GraphsTuple
               ) -> gn.graphs.GraphsTuple:
@@ -146,7 +174,9 @@ class EncodeProcessDecode(snt.Module):
     return hasattr(_mlp_layers(self._decoder_network)[0], "w")
 
   def _forward_arrays(self, nodes: tf.Tensor, edges: tf.Tensor,
-                      senders: tf.Tensor, receivers: tf.Tensor) -> tf.Tensor:
+                      senders: tf.Tensor, receivers: tf.Tensor,
+                      positions: Optional[tf.Tensor] = None,
+                      n_node: Optional[tf.Tensor] = None) -> tf.Tensor:
     """The network on plain tensors, with the processor's first layers split.
 
     The edge MLP input is `concat([edge, node[receiver], node[sender]])`, so
@@ -161,6 +191,8 @@ class EncodeProcessDecode(snt.Module):
       nodes: `[num_nodes, node_features]` (global context appended).
       edges: `[num_edges, edge_features]`.
       senders, receivers: `[num_edges]` int32.
+      positions, n_node: `[num_nodes, dim]` and `[num_graphs]`, for the grid
+        branch only.
 
     Returns:
       `[num_nodes, output_size]` float32.
@@ -182,6 +214,7 @@ class EncodeProcessDecode(snt.Module):
       if self._recompute_grad:
         step = tf.recompute_grad(step)
       node_latents, edge_latents = step(node_latents, edge_latents)
+    node_latents = self._with_grid(node_latents, positions, n_node)
     return tf.cast(_mlp(self._decoder_network, node_latents, dtype),
                    tf.float32)
 

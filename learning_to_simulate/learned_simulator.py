@@ -17,6 +17,7 @@ import tensorflow as tf
 from learning_to_simulate import connectivity_utils
 from learning_to_simulate.data import common
 from learning_to_simulate import graph_network
+from learning_to_simulate.model import grid_branch as grid_branch_lib
 from learning_to_simulate.model import relaxation as relaxation_lib
 
 
@@ -38,6 +39,7 @@ class LearnedSimulator(snt.Module):
                clamp_to_bounds: bool = False,
                external_acceleration: Optional[Sequence[float]] = None,
                relaxation: Optional[relaxation_lib.Relaxation] = None,
+               grid: Optional[Mapping[str, int]] = None,
                name: str = "LearnedSimulator"):
     """Builds the simulator.
 
@@ -72,6 +74,9 @@ class LearnedSimulator(snt.Module):
       relaxation: beyond the paper, opt-in: density relaxation that
         rollouts apply after each predicted step (`model.relaxation`;
         `training.rollout` runs it). None: none.
+      grid: beyond the paper, opt-in: `resolution`, `channels` and `levels`
+        of a grid branch (`model.grid_branch.GridBranch` over `boundaries`)
+        that adds a global view to the processed node latents. None: none.
       name: module name.
     """
     super().__init__(name=name)
@@ -96,10 +101,15 @@ class LearnedSimulator(snt.Module):
       # The network's zero is free fall: the target's offset is the force.
       self._normalization_stats["acceleration"] = common.Stats(
           external, self._normalization_stats["acceleration"].std)
+    branch = None
+    if grid:
+      branch = grid_branch_lib.GridBranch(
+          num_dimensions, graph_network_kwargs["latent_size"],
+          bounds=self._boundaries, **grid)
     self._graph_network = graph_network.EncodeProcessDecode(
         output_size=num_dimensions, compute_dtype=compute_dtype,
         jit_compile=jit_compile, recompute_grad=recompute_grad,
-        **graph_network_kwargs)
+        grid_branch=branch, **graph_network_kwargs)
     if num_particle_types > 1:
       # Same shape and initializer as the original's `particle_embedding`.
       self._particle_type_embedding = tf.Variable(
@@ -146,7 +156,8 @@ class LearnedSimulator(snt.Module):
     input_graph = self._encoder_preprocessor(
         position_sequence, n_particles_per_example, global_context,
         particle_types)
-    normalized_acceleration = self._graph_network(input_graph)
+    normalized_acceleration = self._graph_network(
+        input_graph, positions=position_sequence[:, -1])
     return self._decoder_postprocessor(normalized_acceleration,
                                        position_sequence)
 
@@ -179,7 +190,8 @@ class LearnedSimulator(snt.Module):
     input_graph = self._encoder_preprocessor(
         noisy_position_sequence, n_particles_per_example, global_context,
         particle_types)
-    predicted = self._graph_network(input_graph)
+    predicted = self._graph_network(
+        input_graph, positions=noisy_position_sequence[:, -1])
     next_position_adjusted = next_position + position_sequence_noise[:, -1]
     target = self._inverse_decoder_postprocessor(next_position_adjusted,
                                                  noisy_position_sequence)

@@ -85,6 +85,13 @@ flags.DEFINE_boolean("pretrained", False,
                      "shipped with the package (trained on the bundled "
                      "sample; see its PROVENANCE.md) instead of "
                      "--model_path.")
+flags.DEFINE_string("warm_start", None,
+                    help="train: a model directory without checkpoints "
+                    "starts from these weights (a ckpt-N prefix or a "
+                    "directory of them, e.g. a packaged model) at step N of "
+                    "the learning-rate and pushforward schedules, with a "
+                    "fresh optimizer state; ignored when --model_path has "
+                    "checkpoints (it resumes from them).")
 flags.DEFINE_string("checkpoint", "latest",
                     help="Checkpoint that eval, eval_rollout and export "
                     "restore: 'latest', 'best' (the best model by "
@@ -129,6 +136,22 @@ flags.DEFINE_boolean("clamp_to_bounds", _MODEL.clamp_to_bounds,
                      "in the simulators that made the data. Saved with the "
                      "model; eval modes may switch it either way.")
 
+flags.DEFINE_float("connectivity_radius", _MODEL.connectivity_radius,
+                   help="Opt-in: the radius of the particle graph (and of "
+                   "relaxation's kernel), in position units; default: the "
+                   "metadata's default_connectivity_radius. Saved with the "
+                   "model.")
+flags.DEFINE_integer("grid_resolution", _MODEL.grid_resolution,
+                     help="Opt-in grid branch: latents scattered onto a grid "
+                     "of this many nodes per axis over the bounds, a small "
+                     "multi-resolution CNN, gathered back before decoding "
+                     "(0: off, the paper's network). Saved with the model.")
+flags.DEFINE_integer("grid_channels", _MODEL.grid_channels,
+                     help="Channels of the grid branch's CNN.")
+flags.DEFINE_integer("grid_levels", _MODEL.grid_levels,
+                     help="Resolution levels of the grid branch's CNN "
+                     "(--grid_resolution must be a multiple of "
+                     "2^(levels - 1)).")
 flags.DEFINE_list("external_acceleration", None,
                   help="Beyond the paper (opt-in): the known external "
                   "acceleration (gravity) in positions per frame squared, "
@@ -341,7 +364,8 @@ def run():
         jit_compile=FLAGS.jit_compile,
         recompute_grad=FLAGS.recompute_grad,
         skip_corrupt_records=FLAGS.skip_corrupt_records,
-        save_input_position=FLAGS.save_input_position)
+        save_input_position=FLAGS.save_input_position,
+        warm_start=FLAGS.warm_start)
     validation_options = validation.ValidationOptions(
         every_steps=FLAGS.eval_every_steps,
         num_batches=FLAGS.eval_num_batches,

@@ -1,5 +1,6 @@
 """The main job's baselines and the demo end to end on a tiny dataset."""
 
+import dataclasses
 import json
 import os
 import pickle
@@ -7,10 +8,13 @@ import pickle
 import numpy as np
 import tensorflow as tf
 
+from learning_to_simulate import reading_utils
 from learning_to_simulate.apps import demo
 from learning_to_simulate.data import common
 from learning_to_simulate.data import synthetic
 from learning_to_simulate.training import baselines
+from learning_to_simulate.training import checkpoints
+from learning_to_simulate.training import config as config_lib
 
 
 class BaselinesTest(tf.test.TestCase):
@@ -96,6 +100,40 @@ class DemoTest(tf.test.TestCase):
     self.assertIn("trained here, per test trajectory:", text)
     self.assertRegex(text, rf"  {row['file']} +[0-9.e+-]+ +[0-9.]+x +"
                      r"[0-9.]+x +[0-9.]+% of box")
+
+  def test_pretrained_is_also_scored_without_its_evaluation_options(self):
+    output_dir = self.create_tempdir().full_path
+    summary = demo.run_demo(reading_utils.bundled_dataset_path(), output_dir,
+                            num_steps=0, paper_model=False, num_rollouts=1,
+                            num_eval_steps=1, seed=0, render=False)
+    saved = config_lib.load(checkpoints.pretrained_model_path())["model"]
+    self.assertTrue(saved["clamp_to_bounds"] or saved["relaxation_steps"])
+    rollouts = {}
+    for part in ("pretrained", "pretrained_bare"):
+      with open(os.path.join(output_dir, part, "rollouts",
+                             "rollout_test_0.pkl"), "rb") as f:
+        rollouts[part] = pickle.load(f)["predicted_rollout"]
+    # The same weights, rolled out another way.
+    self.assertNotAllClose(rollouts["pretrained"], rollouts["pretrained_bare"])
+    if saved["clamp_to_bounds"]:
+      bounds = np.asarray(reading_utils.read_metadata(
+          reading_utils.bundled_dataset_path())["bounds"], np.float32)
+      self.assertAllInRange(rollouts["pretrained"], bounds.min(), bounds.max())
+    text = demo.format_summary(summary)
+    self.assertRegex(text, r"\npretrained, walls and relaxation off +[0-9.e+-]+")
+    self.assertRegex(text, r"\npretrained, walls and relaxation off: "
+                     r"full-rollout MSE [0-9.]+x")
+    self.assertIn("pretrained, walls and relaxation off, per test trajectory:",
+                  text)
+
+  def test_without_evaluation_options(self):
+    model = config_lib.ModelConfig(latent_size=8)
+    self.assertIsNone(demo.without_evaluation_options(model))
+    for options in ({"clamp_to_bounds": True}, {"relaxation_steps": 3},
+                    {"clamp_to_bounds": True, "relaxation_steps": 1}):
+      bare = demo.without_evaluation_options(
+          dataclasses.replace(model, **options))
+      self.assertEqual(bare, model)
 
   def test_verdict(self):
     part = {"rollouts": {"model": {"mean": {"mse_full": 0.01,

@@ -298,7 +298,7 @@ class GenerateDatasetTest(tf.test.TestCase, parameterized.TestCase):
   def test_cli_errors_are_one_line(self):
     output_path = os.path.join(self.get_temp_dir(), "cli")
     cli_flags = types.SimpleNamespace(
-        output_path=output_path, substeps=None, arch="cpu",
+        output_path=output_path, substeps=None, arch="cpu", wall_layers=0,
         **dict(TINY, num_frames=3))
     with mock.patch.object(generate_dataset, "FLAGS", cli_flags):
       with self.assertRaises(SystemExit) as raised:
@@ -306,6 +306,13 @@ class GenerateDatasetTest(tf.test.TestCase, parameterized.TestCase):
     self.assertEqual(raised.exception.code,
                      "generate_dataset: error: --num_frames must be >= 8 (6 "
                      "input frames and 2 targets), got 3")
+    cli_flags.num_frames, cli_flags.wall_layers = 8, -1
+    with mock.patch.object(generate_dataset, "FLAGS", cli_flags):
+      with self.assertRaises(SystemExit) as raised:
+        generate_dataset.main(["generate_dataset"])
+    self.assertEqual(raised.exception.code,
+                     "generate_dataset: error: --wall_layers must be >= 0, "
+                     "got -1")
     returncode, stderr = run_cli([f"--output_path={output_path}"],
                                  preamble="sys.modules['taichi'] = None")
     self.assertNotEqual(returncode, 0)
@@ -344,6 +351,49 @@ class GenerateDatasetTest(tf.test.TestCase, parameterized.TestCase):
     self.assertAllEqual(positions[:, kinematic],
                         np.broadcast_to(positions[:1, kinematic],
                                         positions[:, kinematic].shape))
+
+  def test_wall_particles(self):
+    spacing = mpm.particle_spacing(12)
+    lo, hi = mpm.BOUNDS
+    # 0.8 / (1/24) = 19.2 spacings: 20 evenly spaced points along a wall.
+    along = 20
+    for dim, layers in ((2, 1), (2, 2), (3, 1)):
+      walls = scenes.wall_particles(dim, 12, layers)
+      side = along + 2 * layers
+      self.assertEqual(walls.shape, (side**dim - along**dim, dim))
+      self.assertLen(np.unique(walls, axis=0), len(walls))
+      # Outside the box, within `layers` spacings of it.
+      outside = np.maximum(lo - walls, walls - hi).max(axis=-1)
+      self.assertAllInRange(outside, 0.99 * spacing, layers * spacing * 1.01)
+      # The nearest neighbour of each, a spacing away (within 2%).
+      nearest = np.sort(np.linalg.norm(walls[:, None] - walls[None], axis=-1),
+                        axis=1)[:, 1]
+      self.assertAllInRange(nearest, 0.98 * spacing, 1.02 * spacing)
+    self.assertEqual(scenes.wall_particles(2, 12, 0).shape, (0, 2))
+
+  def test_a_dataset_with_walls_moves_as_without(self):
+    self.require_taichi()
+    path = os.path.join(self.get_temp_dir(), "walls")
+    metadata = generate_dataset.generate_dataset(output_path=path,
+                                                 **dict(TINY, wall_layers=2))
+    self.assertEqual(metadata["wall_layers"], 2)
+    self.assertNotIn("wall_layers", self.metadata)
+    walls = scenes.wall_particles(2, TINY["resolution"], 2)
+    for split in TINY_COUNTS:
+      for (types, positions), (plain_types, plain) in zip(
+          read_split(path, split), read_split(self.path, split)):
+        moving = len(plain_types)
+        # The material is the one simulated without walls, bit for bit.
+        self.assertAllEqual(types[:moving], plain_types)
+        self.assertAllEqual(positions[:, :moving], plain)
+        self.assertAllEqual(types[moving:], np.full(
+            len(walls), common.ParticleType.KINEMATIC))
+        self.assertAllEqual(positions[:, moving:],
+                            np.broadcast_to(walls, (len(positions),) +
+                                            walls.shape))
+    with self.assertRaisesRegex(ValueError, "^--wall_layers must be >= 0"):
+      generate_dataset.generate_dataset(output_path=path + "_bad",
+                                        **dict(TINY, wall_layers=-1))
 
   def test_mean_neighbour_count(self):
     # Ends have one neighbour within radius 1 (inclusive), the middle two.

@@ -19,8 +19,10 @@ class RecipeStudyTest(tf.test.TestCase):
     out = self.create_tempdir().full_path
     # One recipe (each costs a training and 6 evaluations in child
     # processes); the others differ only in their train flags, below.
+    records = self.create_tempdir().full_path
     study = recipe_study.run_study(out, num_steps=8, seeds=[0],
-                                   recipe_names=["paper"], quick=True)
+                                   recipe_names=["paper"], quick=True,
+                                   results_dir=records)
     results = study["results"]["water"]
     summary, valid = results["test"], results["valid"]
     # Each recipe as trained and behind walls, and the two baselines, on
@@ -60,6 +62,32 @@ class RecipeStudyTest(tf.test.TestCase):
                                    recipe_names=["paper"], quick=True)
     self.assertEqual(again["results"]["water"]["test"]["paper"],
                      summary["paper"])
+    # The run landed as one record; on a new machine (another output_dir,
+    # no datasets, no runs) the study reads it back and runs nothing.
+    with open(recipe_study.result_path(records, "water", "paper", 0)) as f:
+      record = json.load(f)
+    self.assertEqual((record["recipe"], record["seed"], record["num_steps"],
+                      record["dataset"]["name"]), ("paper", 0, 8, "water"))
+    self.assertEqual(record["model_flags"],
+                     list(recipe_study.QUICK_MODEL_FLAGS))
+    elsewhere = self.create_tempdir().full_path
+    moved = recipe_study.run_study(elsewhere, num_steps=8, seeds=[0],
+                                   recipe_names=["paper"], quick=True,
+                                   results_dir=records)
+    self.assertEqual(os.listdir(elsewhere), ["study.json"])
+    self.assertEqual(moved["results"], study["results"])
+    # The tables from the records alone.
+    rendered = recipe_study.render_study(records)
+    self.assertEqual(rendered["results"], study["results"])
+    self.assertEqual(recipe_study.format_study(rendered).splitlines()[1:],
+                     table.splitlines()[1:])
+    with self.assertRaisesRegex(ValueError, "holds a run of 8 steps, not "
+                                "--num_steps=9"):
+      recipe_study.run_study(elsewhere, num_steps=9, seeds=[0],
+                             recipe_names=["paper"], quick=True,
+                             results_dir=records)
+    with self.assertRaisesRegex(ValueError, "--results_dir: no run records"):
+      recipe_study.render_study(elsewhere)
 
   def test_targets(self):
     def row(one_step, full, out_of_domain):

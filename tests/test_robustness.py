@@ -87,6 +87,70 @@ def trajectory_with(positions=None, particle_types=None):
       particle_types)
 
 
+def dense_weights(data_path, path):
+  """The simulator's dense trainable variables restored from `path`."""
+  _, simulator = evaluation.load_model(data_path, None, TINY, checkpoint=path)
+  return [variable.numpy() for variable in simulator.trainable_variables
+          if "embedding" not in variable.name]
+
+
+def saved_step(path):
+  reader = tf.train.load_checkpoint(path)
+  (name,) = [name for name in reader.get_variable_to_shape_map()
+             if name.startswith("optimizer/_iterations")]
+  return int(reader.get_tensor(name))
+
+
+class WarmStartTest(tf.test.TestCase):
+
+  def setUp(self):
+    super().setUp()
+    self.data_path, self.trained, _ = fixture()
+    self.model_path = os.path.join(self.create_tempdir().full_path, "model")
+
+  def test_starts_from_the_weights_at_their_step(self):
+    # A directory warm-starts from its latest checkpoint, ckpt-4.
+    with self.assertLogs("absl", "INFO") as logs:
+      trainer.train(self.data_path, self.model_path, TINY, ADAM,
+                    options(num_steps=5, warm_start=self.trained))
+    self.assertRegex("\n".join(logs.output), "Warm start from .*ckpt-4: its "
+                     "weights, a fresh optimizer state, the schedules at "
+                     "step 4")
+    new = checkpoints.checkpoint_path(self.model_path, 5)
+    self.assertEqual(saved_step(new), 5)
+    before = dense_weights(self.data_path,
+                           checkpoints.checkpoint_path(self.trained, 4))
+    after = dense_weights(self.data_path, new)
+    # Adam's first step from fresh moments at step t = 5 moves a weight by
+    # lr * sqrt(1 - b2^t) / (1 - b1^t) * (1 - b1) / sqrt(1 - b2) where its
+    # gradient is far above epsilon: the run started from ckpt-4's weights,
+    # at step 4, with moments at zero.
+    b1, b2, t = 0.9, 0.999, 5
+    expected = optimizers.DecayedLearningRate(
+        ADAM.lr, ADAM.min_lr, ADAM.lr_decay_steps, ADAM.lr_decay_rate)(4) * (
+            np.sqrt(1 - b2**t) / (1 - b1**t) * (1 - b1) / np.sqrt(1 - b2))
+    largest = max(np.max(np.abs(a - b)) for a, b in zip(after, before))
+    self.assertAllClose(largest, expected, rtol=1e-3)
+
+  def test_a_directory_with_checkpoints_resumes_from_them(self):
+    shutil.copytree(self.trained, self.model_path)
+    with self.assertLogs("absl", "INFO") as logs:
+      trainer.train(self.data_path, self.model_path, TINY, ADAM, options(
+          num_steps=5, warm_start=checkpoints.checkpoint_path(self.trained,
+                                                              2)))
+    self.assertRegex("\n".join(logs.output), "has checkpoints: resuming "
+                     "from them, not from --warm_start")
+    self.assertEqual(saved_step(checkpoints.checkpoint_path(self.model_path,
+                                                            5)), 5)
+
+  def test_missing_checkpoint(self):
+    missing = os.path.join(self.trained, "ckpt-99")
+    with self.assertRaisesRegex(checkpoints.CheckpointError,
+                                f"^--warm_start: no checkpoint at {missing} "):
+      trainer.train(self.data_path, self.model_path, TINY, ADAM,
+                    options(warm_start=missing))
+
+
 class RememberedInterruptTest(tf.test.TestCase):
 
   def test_ctrl_c_raises_and_is_remembered_for_the_next_check(self):

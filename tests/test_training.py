@@ -1,5 +1,7 @@
 """Noise, loss, learning-rate schedule, normalization and the train step."""
 
+import dataclasses
+
 from absl.testing import parameterized
 import numpy as np
 import tensorflow as tf
@@ -94,6 +96,43 @@ class LossAndScheduleTest(tf.test.TestCase, parameterized.TestCase):
                         np.sqrt(np.array([1e-4, 2e-4])**2 + 6.7e-4**2))
     self.assertAllClose(stats["acceleration"].mean, [0.0, -1e-4])
     self.assertAllClose(stats["context"].std, [0.5])  # No noise folded in.
+
+
+class ConnectivityRadiusTest(tf.test.TestCase):
+
+  def test_override_builds_the_graph_with_it(self):
+    model = config_lib.ModelConfig(latent_size=4, hidden_size=4,
+                                   message_passing_steps=1)
+    # Three particles on a line, 0.08 apart: within the metadata's 0.1 of
+    # their neighbours only; within 0.2 of each other.
+    positions = tf.tile(tf.constant([[[0.3, 0.5]], [[0.38, 0.5]],
+                                     [[0.46, 0.5]]]),
+                        [1, common.INPUT_SEQUENCE_LENGTH, 1])
+    edges = {}
+    for radius in (None, 0.2):
+      simulator = build.build_simulator(
+          METADATA, dataclasses.replace(model, connectivity_radius=radius))
+      self.assertEqual(simulator.connectivity_radius, radius or 0.1)
+      graph = simulator._encoder_preprocessor(
+          positions, tf.constant([3]), None, tf.fill([3], WATER))
+      edges[radius] = int(graph.n_edge[0])
+    # Self-edges included: 3 + 4 at 0.1, 3 + 6 at 0.2.
+    self.assertEqual(edges, {None: 7, 0.2: 9})
+
+  def test_saved_with_the_model(self):
+    for bad in (0.0, -0.1):
+      with self.assertRaisesRegex(ValueError,
+                                  "--connectivity_radius must be > 0"):
+        config_lib.ModelConfig(connectivity_radius=bad).validate()
+    # A config.json written before the option reads as the metadata's.
+    saved = {"model": {"latent_size": 8}}
+    self.assertIsNone(config_lib.resolve(saved, "model", config_lib.ModelConfig,
+                                         {}, "/m").connectivity_radius)
+    # It is what the model learned on: evaluation may not change it.
+    with self.assertRaisesRegex(ValueError, "--connectivity_radius=0.05 "
+                                "differs from the value None"):
+      config_lib.resolve(saved, "model", config_lib.ModelConfig,
+                         {"connectivity_radius": 0.05}, "/m", evaluating=True)
 
 
 def make_batch(rng, n_particles_per_example):

@@ -2,10 +2,12 @@
 
 `python -m learning_to_simulate.apps.demo` (what `scripts/demo.sh` runs):
 
-1. **Pretrained** (seconds): the simulator shipped with the package, trained
-   on the bundled sample's train split (`pretrained/water_drop_sample/`,
-   with its provenance), rolls out the test trajectories; they are scored
-   and the first is rendered to a GIF.
+1. **Pretrained** (seconds): the simulator shipped with the package
+   (`pretrained/water_drop_sample/`, with its provenance), rolls out the test
+   trajectories with the evaluation options it was chosen with (walls,
+   relaxation: its `config.json`); they are scored and the first is rendered
+   to a GIF. When it has such options, it is scored once more without them,
+   so that their effect shows.
 2. **Trained here** (minutes): a fresh simulator trained for `--num_steps`
    on the dataset (the bundled sample unless `--data_path`), evaluated one
    step at a time, rolled out, scored and rendered the same way.
@@ -53,6 +55,11 @@ DEMO_MODEL = config_lib.ModelConfig(latent_size=64, hidden_size=64,
 # paper"): pushforward, phased in over the first 3/8 of the run.
 DEMO_PUSHFORWARD_PROBABILITY = 0.3
 DEMO_PUSHFORWARD_MAX_UNROLL = 3
+
+# The parts of a summary: (key, label), in the order they are shown.
+PARTS = (("pretrained", "pretrained"),
+         ("pretrained_bare", "pretrained, walls and relaxation off"),
+         ("trained", "trained here"))
 
 # Columns of the summary: (metric, header); rollout metrics are means over
 # the rolled-out test trajectories.
@@ -182,6 +189,15 @@ def run_demo(data_path: str, output_dir: str, num_steps: int,
         os.path.join(output_dir, "pretrained"), num_rollouts,
         num_eval_steps, render)
     summary["pretrained"]["seconds"] = round(time.time() - part_start, 1)
+    bare = without_evaluation_options(_saved_model_config(pretrained_path))
+    if bare is not None:
+      part_start = time.time()
+      summary["pretrained_bare"] = score_model(
+          data_path, pretrained_path, bare,
+          os.path.join(output_dir, "pretrained_bare"), num_rollouts,
+          num_eval_steps, render=False)
+      summary["pretrained_bare"]["seconds"] = round(time.time() - part_start,
+                                                    1)
   elif pretrained:
     logging.info("The pretrained model was trained on the bundled sample, "
                  "not on %s: skipping part 1.", data_path)
@@ -215,6 +231,16 @@ def run_demo(data_path: str, output_dir: str, num_steps: int,
   summary["total_seconds"] = round(time.time() - start, 1)
   dataset_writer.write_json(os.path.join(output_dir, "summary.json"), summary)
   return summary
+
+
+def without_evaluation_options(
+    model_config: config_lib.ModelConfig
+) -> Optional[config_lib.ModelConfig]:
+  """The config with walls and relaxation off; None if both are off."""
+  if not model_config.clamp_to_bounds and not model_config.relaxation_steps:
+    return None
+  return dataclasses.replace(model_config, clamp_to_bounds=False,
+                             relaxation_steps=0)
 
 
 def _saved_model_config(model_path: str) -> config_lib.ModelConfig:
@@ -262,6 +288,9 @@ def format_summary(summary: Dict[str, Any]) -> str:
   rows = []
   if "pretrained" in summary:
     rows.append(("pretrained (shipped)", model_row(summary["pretrained"])))
+  if "pretrained_bare" in summary:
+    rows.append(("pretrained, walls and relaxation off",
+                 model_row(summary["pretrained_bare"])))
   if "trained" in summary:
     trained = summary["trained"]
     rows.append((f"trained here ({trained['model']}, "
@@ -282,18 +311,16 @@ def format_summary(summary: Dict[str, Any]) -> str:
         f"  {row[key]:>13.3e}" if key in row else " " * 15
         for key, _ in COLUMNS))
   lines.append("")
-  for part, label in (("pretrained", "pretrained"),
-                      ("trained", "trained here")):
+  for part, label in PARTS:
     if part in summary:
       lines.append(f"{label}: " +
                    verdict(summary[part], summary["baselines"]))
-  for part, label in (("pretrained", "pretrained"),
-                      ("trained", "trained here")):
+  for part, label in PARTS:
     if part in summary and summary[part].get("per_trajectory"):
       lines += [""] + format_trajectories(label,
                                           summary[part]["per_trajectory"])
   lines.append("")
-  for part in ("pretrained", "trained"):
+  for part, _ in PARTS:
     if part in summary and summary[part]["gif"]:
       lines.append(f"animation ({part}): {summary[part]['gif']}")
       if summary[part].get("physics_plot"):

@@ -11,5 +11,7 @@
 - `recipe_study`: the paper's training recipe against the opt-in ones;
 - `distribution_scaling`: training throughput on 1 and 2 workers
   (`--distribution=multi_worker`), one CPU core each;
-- `demo_figures`: the demo's and the pretrained model's figures.
+- `demo_figures`: the demo's and the pretrained model's figures;
+- `training_curve`: a training run's loss and validation curves, from its
+  TensorBoard summaries, as a small JSON to commit.
 """

@@ -21,12 +21,25 @@ Every run is a `train` / `eval` / `eval_rollout` child process (its own
 whose model and `metrics.json` are complete is not redone, so an
 interrupted study resumes where it stopped. Needs the `datagen` extra
 (Taichi) to make the datasets.
+
+A study that lasts longer than a machine lands run by run: with
+`--results_dir` (a folder kept in the repository, such as
+`benchmarks/results/recipe_study`), each finished run writes one small file,
+`{results_dir}/{dataset}/{recipe}/seed{k}.json` (its flags, steps, training
+seconds, host and every score), and a run whose file exists is not run again,
+on this machine or the next. `--render` prints the tables from those files
+alone:
+
+  python -m learning_to_simulate.benchmarks.recipe_study \
+      --results_dir=benchmarks/results/recipe_study --render
 """
 
 import concurrent.futures
 import dataclasses
+import glob
 import json
 import os
+import platform
 import re
 import subprocess
 import sys
@@ -335,11 +348,93 @@ def format_targets(verdicts: Dict[str, Dict[str, Any]]) -> str:
        "targets"], rows)
 
 
+def result_path(results_dir: str, dataset: str, recipe: str,
+                seed: int) -> str:
+  """Where a finished run's record lands: `{dataset}/{recipe}/seed{k}.json`."""
+  return os.path.join(results_dir, dataset, recipe, f"seed{seed}.json")
+
+
+def run_record(spec: DatasetSpec, recipe: str, recipe_flags: Sequence[str],
+               model_flags: Sequence[str], num_steps: int, seed: int,
+               results: Dict[str, Any]) -> Dict[str, Any]:
+  """The small file a finished run leaves (`result_path`)."""
+  return {"dataset": dataclasses.asdict(spec), "recipe": recipe,
+          "recipe_flags": list(recipe_flags),
+          "model_flags": list(model_flags), "num_steps": num_steps,
+          "seed": seed,
+          "host": {"machine": platform.machine(), "cpus": os.cpu_count(),
+                   "python": platform.python_version()},
+          "results": results}
+
+
+def read_records(results_dir: str) -> List[Dict[str, Any]]:
+  """Every run record under `results_dir`, in path order.
+
+  Raises:
+    ValueError: a file that is not a run record, named.
+  """
+  records = []
+  for path in sorted(glob.glob(os.path.join(results_dir, "*", "*",
+                                            "seed*.json"))):
+    try:
+      with open(path) as f:
+        record = json.load(f)
+    except (OSError, json.JSONDecodeError) as error:
+      raise ValueError(f"{path}: not a run record ({error})") from None
+    missing = [key for key in ("dataset", "recipe", "seed", "num_steps",
+                               "results") if key not in record]
+    if missing:
+      raise ValueError(f"{path}: not a run record (missing "
+                       f"{', '.join(missing)})")
+    records.append(record)
+  return records
+
+
+def summarize_records(records: Sequence[Dict[str, Any]]) -> Dict[str, Any]:
+  """The study's results (as `run_study` returns them) from run records.
+
+  Recipes and datasets come in the order of their first record; each
+  recipe's seeds in the order of the records.
+  """
+  grouped: Dict[str, Dict[str, List[Dict[str, Any]]]] = {}
+  for record in records:
+    grouped.setdefault(record["dataset"]["name"], {}).setdefault(
+        record["recipe"], []).append(record["results"])
+  study = {"results": {}}
+  for dataset, runs in grouped.items():
+    study["results"][dataset] = {split: summarize(runs, split)
+                                 for split in SPLITS}
+    valid = study["results"][dataset]["valid"]
+    study["results"][dataset]["chosen_on_valid"] = choose(targets(valid),
+                                                          valid)
+  return study
+
+
+def render_study(results_dir: str) -> Dict[str, Any]:
+  """The study from the run records under `results_dir` alone (`--render`).
+
+  Raises:
+    ValueError: no records, or records of several step counts.
+  """
+  records = read_records(results_dir)
+  if not records:
+    raise ValueError(f"--results_dir: no run records in {results_dir} "
+                     "(expected {dataset}/{recipe}/seed{k}.json)")
+  steps = sorted({record["num_steps"] for record in records})
+  if len(steps) > 1:
+    raise ValueError(f"--results_dir: {results_dir} mixes runs of "
+                     f"{steps} steps; render one study at a time")
+  study = summarize_records(records)
+  study.update(num_steps=steps[0],
+               seeds=sorted({record["seed"] for record in records}))
+  return study
+
+
 def run_study(output_dir: str, num_steps: int, seeds: Sequence[int],
               recipe_names: Sequence[str], quick: bool, jobs: int = 1,
               cores: Optional[Sequence[int]] = None,
-              dataset_names: Optional[Sequence[str]] = None
-              ) -> Dict[str, Any]:
+              dataset_names: Optional[Sequence[str]] = None,
+              results_dir: Optional[str] = None) -> Dict[str, Any]:
   """Runs (or resumes) the whole study; returns and writes its summary.
 
   Args:
@@ -352,6 +447,9 @@ def run_study(output_dir: str, num_steps: int, seeds: Sequence[int],
     cores: CPU cores the runs are pinned to, in turn (one core a run, one
       thread); None runs them unpinned.
     dataset_names: names of the datasets to run on (None: all of them).
+    results_dir: where each finished run writes its record
+      (`result_path`); a run whose record is there is read back and not
+      run again. None: no records.
   """
   specs = QUICK_DATASETS if quick else DATASETS
   if dataset_names is not None:
@@ -368,15 +466,34 @@ def run_study(output_dir: str, num_steps: int, seeds: Sequence[int],
     raise ValueError(f"--recipes: unknown {unknown}; known: "
                      f"{', '.join(all_recipes)}")
   start = time.time()
-  paths = make_datasets(specs, os.path.join(output_dir, "datasets"))
+  by_name = {spec.name: spec for spec in specs}
   # Recipe by recipe, so that an interrupted study has whole recipes.
   tasks = [(dataset, recipe, seed) for recipe in recipe_names
-           for dataset in paths for seed in seeds]
-  cores = list(cores) if cores else [None]
+           for dataset in by_name for seed in seeds]
   results = {}
+  if results_dir is not None:
+    for task in tasks:
+      path = result_path(results_dir, *task)
+      if os.path.exists(path):
+        with open(path) as f:
+          record = json.load(f)
+        if record.get("num_steps") != num_steps:
+          raise ValueError(f"{path} holds a run of {record.get('num_steps')}"
+                           f" steps, not --num_steps={num_steps}")
+        results[task] = _upgrade(record["results"])
+    if results:
+      print(f"{len(results)} of {len(tasks)} runs read back from "
+            f"{results_dir}", flush=True)
+  todo = [task for task in tasks if task not in results]
+  paths = {}
+  if todo:
+    paths = make_datasets([by_name[name] for name in by_name
+                           if any(task[0] == name for task in todo)],
+                          os.path.join(output_dir, "datasets"))
+  cores = list(cores) if cores else [None]
   with concurrent.futures.ThreadPoolExecutor(max_workers=jobs) as pool:
     futures = {}
-    for index, (dataset, recipe, seed) in enumerate(tasks):
+    for index, (dataset, recipe, seed) in enumerate(todo):
       run_dir = os.path.join(output_dir, "runs", dataset, recipe,
                              f"seed{seed}")
       futures[pool.submit(
@@ -386,6 +503,12 @@ def run_study(output_dir: str, num_steps: int, seeds: Sequence[int],
     for future in concurrent.futures.as_completed(futures):
       dataset, recipe, seed = futures[future]
       results[(dataset, recipe, seed)] = future.result()
+      if results_dir is not None:  # Lands now, whatever happens next.
+        dataset_writer.write_json(
+            result_path(results_dir, dataset, recipe, seed),
+            run_record(by_name[dataset], recipe, all_recipes[recipe],
+                       model_flags, num_steps, seed,
+                       results[(dataset, recipe, seed)]))
       print(f"done: {dataset} / {recipe} / seed {seed} "
             f"({time.time() - start:.0f} s)", flush=True)
   study = {"num_steps": num_steps, "seeds": list(seeds),
@@ -393,7 +516,7 @@ def run_study(output_dir: str, num_steps: int, seeds: Sequence[int],
            "model_flags": list(model_flags),
            "datasets": {spec.name: dataclasses.asdict(spec) for spec in specs},
            "wall_seconds": time.time() - start, "results": {}}
-  for dataset in paths:
+  for dataset in by_name:
     runs = {recipe: [results[(dataset, recipe, seed)] for seed in seeds]
             for recipe in recipe_names}
     study["results"][dataset] = {split: summarize(runs, split)
@@ -407,7 +530,8 @@ def run_study(output_dir: str, num_steps: int, seeds: Sequence[int],
 
 def format_study(study: Dict[str, Any]) -> str:
   lines = [f"Recipe study: {study['num_steps']} steps, seeds "
-           f"{study['seeds']}, {study['wall_seconds']:.0f} s"]
+           f"{study['seeds']}" + (f", {study['wall_seconds']:.0f} s"
+                                  if "wall_seconds" in study else "")]
   for dataset, results in study["results"].items():
     lines += ["", f"### {dataset}"]
     for split in SPLITS:
@@ -450,6 +574,13 @@ def _define_flags() -> None:
   flags.DEFINE_list("datasets", None,
                     "Datasets to run on (default: all of them).")
   flags.DEFINE_integer("jobs", 1, "Runs at a time.", lower_bound=1)
+  flags.DEFINE_string("results_dir", None,
+                      "Each finished run writes its record here "
+                      "({dataset}/{recipe}/seed{k}.json, a folder to commit); "
+                      "runs with a record are not run again.")
+  flags.DEFINE_boolean("render", False,
+                       "Print the tables from the records in --results_dir "
+                       "alone (no run).")
   flags.DEFINE_list("cores", None,
                     "Pin the runs to these CPU cores, one core and thread a "
                     "run, in turn (default: unpinned).")
@@ -469,8 +600,14 @@ def main(argv: Sequence[str]) -> None:
     recipe_names = list(QUICK_RECIPES)
   cores = [int(core) for core in FLAGS.cores] if FLAGS.cores else None
   try:
+    if FLAGS.render:
+      if not FLAGS.results_dir:
+        raise ValueError("--render needs --results_dir")
+      print(format_study(render_study(FLAGS.results_dir)))
+      return
     study = run_study(FLAGS.output_dir, num_steps, seeds, recipe_names,
-                      quick, FLAGS.jobs, cores, FLAGS.datasets)
+                      quick, FLAGS.jobs, cores, FLAGS.datasets,
+                      FLAGS.results_dir)
   except (RuntimeError, ValueError) as error:
     sys.exit(f"recipe_study: error: {error}")
   print(format_study(study))

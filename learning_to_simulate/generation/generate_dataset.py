@@ -32,6 +32,8 @@ from learning_to_simulate.generation import scenes
 
 # Frames per trajectory at which the mean neighbour count is measured.
 NEIGHBOUR_COUNT_FRAMES = 11
+# The metadata key recording `--wall_layers` (absent: no wall particles).
+WALL_LAYERS_KEY = "wall_layers"
 # Seconds between redraws of the progress bar.
 PROGRESS_INTERVAL = 0.25
 
@@ -142,7 +144,8 @@ def generate_dataset(scene: str,
                      seed: int,
                      resolution: Optional[int] = None,
                      substeps: Optional[int] = None,
-                     arch: str = "cpu") -> Dict[str, Any]:
+                     arch: str = "cpu",
+                     wall_layers: int = 0) -> Dict[str, Any]:
   """Simulates a dataset and writes it to `output_path`.
 
   The initial conditions of the train, valid and test trajectories, in this
@@ -163,6 +166,10 @@ def generate_dataset(scene: str,
       Particles are seeded `mpm.PARTICLES_PER_CELL` per cell and axis.
     substeps: MPM substeps per frame; the CFL minimum if None.
     arch: `cpu` (single-threaded, reproducible) or `gpu`.
+    wall_layers: layers of static KINEMATIC particles around the box
+      (`scenes.wall_particles`), after every trajectory's own particles; 0:
+      none. They draw nothing from the seed: the material moves as without
+      them. Recorded in the metadata as `wall_layers` when > 0.
 
   Returns:
     The metadata written to `metadata.json`.
@@ -171,6 +178,8 @@ def generate_dataset(scene: str,
     ValueError: an argument is out of range (the message names its flag).
     mpm.TaichiNotFoundError: Taichi is not installed.
   """
+  if wall_layers < 0:
+    raise ValueError(f"--wall_layers must be >= 0, got {wall_layers}")
   spec = _validate(scene, output_path, num_train, num_valid, num_test,
                    num_frames, seed, resolution, substeps, arch)
   resolution = resolution or spec.default_resolution
@@ -180,8 +189,10 @@ def generate_dataset(scene: str,
 
   rng = np.random.default_rng(seed)
   counts = {"train": num_train, "valid": num_valid, "test": num_test}
-  initial_states = {split: [spec.build(rng, resolution) for _ in range(n)]
-                    for split, n in counts.items()}
+  initial_states = {
+      split: [scenes.with_walls(spec.build(rng, resolution), resolution,
+                                wall_layers) for _ in range(n)]
+      for split, n in counts.items()}
   solver = scenes.make_solver(
       spec, [s for states in initial_states.values() for s in states],
       resolution, substeps, arch)
@@ -218,6 +229,8 @@ def generate_dataset(scene: str,
           -mpm.GRAVITY * mpm.FRAME_DT**2 if d == mpm.GRAVITY_AXIS else 0.0
           for d in range(spec.dim)],
   }
+  if wall_layers:
+    metadata[WALL_LAYERS_KEY] = wall_layers
   metadata.update(dataset_writer.compute_statistics(splits["train"]))
   dataset_writer.write_dataset(output_path, splits, metadata)
   logging.info("wrote %s (%d trajectories) in %.1f s", output_path,
@@ -249,6 +262,10 @@ def _define_flags() -> None:
                        "MPM substeps per frame (CFL minimum if unset).")
   flags.DEFINE_enum("arch", "cpu", list(mpm.ARCHS),
                     "Taichi backend; only cpu is bit-reproducible.")
+  flags.DEFINE_integer("wall_layers", 0,
+                       "Layers of static KINEMATIC wall particles around the "
+                       "box, for the learned model (0: none; the paper's "
+                       "datasets have none).")
 
 
 def main(argv):
@@ -260,7 +277,8 @@ def main(argv):
         num_train=FLAGS.num_train, num_valid=FLAGS.num_valid,
         num_test=FLAGS.num_test, num_frames=FLAGS.num_frames,
         seed=FLAGS.seed, resolution=FLAGS.resolution,
-        substeps=FLAGS.substeps, arch=FLAGS.arch)
+        substeps=FLAGS.substeps, arch=FLAGS.arch,
+        wall_layers=FLAGS.wall_layers)
   except mpm.TaichiNotFoundError as e:
     sys.exit(str(e))
   except ValueError as e:

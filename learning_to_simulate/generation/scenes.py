@@ -157,6 +157,48 @@ def _blocks_scene(materials: Sequence[common.ParticleType], dim: int,
   return build
 
 
+def wall_particles(dim: int, resolution: int, layers: int) -> np.ndarray:
+  """`[n, dim]` float32 static particles in `layers` layers around the box.
+
+  The layers sit outside the walls of `mpm.BOUNDS` at 1..`layers` particle
+  spacings, where the mirror image of material resting on a wall would be
+  (as `capsule_particles` for obstacles), so that the learned model sees a
+  wall as material it cannot enter, as in the wall particles of SPH and of
+  LagrangeBench's datasets. Along a wall the points are evenly spaced from
+  one end of the box to the other (a spacing within 2% of the particles',
+  since the box is not a whole number of spacings), and the layers continue
+  around the corners. Every point is a point of the grid `C^dim` where `C`
+  is that coordinate set with the outer layers added; the ones inside the
+  box are left out, so no point is repeated.
+  """
+  if layers < 0:
+    raise ValueError(f"--wall_layers must be >= 0, got {layers}")
+  spacing = mpm.particle_spacing(resolution)
+  lo, hi = mpm.BOUNDS
+  inside = np.linspace(lo, hi, int(round((hi - lo) / spacing)) + 1)
+  outer = spacing * np.arange(1, layers + 1)
+  coordinates = np.concatenate([lo - outer[::-1], inside, hi + outer])
+  grid = np.stack(np.meshgrid(*[coordinates] * dim, indexing="ij"),
+                  axis=-1).reshape(-1, dim)
+  outside = np.any((grid < lo) | (grid > hi), axis=-1)
+  return grid[outside].astype(np.float32)
+
+
+def with_walls(state: InitialState, resolution: int,
+               layers: int) -> InitialState:
+  """The state with `wall_particles` appended to its kinematic particles.
+
+  The solver does not see them (its box walls are the walls); they are for
+  the learned model only, as the obstacles' particles.
+  """
+  if not layers:
+    return state
+  dim = state.positions.shape[-1]
+  walls = wall_particles(dim, resolution, layers)
+  return state._replace(kinematic_positions=np.concatenate(
+      [state.kinematic_positions.reshape(-1, dim), walls]).astype(np.float32))
+
+
 def capsule_particles(capsule: mpm.Capsule, spacing: float) -> np.ndarray:
   """`[n, 2]` points of a lattice, `spacing` apart, filling a 2D capsule.
 

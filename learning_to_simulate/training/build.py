@@ -41,6 +41,14 @@ def get_normalization_stats(metadata: Mapping[str, Any],
   return stats
 
 
+def connectivity_radius(metadata: Mapping[str, Any],
+                        model_config: config_lib.ModelConfig) -> float:
+  """The model's `--connectivity_radius`, else the metadata's default."""
+  if model_config.connectivity_radius is not None:
+    return float(model_config.connectivity_radius)
+  return float(metadata["default_connectivity_radius"])
+
+
 def build_simulator(metadata: Mapping[str, Any],
                     model_config: config_lib.ModelConfig,
                     mixed_precision: Optional[str] = None,
@@ -59,7 +67,7 @@ def build_simulator(metadata: Mapping[str, Any],
   """
   simulator = learned_simulator.LearnedSimulator(
       num_dimensions=metadata["dim"],
-      connectivity_radius=metadata["default_connectivity_radius"],
+      connectivity_radius=connectivity_radius(metadata, model_config),
       graph_network_kwargs=model_config.graph_network_kwargs(),
       boundaries=metadata["bounds"],
       normalization_stats=get_normalization_stats(metadata,
@@ -71,7 +79,8 @@ def build_simulator(metadata: Mapping[str, Any],
       recompute_grad=recompute_grad,
       clamp_to_bounds=model_config.clamp_to_bounds,
       external_acceleration=model_config.external_acceleration,
-      relaxation=model_config.relaxation())
+      relaxation=model_config.relaxation(),
+      grid=model_config.grid())
   # Sonnet creates variables on the first call: make them now, on one
   # particle, so checkpoints can be restored and optimizers built.
   dim = metadata["dim"]

@@ -459,7 +459,8 @@ def read_best(model_path: str) -> Optional[Dict[str, Any]]:
   return best
 
 
-def resolve(model_path: str, which: str = "latest") -> str:
+def resolve(model_path: str, which: str = "latest",
+            flag: str = "--checkpoint") -> str:
   """The checkpoint prefix that `--checkpoint=which` names.
 
   Args:
@@ -468,6 +469,7 @@ def resolve(model_path: str, which: str = "latest") -> str:
       `latest_usable`), "best" (the best model by validation, see
       `read_best`), or a path: a checkpoint prefix such as
       `/models/x/ckpt-5000`, or a directory holding `ckpt-N` files.
+    flag: the flag that named it, for the errors.
 
   Raises:
     CheckpointError: when there is no such checkpoint.
@@ -489,18 +491,19 @@ def resolve(model_path: str, which: str = "latest") -> str:
   elif os.path.isdir(which):
     path = tf.train.latest_checkpoint(which)
     if path is None:
-      raise CheckpointError(f"--checkpoint={which}: the directory has no "
+      raise CheckpointError(f"{flag}={which}: the directory has no "
                             f"{CHECKPOINT_NAME}-N checkpoint")
   else:
     path = which
   if not tf.io.gfile.exists(path + ".index"):
-    raise CheckpointError(f"--checkpoint: no checkpoint at {path} (expected "
+    raise CheckpointError(f"{flag}: no checkpoint at {path} (expected "
                           f"{path}.index); use latest, best, a "
                           f"{CHECKPOINT_NAME}-N prefix or a directory of them")
   return path
 
 
-def restore_model(simulator: tf.Module, path: str) -> None:
+def restore_model(simulator: tf.Module, path: str,
+                  flag: str = "--checkpoint") -> None:
   """Restores the simulator's variables from a usable checkpoint prefix.
 
   Raises:
@@ -508,9 +511,9 @@ def restore_model(simulator: tf.Module, path: str) -> None:
   """
   reason = damage(path)
   if reason is not None:
-    raise CheckpointError(f"--checkpoint: {path} is {reason}"
+    raise CheckpointError(f"{flag}: {path} is {reason}"
                           if reason.startswith("unreadable") else
-                          f"--checkpoint: in {path}, {reason}")
+                          f"{flag}: in {path}, {reason}")
   status = tf.train.Checkpoint(simulator=simulator).restore(path)
   status.assert_existing_objects_matched()
   status.expect_partial()  # The optimizer state, if saved, stays unread.

@@ -42,6 +42,15 @@ class ModelConfig:
   relaxation_steps: int = 0
   relaxation_step_size: float = 0.1  # Screened on water (valid).
   relaxation_rest_density: Optional[float] = None  # None: measured.
+  # Beyond the paper (opt-in): the radius of the particle graph (and of
+  # relaxation's kernel), in position units; None: the metadata's
+  # `default_connectivity_radius`.
+  connectivity_radius: Optional[float] = None
+  # Beyond the paper (opt-in): a grid branch (`model.grid_branch`) with this
+  # many nodes per axis over the bounds; 0: none.
+  grid_resolution: int = 0
+  grid_channels: int = 16
+  grid_levels: int = 3
 
   def __post_init__(self):
     if self.external_acceleration is not None:  # JSON gives a list.
@@ -57,12 +66,34 @@ class ModelConfig:
                        f"{self.hidden_layers}")
     if self.noise_std < 0:
       raise ValueError(f"--noise_std must be >= 0, got {self.noise_std}")
+    if self.grid_resolution:
+      for name in ("grid_channels", "grid_levels"):
+        if getattr(self, name) < 1:
+          raise ValueError(f"--{name} must be >= 1, got "
+                           f"{getattr(self, name)}")
+      step = 2**(self.grid_levels - 1)
+      if self.grid_resolution % step or self.grid_resolution < 2 * step:
+        raise ValueError(
+            f"--grid_resolution must be 0 (off) or a multiple of "
+            f"2^(grid_levels - 1) = {step} and at least {2 * step}, got "
+            f"{self.grid_resolution}")
+    if self.connectivity_radius is not None and not (
+        self.connectivity_radius > 0):
+      raise ValueError(f"--connectivity_radius must be > 0, got "
+                       f"{self.connectivity_radius}")
     self.relaxation().validate()
 
   def relaxation(self) -> relaxation_lib.Relaxation:
     return relaxation_lib.Relaxation(self.relaxation_steps,
                                      self.relaxation_step_size,
                                      self.relaxation_rest_density)
+
+  def grid(self) -> Optional[Dict[str, int]]:
+    """The grid branch's settings (`LearnedSimulator`'s `grid`), or None."""
+    if not self.grid_resolution:
+      return None
+    return dict(resolution=self.grid_resolution,
+                channels=self.grid_channels, levels=self.grid_levels)
 
   def graph_network_kwargs(self) -> Dict[str, int]:
     return dict(latent_size=self.latent_size,
@@ -207,7 +238,9 @@ def resolve(saved: Optional[Dict[str, Any]], section: str, cls,
   """
   if saved is None:
     return cls(**overrides)
-  values = dict(saved.get(section, dataclasses.asdict(cls())))
+  # Keys a config.json of an earlier version lacks have their defaults: the
+  # model was trained with them.
+  values = {**dataclasses.asdict(cls()), **saved.get(section, {})}
   for name, value in overrides.items():
     if isinstance(values.get(name), list):  # JSON's form of a tuple.
       values[name] = tuple(values[name])

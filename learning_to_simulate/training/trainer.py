@@ -54,6 +54,10 @@ class TrainOptions:
   # Save the input pipeline's position (its shuffle buffer) in checkpoints,
   # so that a resumed run goes on with the batches it would have had.
   save_input_position: bool = True
+  # A run without checkpoints of its own starts from these weights (a
+  # `ckpt-N` prefix or a directory of them, such as a packaged model) at step
+  # N of its schedules, with a fresh optimizer state.
+  warm_start: Optional[str] = None
 
   def validate(self) -> None:
     if self.num_steps < 0:
@@ -298,6 +302,20 @@ def train(data_path: str, model_path: str,
                   training_config, workers)
 
 
+def _warm_start(simulator, optimizer, warm_start: str) -> None:
+  """Restores the simulator's weights and the step (schedules) of a checkpoint.
+
+  The learning-rate and pushforward schedules continue from the checkpoint's
+  step `N` (`ckpt-N`); the optimizer's moments start from zero, as they are
+  not kept in a packaged model.
+  """
+  path = checkpoints.resolve(warm_start, warm_start, flag="--warm_start")
+  checkpoints.restore_model(simulator, path, flag="--warm_start")
+  optimizer.iterations.assign(checkpoints.number(path))
+  logging.info("Warm start from %s: its weights, a fresh optimizer state, the "
+               "schedules at step %d.", path, checkpoints.number(path))
+
+
 def _train(data_path: str, model_path: str, write_path: str,
            model_config: config_lib.ModelConfig,
            optimizer_config: config_lib.OptimizerConfig,
@@ -334,6 +352,11 @@ def _train(data_path: str, model_path: str, write_path: str,
   manager = checkpoints.make_manager(model_path, simulator, optimizer,
                                      options.keep_checkpoints)
   restored = checkpoints.restore_latest(manager, require=False)
+  if restored is None and options.warm_start:
+    _warm_start(simulator, optimizer, options.warm_start)
+  elif options.warm_start:
+    logging.info("%s has checkpoints: resuming from them, not from "
+                 "--warm_start=%s.", model_path, options.warm_start)
   step = int(optimizer.iterations.numpy())
   seed = random_streams.run_seed(options.seed)
   if workers is not None:
