@@ -6,8 +6,8 @@
 - `relaxation`: the opt-in density relaxation that rollouts apply after
   each predicted step (`--relaxation_steps`), an evaluation option.
 - `grid_branch`: a global view for the particles: latents scattered onto a
-  grid with linear weights, a small multi-resolution CNN, gathered back
-  (built and tested; not yet wired into the model or a flag).
+  grid with linear weights, a small multi-resolution CNN, gathered back and
+  added before decoding (`--grid_resolution`; `graph_network` calls it).
 
 The model itself is the original's `graph_network` (encode-process-decode)
 and `learned_simulator` (features, normalization, Euler integration), at the
