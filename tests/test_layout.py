@@ -39,6 +39,7 @@ TOP_LEVEL = {
     "train": "apps",
     "render_rollout": "apps",
     "model_demo": "apps",
+    "api": "apps",
 }
 
 
