@@ -183,13 +183,14 @@ def run_demo(data_path: str, output_dir: str, num_steps: int,
   if pretrained and os.path.realpath(data_path) == os.path.realpath(
       reading_utils.bundled_dataset_path()):
     pretrained_path = checkpoints.pretrained_model_path()
+    pretrained_config = _saved_model_config(pretrained_path)
     part_start = time.time()
     summary["pretrained"] = score_model(
-        data_path, pretrained_path, _saved_model_config(pretrained_path),
+        data_path, pretrained_path, pretrained_config,
         os.path.join(output_dir, "pretrained"), num_rollouts,
         num_eval_steps, render)
     summary["pretrained"]["seconds"] = round(time.time() - part_start, 1)
-    bare = without_evaluation_options(_saved_model_config(pretrained_path))
+    bare = without_evaluation_options(pretrained_config)
     if bare is not None:
       part_start = time.time()
       summary["pretrained_bare"] = score_model(

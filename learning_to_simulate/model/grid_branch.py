@@ -84,6 +84,35 @@ def example_index(n_particles_per_example: tf.Tensor) -> tf.Tensor:
   return tf.repeat(tf.range(tf.shape(counts)[0]), counts)
 
 
+def _transfer(positions: tf.Tensor, n_particles_per_example: tf.Tensor,
+              bounds: tf.Tensor, resolution: int
+              ) -> Tuple[tf.Tensor, tf.Tensor]:
+  """`transfer_weights` with each node's row in the flattened grids:
+  `rows [num_particles, 2^dim]` int32 and `weights [num_particles, 2^dim]`."""
+  node_index, weights = transfer_weights(positions, bounds, resolution)
+  rows = _flat_index(node_index, example_index(n_particles_per_example),
+                     resolution)
+  return rows, weights
+
+
+def _scatter_rows(values: tf.Tensor, rows: tf.Tensor, weights: tf.Tensor,
+                  num_examples: tf.Tensor, resolution: int,
+                  dim: int) -> tf.Tensor:
+  channels = values.shape[-1]
+  contributions = weights[..., None] * values[:, None]
+  flat = tf.math.unsorted_segment_sum(
+      tf.reshape(contributions, [-1, channels]), tf.reshape(rows, [-1]),
+      num_examples * resolution**dim)
+  return tf.reshape(flat, tf.concat(
+      [[num_examples], [resolution] * dim, [channels]], axis=0))
+
+
+def _gather_rows(grid: tf.Tensor, rows: tf.Tensor,
+                 weights: tf.Tensor) -> tf.Tensor:
+  at_nodes = tf.gather(tf.reshape(grid, [-1, grid.shape[-1]]), rows)
+  return tf.reduce_sum(weights[..., None] * at_nodes, axis=1)
+
+
 def scatter(values: tf.Tensor, positions: tf.Tensor,
             n_particles_per_example: tf.Tensor, bounds: tf.Tensor,
             resolution: int) -> tf.Tensor:
@@ -100,19 +129,11 @@ def scatter(values: tf.Tensor, positions: tf.Tensor,
     `[num_examples, resolution, ..., resolution, channels]`.
   """
   positions = tf.convert_to_tensor(positions, tf.float32)
-  values = tf.convert_to_tensor(values, tf.float32)
-  dim = positions.shape[-1]
-  channels = values.shape[-1]
-  node_index, weights = transfer_weights(positions, bounds, resolution)
-  example = example_index(n_particles_per_example)
-  rows = _flat_index(node_index, example, resolution)
-  num_examples = tf.shape(n_particles_per_example)[0]
-  contributions = weights[..., None] * tf.cast(values, tf.float32)[:, None]
-  flat = tf.math.unsorted_segment_sum(
-      tf.reshape(contributions, [-1, channels]), tf.reshape(rows, [-1]),
-      num_examples * resolution**dim)
-  return tf.reshape(flat, tf.concat(
-      [[num_examples], [resolution] * dim, [channels]], axis=0))
+  rows, weights = _transfer(positions, n_particles_per_example, bounds,
+                            resolution)
+  return _scatter_rows(tf.convert_to_tensor(values, tf.float32), rows,
+                       weights, tf.shape(n_particles_per_example)[0],
+                       resolution, positions.shape[-1])
 
 
 def gather(grid: tf.Tensor, positions: tf.Tensor,
@@ -126,16 +147,10 @@ def gather(grid: tf.Tensor, positions: tf.Tensor,
   Returns:
     `[num_particles, channels]`.
   """
-  positions = tf.convert_to_tensor(positions, tf.float32)
   grid = tf.convert_to_tensor(grid, tf.float32)
-  resolution = grid.shape[1]
-  channels = grid.shape[-1]
-  node_index, weights = transfer_weights(positions, bounds, resolution)
-  rows = _flat_index(node_index, example_index(n_particles_per_example),
-                     resolution)
-  flat = tf.reshape(grid, [-1, channels])
-  at_nodes = tf.gather(flat, rows)  # [num_particles, 2^dim, channels]
-  return tf.reduce_sum(weights[..., None] * at_nodes, axis=1)
+  rows, weights = _transfer(tf.convert_to_tensor(positions, tf.float32),
+                            n_particles_per_example, bounds, grid.shape[1])
+  return _gather_rows(grid, rows, weights)
 
 
 def _pool(x: tf.Tensor, dim: int) -> tf.Tensor:
@@ -213,8 +228,11 @@ class GridBranch(snt.Module):
     """`[num_particles, latent_size]` update for `latents` (same shape)."""
     values = self._project_in(tf.cast(latents, tf.float32))
     values = tf.concat([values, tf.ones_like(values[:, :1])], axis=-1)
-    grid = scatter(values, positions, n_particles_per_example, self._bounds,
-                   self._resolution)
-    grid = self._cnn(grid)
-    return self._project_out(gather(grid, positions, n_particles_per_example,
-                                    self._bounds))
+    positions = tf.convert_to_tensor(positions, tf.float32)
+    # One transfer for both ways: the scatter and its adjoint gather.
+    rows, weights = _transfer(positions, n_particles_per_example,
+                              self._bounds, self._resolution)
+    grid = _scatter_rows(values, rows, weights,
+                         tf.shape(n_particles_per_example)[0],
+                         self._resolution, positions.shape[-1])
+    return self._project_out(_gather_rows(self._cnn(grid), rows, weights))
