@@ -11,6 +11,11 @@ Thin wrappers over what the command lines run, numpy in and out:
     api.render(rollout, "rollout.gif")
     api.plot_physics(rollout, "physics.png")
 
+    # The three-material model, on its bundled test split:
+    simulator = api.load_simulator(pretrained="multi_material")
+    trajectories = api.load_trajectories(
+        api.bundled_dataset_path("multi_material"))
+
 A rollout is the dict of the original's pickles (`initial_positions`
 `[6, num_particles, dim]`, `predicted_rollout` `[num_steps, num_particles,
 dim]`, `ground_truth_rollout` `[steps with data, num_particles, dim]`,
@@ -20,7 +25,7 @@ metrics read it as they read `eval_rollout`'s. Training stays
 """
 
 import dataclasses
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Union
 
 import numpy as np
 import tensorflow as tf
@@ -34,6 +39,11 @@ from learning_to_simulate.training import metrics as metrics_lib
 from learning_to_simulate.training import rollout as rollout_lib
 from learning_to_simulate.visualization import animation
 from learning_to_simulate.visualization import physics_plot as physics_plot_lib
+
+
+# `bundled_dataset_path(name)`: the small datasets shipped in the package,
+# `water_drop` (train, valid and test) and `multi_material` (test only).
+bundled_dataset_path = reading_utils.bundled_dataset_path
 
 
 @dataclasses.dataclass(frozen=True)
@@ -144,7 +154,7 @@ class Simulator:
 
 
 def load_simulator(model_path: Optional[str] = None,
-                   pretrained: bool = False,
+                   pretrained: Union[bool, str] = False,
                    data_path: Optional[str] = None,
                    checkpoint: str = "latest",
                    **evaluation_options: Any) -> Simulator:
@@ -152,9 +162,11 @@ def load_simulator(model_path: Optional[str] = None,
 
   Args:
     model_path: a model directory (with `config.json` and checkpoints).
-    pretrained: the model shipped with the package instead.
+    pretrained: a model shipped with the package instead: `True` (the water
+      model) or its name, `water_drop` or `multi_material`.
     data_path: the dataset whose `metadata.json` the model normalizes with
-      (default: the bundled sample).
+      (default: the bundled dataset of the pretrained model's name, else the
+      bundled water sample).
     checkpoint: `latest`, `best` or a `ckpt-N` path.
     **evaluation_options: `clamp_to_bounds`, `relaxation_steps`,
       `relaxation_step_size`, `relaxation_rest_density`: other values than
@@ -166,8 +178,11 @@ def load_simulator(model_path: Optional[str] = None,
   """
   if bool(model_path) == bool(pretrained):
     raise ValueError("give either model_path or pretrained=True")
+  name = checkpoints.DEFAULT_PRETRAINED
   if pretrained:
-    model_path = checkpoints.pretrained_model_path()
+    if isinstance(pretrained, str):
+      name = checkpoints.pretrained_name(pretrained)
+    model_path = checkpoints.pretrained_model_path(name)
   unknown = sorted(set(evaluation_options) -
                    set(config_lib.EVALUATION_OPTIONS))
   if unknown:
@@ -179,7 +194,7 @@ def load_simulator(model_path: Optional[str] = None,
   model_config = config_lib.resolve(saved, "model", config_lib.ModelConfig,
                                     evaluation_options, model_path,
                                     evaluating=True)
-  data_path = data_path or reading_utils.bundled_dataset_path()
+  data_path = data_path or reading_utils.bundled_dataset_path(name)
   metadata, simulator = evaluation.load_model(data_path, model_path,
                                               model_config,
                                               checkpoint=checkpoint)

@@ -27,10 +27,12 @@ _REQUIRED_KEYS = ("bounds", "sequence_length", "default_connectivity_radius",
                   "dim", "vel_mean", "vel_std", "acc_mean", "acc_std")
 
 
-def bundled_dataset_path() -> str:
-  """The small 2D water dataset shipped inside the package."""
+def bundled_dataset_path(name: str = "water_drop") -> str:
+  """A small dataset shipped inside the package: `water_drop` (2D water, with
+  train, valid and test splits) or `multi_material` (2D water, sand and goop:
+  the test split of the pretrained model of that name)."""
   return os.path.join(os.path.dirname(os.path.abspath(__file__)), "data",
-                      "water_drop_sample")
+                      f"{name}_sample")
 
 
 class DatasetError(ValueError):

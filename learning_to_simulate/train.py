@@ -25,6 +25,7 @@ On several hosts, one process each with its `TF_CONFIG`:
 import dataclasses
 import sys
 import tempfile
+from typing import Optional
 
 from absl import app
 from absl import flags
@@ -80,11 +81,33 @@ flags.DEFINE_integer("rollout_steps", None, lower_bound=1,
 flags.DEFINE_integer("num_eval_steps", None, lower_bound=1,
                      help="Cap on batches for one-step eval (default: the "
                      "whole split).")
-flags.DEFINE_boolean("pretrained", False,
-                     help="eval, eval_rollout and export: use the model "
-                     "shipped with the package (trained on the bundled "
-                     "sample; see its PROVENANCE.md) instead of "
-                     "--model_path.")
+
+
+class _PretrainedParser(flags.ArgumentParser):
+  """`--pretrained` alone (or `=true`) is the water model; `=NAME` picks a
+  shipped model by name; `--nopretrained` (or `=false`) is none."""
+
+  def parse(self, argument):
+    if argument is None or isinstance(argument, bool):
+      return checkpoints.DEFAULT_PRETRAINED if argument else None
+    text = str(argument).strip()
+    if text.lower() in ("true", "1", "yes"):
+      return checkpoints.DEFAULT_PRETRAINED
+    if text.lower() in ("false", "0", "no", ""):
+      return None
+    return checkpoints.pretrained_name(text)
+
+  def flag_type(self):
+    return "pretrained model name"
+
+
+flags.DEFINE_flag(flags.Flag(
+    _PretrainedParser(), flags.ArgumentSerializer(), "pretrained", None,
+    "eval, eval_rollout and export: use a model shipped with the package "
+    f"instead of --model_path: {', '.join(checkpoints.PRETRAINED_MODELS)} "
+    f"(bare --pretrained: {checkpoints.DEFAULT_PRETRAINED}); without "
+    "--data_path it runs on the bundled dataset of the same name (see the "
+    "model's PROVENANCE.md).", boolean=True))
 flags.DEFINE_string("warm_start", None,
                     help="train: a model directory without checkpoints "
                     "starts from these weights (a ckpt-N prefix or a "
@@ -303,14 +326,23 @@ def _configs(model_path, data_path):
       for section, cls in config_lib.SECTIONS.items())
 
 
+def _pretrained() -> Optional[str]:
+  """The name of the shipped model --pretrained selects, or None."""
+  value = FLAGS.pretrained
+  if value is True:  # Set from Python (flagsaver), not parsed.
+    return checkpoints.DEFAULT_PRETRAINED
+  return checkpoints.pretrained_name(value) if value else None
+
+
 def _eval_model_path() -> str:
   """The model of the eval modes: --model_path, or the shipped one."""
-  if FLAGS.pretrained:
+  name = _pretrained()
+  if name:
     if FLAGS.model_path:
       raise ValueError("give either --pretrained or --model_path, not both")
-    path = checkpoints.pretrained_model_path()
-    logging.info("--pretrained: using the model shipped with the package, "
-                 "%s (see its PROVENANCE.md).", path)
+    path = checkpoints.pretrained_model_path(name)
+    logging.info("--pretrained=%s: using the model shipped with the package, "
+                 "%s (see its PROVENANCE.md).", name, path)
     return path
   if not FLAGS.model_path:
     raise ValueError(f"--model_path (or --pretrained) is required for "
@@ -321,7 +353,8 @@ def _eval_model_path() -> str:
 def _data_path():
   if FLAGS.data_path:
     return FLAGS.data_path
-  path = reading_utils.bundled_dataset_path()
+  name = (_pretrained() if FLAGS.mode != "train" else None) or "water_drop"
+  path = reading_utils.bundled_dataset_path(name)
   logging.info("No --data_path given: using the bundled dataset %s.", path)
   return path
 
@@ -341,7 +374,7 @@ def run():
     tf.random.set_seed(distribution.worker_seed(FLAGS.seed, workers))
   data_path = _data_path()
   if FLAGS.mode == "train":
-    if FLAGS.pretrained:
+    if _pretrained():
       raise ValueError("--pretrained is for --mode=eval, eval_rollout and "
                        "export; to train, give a new --model_path")
     model_path = FLAGS.model_path

@@ -76,6 +76,9 @@ class ApiTest(tf.test.TestCase):
       api.load_simulator()
     with self.assertRaisesRegex(ValueError, "unknown evaluation option"):
       api.load_simulator(pretrained=True, latent_size=8)
+    with self.assertRaisesRegex(ValueError, "--pretrained must be one of "
+                                "water_drop, multi_material .* got 'lava'"):
+      api.load_simulator(pretrained="lava")
     with self.assertRaisesRegex(ValueError, r"positions must be \[num_frames "
                                 r">= 6, num_particles, 2\], got \[3, 4, 2\]"):
       self.simulator.rollout(np.zeros([3, 4, 2]), particle_types=np.zeros(4))

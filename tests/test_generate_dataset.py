@@ -16,11 +16,16 @@ from absl.testing import parameterized
 import numpy as np
 import tensorflow as tf
 
+from learning_to_simulate import reading_utils
+from learning_to_simulate.benchmarks import solver_speed
 from learning_to_simulate.data import common
 from learning_to_simulate.data import dataset_writer
 from learning_to_simulate.generation import generate_dataset
 from learning_to_simulate.generation import mpm
 from learning_to_simulate.generation import scenes
+from learning_to_simulate.training import build
+from learning_to_simulate.training import checkpoints
+from learning_to_simulate.training import config as config_lib
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SAMPLE_PATH = os.path.join(REPO_ROOT, "learning_to_simulate", "data",
@@ -112,6 +117,17 @@ def run_cli(args, preamble=""):
                           env=env, capture_output=True, text=True,
                           timeout=120, check=False)
   return result.returncode, result.stderr
+
+
+def _untrained_model(data_path: str, model_path: str) -> None:
+  """A small model directory with a checkpoint of untrained weights."""
+  metadata = reading_utils.read_metadata(data_path)
+  model = config_lib.ModelConfig(latent_size=8, hidden_size=8,
+                                 message_passing_steps=1)
+  simulator = build.build_simulator(metadata, model)
+  config_lib.save(model_path, model, config_lib.OptimizerConfig())
+  manager = checkpoints.make_manager(model_path, simulator)
+  manager.save(checkpoint_number=1)
 
 
 class GenerateDatasetTest(tf.test.TestCase, parameterized.TestCase):
@@ -223,6 +239,32 @@ class GenerateDatasetTest(tf.test.TestCase, parameterized.TestCase):
                                       **dict(TINY, seed=TINY["seed"] + 1))
     self.assertNotEqual(file_bytes(os.path.join(self.path, "train.tfrecord")),
                         file_bytes(os.path.join(other, "train.tfrecord")))
+
+  def test_solver_speed_resimulates_the_test_split(self):
+    self.require_taichi()
+    model_path = os.path.join(self.get_temp_dir(), "untrained")
+    _untrained_model(self.path, model_path)
+    counts = dict(scene=TINY["scene"], seed=TINY["seed"],
+                  num_train=TINY["num_train"], num_valid=TINY["num_valid"],
+                  resolution=TINY["resolution"])
+    result = solver_speed.measure(model_path, self.path, num_steps=2,
+                                  **counts)
+    self.assertEqual(result["num_steps"], 2)
+    (row,) = result["per_trajectory"]  # The one test trajectory.
+    # The same initial state, solver and frames: the same positions.
+    self.assertEqual(row["resimulated_max_difference"], 0.0)
+    self.assertGreater(row["learned_seconds"], 0)
+    self.assertGreater(row["solver_seconds"], 0)
+    self.assertAllClose(result["learned_over_solver"],
+                        row["learned_seconds"] / row["solver_seconds"])
+    self.assertIn("the learned rollout takes",
+                  solver_speed.format_result(result))
+    # Another command's test split is another trajectory (here, another
+    # particle count).
+    with self.assertRaisesRegex(ValueError, "has shape .* the resimulated "
+                                "one .* is not the command that made"):
+      solver_speed.measure(model_path, self.path, num_steps=2,
+                           **dict(counts, num_train=1))
 
   def test_cli_reproduces_the_library_in_another_process(self):
     self.require_taichi()
@@ -584,6 +626,32 @@ class BundledSampleTest(tf.test.TestCase):
           train.append(dataset_writer.Trajectory(positions, particle_types))
     for key, value in dataset_writer.compute_statistics(train).items():
       self.assertAllClose(metadata[key], value)
+
+
+class BundledMultiMaterialTest(tf.test.TestCase):
+  """The pretrained multi_material model's test split (its README)."""
+
+  def test_checksums_and_trajectories(self):
+    path = reading_utils.bundled_dataset_path("multi_material")
+    with open(os.path.join(path, "SHA256SUMS")) as f:
+      sums = dict(reversed(line.split()) for line in f if line.strip())
+    self.assertCountEqual(sums, ["metadata.json", "test.tfrecord"])
+    for name, digest in sums.items():
+      self.assertEqual(
+          hashlib.sha256(file_bytes(os.path.join(path, name))).hexdigest(),
+          digest, name)
+    metadata = read_metadata(path)
+    pairs = []
+    for particle_types, positions in read_split(path, "test"):
+      self.assertEqual(positions.shape, (metadata["sequence_length"] + 1,
+                                         particle_types.shape[0], 2))
+      self.assertAllInRange(positions, np.float32(0.1), np.float32(0.9))
+      pairs.append(tuple(np.unique(particle_types)))
+    water, sand, goop = (int(common.ParticleType.WATER),
+                         int(common.ParticleType.SAND),
+                         int(common.ParticleType.GOOP))
+    self.assertEqual(pairs, [(water, sand), (water, goop), (sand, goop),
+                             (sand, goop)])
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 
+from absl import flags
 import numpy as np
 import tensorflow as tf
 
@@ -16,6 +17,7 @@ from learning_to_simulate.data import common
 from learning_to_simulate.data import dataset_writer
 from learning_to_simulate.data import synthetic
 from learning_to_simulate import reading_utils
+from learning_to_simulate import train
 from learning_to_simulate.training import checkpoints
 
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -211,6 +213,28 @@ class TrainCliTest(tf.test.TestCase):
     result = run_cli("--optimizer=lbfgs", check=False)
     self.assertIn("value should be one of <adam|rmsprop|sgd|adadelta>",
                   result.stderr)
+
+  def test_pretrained_flag_names_a_shipped_model(self):
+    values = flags.FlagValues()
+    flags.DEFINE_flag(train.FLAGS["pretrained"], flag_values=values)
+    for argv, expected in ((["--pretrained"], "water_drop"),
+                           (["--pretrained=true"], "water_drop"),
+                           (["--pretrained=multi_material"], "multi_material"),
+                           (["--pretrained=multi_material_sample"],
+                            "multi_material"),
+                           (["--nopretrained"], None), ([], None)):
+      values.unparse_flags()
+      values(["train", *argv])
+      self.assertEqual(values.pretrained, expected, msg=argv)
+    values.unparse_flags()
+    with self.assertRaisesRegex(flags.IllegalFlagValueError,
+                                "--pretrained must be one of water_drop, "
+                                "multi_material"):
+      values(["train", "--pretrained=lava"])
+    result = run_cli("--pretrained=lava", "--mode=eval", check=False)
+    self.assertNotEqual(result.returncode, 0)
+    self.assertIn("--pretrained must be one of water_drop, multi_material "
+                  "(bare: water_drop), got 'lava'", result.stderr)
 
   def test_missing_split_and_metadata(self):
     result = run_cli(f"--data_path={self.root}", f"--model_path={self.root}/m",

@@ -13,5 +13,7 @@
   (`--distribution=multi_worker`), one CPU core each;
 - `demo_figures`: the demo's and the pretrained model's figures;
 - `training_curve`: a training run's loss and validation curves, from its
-  TensorBoard summaries, as a small JSON to commit.
+  TensorBoard summaries, as a small JSON to commit;
+- `solver_speed`: a trained model's rollout against the generator's MLS-MPM
+  solver on the same test trajectories.
 """

@@ -519,22 +519,38 @@ def restore_model(simulator: tf.Module, path: str,
   status.expect_partial()  # The optimizer state, if saved, stays unread.
 
 
-# Models trained with this package and shipped inside it.
+# Models trained with this package and shipped inside it: `--pretrained`'s
+# names. Each was trained on data like the bundled dataset of the same name
+# (`reading_utils.bundled_dataset_path(name)`), whose test split scores it.
 PRETRAINED_DIRECTORY = os.path.join(
     os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "pretrained")
+PRETRAINED_MODELS = ("water_drop", "multi_material")
+DEFAULT_PRETRAINED = "water_drop"
 
 
-def pretrained_model_path(name: str = "water_drop_sample") -> str:
+def pretrained_name(name: str) -> str:
+  """`name` (or its directory's name, `{name}_sample`) checked against
+  `PRETRAINED_MODELS`.
+
+  Raises:
+    CheckpointError: no shipped model has that name.
+  """
+  short = name[:-len("_sample")] if name.endswith("_sample") else name
+  if short not in PRETRAINED_MODELS:
+    raise CheckpointError(f"--pretrained must be one of "
+                          f"{', '.join(PRETRAINED_MODELS)} (bare: "
+                          f"{DEFAULT_PRETRAINED}), got {name!r}")
+  return short
+
+
+def pretrained_model_path(name: str = DEFAULT_PRETRAINED) -> str:
   """The model directory of a shipped pretrained model (see its PROVENANCE).
 
   Raises:
     CheckpointError: there is no such pretrained model.
   """
-  path = os.path.join(PRETRAINED_DIRECTORY, name)
+  path = os.path.join(PRETRAINED_DIRECTORY, f"{pretrained_name(name)}_sample")
   if not os.path.isdir(path):
-    available = sorted(os.listdir(PRETRAINED_DIRECTORY)) if os.path.isdir(
-        PRETRAINED_DIRECTORY) else []
-    raise CheckpointError(f"no pretrained model {name!r} in "
-                          f"{PRETRAINED_DIRECTORY} (available: "
-                          f"{', '.join(available) or 'none'})")
+    raise CheckpointError(f"the pretrained model {name!r} is not installed: "
+                          f"no directory {path}")
   return path
