@@ -136,8 +136,9 @@ class PackageModelTest(tf.test.TestCase):
         package_model._run_end(  # pylint: disable=protected-access
             15000, 29000, "train --num_steps=80000 --seed=0"),
         " The run's newest checkpoint is at step 29000. The command's "
-        "--num_steps=80000 was not reached: to train as this run did, give "
-        "it --num_steps=29000.")
+        "--num_steps=80000 was not reached by step 29000 (a run done in "
+        "pieces continues it with the same command); to train only as far "
+        "as this run, give it --num_steps=29000.")
     self.assertEqual(package_model._run_end(  # pylint: disable=protected-access
         3, 3, "train --num_steps=3"), "")
     # Weights only: no optimizer state, and it loads as a model directory.

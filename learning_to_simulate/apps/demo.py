@@ -7,7 +7,9 @@
    trajectories with the evaluation options it was chosen with (walls,
    relaxation: its `config.json`); they are scored and the first is rendered
    to a GIF. When it has such options, it is scored once more without them,
-   so that their effect shows.
+   so that their effect shows. Every other shipped model (`multi_material`:
+   water, sand and goop) is scored the same way on its own bundled test
+   split, in a table of its own.
 2. **Trained here** (minutes): a fresh simulator trained for `--num_steps`
    on the dataset (the bundled sample unless `--data_path`), evaluated one
    step at a time, rolled out, scored and rendered the same way.
@@ -182,26 +184,23 @@ def run_demo(data_path: str, output_dir: str, num_steps: int,
   summary: Dict[str, Any] = {"data_path": os.path.abspath(data_path)}
   if pretrained and os.path.realpath(data_path) == os.path.realpath(
       reading_utils.bundled_dataset_path()):
-    pretrained_path = checkpoints.pretrained_model_path()
-    pretrained_config = _saved_model_config(pretrained_path)
-    part_start = time.time()
-    summary["pretrained"] = score_model(
-        data_path, pretrained_path, pretrained_config,
-        os.path.join(output_dir, "pretrained"), num_rollouts,
-        num_eval_steps, render)
-    summary["pretrained"]["seconds"] = round(time.time() - part_start, 1)
-    bare = without_evaluation_options(pretrained_config)
-    if bare is not None:
-      part_start = time.time()
-      summary["pretrained_bare"] = score_model(
-          data_path, pretrained_path, bare,
-          os.path.join(output_dir, "pretrained_bare"), num_rollouts,
-          num_eval_steps, render=False)
-      summary["pretrained_bare"]["seconds"] = round(time.time() - part_start,
-                                                    1)
+    summary.update(score_pretrained(checkpoints.DEFAULT_PRETRAINED,
+                                    output_dir, num_rollouts, num_eval_steps,
+                                    render))
+    for name in checkpoints.installed_pretrained():
+      if name == checkpoints.DEFAULT_PRETRAINED:
+        continue
+      other_path = reading_utils.bundled_dataset_path(name)
+      section = score_pretrained(name, os.path.join(output_dir, name),
+                                 num_rollouts, num_eval_steps, render)
+      section["data_path"] = os.path.abspath(other_path)
+      section["baselines"] = _baselines(
+          other_path, reading_utils.read_metadata(other_path), section,
+          num_eval_steps)
+      summary.setdefault("other_pretrained", {})[name] = section
   elif pretrained:
-    logging.info("The pretrained model was trained on the bundled sample, "
-                 "not on %s: skipping part 1.", data_path)
+    logging.info("The pretrained models were trained on the bundled "
+                 "samples, not on %s: skipping part 1.", data_path)
 
   if num_steps > 0:
     model_config, optimizer_config, training_config = demo_configs(
@@ -232,6 +231,30 @@ def run_demo(data_path: str, output_dir: str, num_steps: int,
   summary["total_seconds"] = round(time.time() - start, 1)
   dataset_writer.write_json(os.path.join(output_dir, "summary.json"), summary)
   return summary
+
+
+def score_pretrained(name: str, output_dir: str,
+                     num_rollouts: Optional[int], num_eval_steps: int,
+                     render: bool) -> Dict[str, Any]:
+  """A shipped model on its bundled dataset's test split (`score_model`),
+  with the evaluation options it was saved with (`pretrained`) and, when it
+  has some, without them (`pretrained_bare`), in `{output_dir}/{part}`."""
+  data_path = reading_utils.bundled_dataset_path(name)
+  model_path = checkpoints.pretrained_model_path(name)
+  model_config = _saved_model_config(model_path)
+  parts = {}
+  for part, config in (("pretrained", model_config),
+                       ("pretrained_bare",
+                        without_evaluation_options(model_config))):
+    if config is None:
+      continue
+    start = time.time()
+    parts[part] = score_model(data_path, model_path, config,
+                              os.path.join(output_dir, part), num_rollouts,
+                              num_eval_steps,
+                              render and part == "pretrained")
+    parts[part]["seconds"] = round(time.time() - start, 1)
+  return parts
 
 
 def without_evaluation_options(
@@ -284,8 +307,53 @@ def verdict(metrics: Dict[str, Any], baseline_rows: Dict[str, Any]) -> str:
           f"({best_name.replace('_', ' ')}); {leaks}")
 
 
+BASELINE_LABELS = {"constant_velocity": "constant velocity",
+                   "frozen": "frozen",
+                   "zero_acceleration": "zero acceleration (one step)"}
+
+
+def _table(rows: List[Any]) -> List[str]:
+  """`(label, metrics)` rows under the `COLUMNS` headers, as lines."""
+  width = max(len(name) for name, _ in rows)
+  lines = [" " * width + "".join(f"  {header:>13}" for _, header in COLUMNS)]
+  for name, row in rows:
+    lines.append(f"{name:<{width}}" + "".join(
+        f"  {row[key]:>13.3e}" if key in row else " " * 15
+        for key, _ in COLUMNS))
+  return lines
+
+
+def _details(section: Dict[str, Any]) -> List[str]:
+  """Verdicts, per-trajectory tables and file paths of a section's parts."""
+  lines = [""]
+  for part, label in PARTS:
+    if part in section:
+      lines.append(f"{label}: " +
+                   verdict(section[part], section["baselines"]))
+  for part, label in PARTS:
+    if part in section and section[part].get("per_trajectory"):
+      lines += [""] + format_trajectories(label,
+                                          section[part]["per_trajectory"])
+  lines.append("")
+  for part, _ in PARTS:
+    if part in section and section[part]["gif"]:
+      lines.append(f"animation ({part}): {section[part]['gif']}")
+      if section[part].get("physics_plot"):
+        lines.append(f"centre of mass and kinetic energy ({part}): "
+                     f"{section[part]['physics_plot']}")
+  return lines
+
+
+def _extent(section: Dict[str, Any]) -> str:
+  some = next(part for part, _ in PARTS if part in section)
+  rollouts = section[some]["rollouts"]
+  return (f"{len(rollouts['files'])} trajectories of "
+          f"{rollouts['steps_with_ground_truth']} steps")
+
+
 def format_summary(summary: Dict[str, Any]) -> str:
-  """The summary table and a verdict line per model."""
+  """The summary table and a verdict line per model; then, for each other
+  shipped model, its own table on its own test split."""
   rows = []
   if "pretrained" in summary:
     rows.append(("pretrained (shipped)", model_row(summary["pretrained"])))
@@ -296,37 +364,19 @@ def format_summary(summary: Dict[str, Any]) -> str:
     trained = summary["trained"]
     rows.append((f"trained here ({trained['model']}, "
                  f"{trained['train_steps']} steps)", model_row(trained)))
-  names = {"constant_velocity": "constant velocity", "frozen": "frozen",
-           "zero_acceleration": "zero acceleration (one step)"}
-  rows += [(names[name], metrics)
+  rows += [(BASELINE_LABELS[name], metrics)
            for name, metrics in summary["baselines"].items()]
-  width = max(len(name) for name, _ in rows)
-  some = next(part for part in ("pretrained", "trained") if part in summary)
-  num_steps = summary[some]["rollouts"]["steps_with_ground_truth"]
-  num_rollouts = len(summary[some]["rollouts"]["files"])
-  lines = ["", f"== Demo summary: test split, {num_rollouts} trajectories of "
-           f"{num_steps} steps, {summary['total_seconds']:.0f} s ==",
-           " " * width + "".join(f"  {header:>13}" for _, header in COLUMNS)]
-  for name, row in rows:
-    lines.append(f"{name:<{width}}" + "".join(
-        f"  {row[key]:>13.3e}" if key in row else " " * 15
-        for key, _ in COLUMNS))
-  lines.append("")
-  for part, label in PARTS:
-    if part in summary:
-      lines.append(f"{label}: " +
-                   verdict(summary[part], summary["baselines"]))
-  for part, label in PARTS:
-    if part in summary and summary[part].get("per_trajectory"):
-      lines += [""] + format_trajectories(label,
-                                          summary[part]["per_trajectory"])
-  lines.append("")
-  for part, _ in PARTS:
-    if part in summary and summary[part]["gif"]:
-      lines.append(f"animation ({part}): {summary[part]['gif']}")
-      if summary[part].get("physics_plot"):
-        lines.append(f"centre of mass and kinetic energy ({part}): "
-                     f"{summary[part]['physics_plot']}")
+  lines = ["", f"== Demo summary: test split, {_extent(summary)}, "
+           f"{summary['total_seconds']:.0f} s =="]
+  lines += _table(rows) + _details(summary)
+  for name, section in summary.get("other_pretrained", {}).items():
+    rows = [(label, model_row(section[part])) for part, label in PARTS
+            if part in section]
+    rows += [(BASELINE_LABELS[key], metrics)
+             for key, metrics in section["baselines"].items()]
+    lines += ["", f"== The pretrained {name} model: its bundled test split "
+              f"({section['data_path']}), {_extent(section)} =="]
+    lines += _table(rows) + _details(section)
   lines.append("Rollout metrics over moving particles (README, \"Rollout "
                "metrics\"); per trajectory in summary.json.")
   return "\n".join(lines)

@@ -202,8 +202,10 @@ def _run_end(step: int, last_step: Optional[int], command: str) -> str:
   planned = re.search(r"--num_steps[= ](\d+)", command)
   if planned and int(planned.group(1)) != end:
     sentences.append(
-        f"The command's --num_steps={planned.group(1)} was not reached: to "
-        f"train as this run did, give it --num_steps={end}.")
+        f"The command's --num_steps={planned.group(1)} was not reached by "
+        f"step {end} (a run done in pieces continues it with the same "
+        f"command); to train only as far as this run, give it "
+        f"--num_steps={end}.")
   return "".join(" " + sentence for sentence in sentences)
 
 

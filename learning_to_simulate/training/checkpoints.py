@@ -554,3 +554,9 @@ def pretrained_model_path(name: str = DEFAULT_PRETRAINED) -> str:
     raise CheckpointError(f"the pretrained model {name!r} is not installed: "
                           f"no directory {path}")
   return path
+
+
+def installed_pretrained() -> List[str]:
+  """The names in `PRETRAINED_MODELS` whose directory is installed."""
+  return [name for name in PRETRAINED_MODELS if os.path.isdir(
+      os.path.join(PRETRAINED_DIRECTORY, f"{name}_sample"))]
