@@ -20,8 +20,13 @@ A rollout is the dict of the original's pickles (`initial_positions`
 `[6, num_particles, dim]`, `predicted_rollout` `[num_steps, num_particles,
 dim]`, `ground_truth_rollout` `[steps with data, num_particles, dim]`,
 `particle_types` `[num_particles]`, `metadata`), so `render_rollout` and the
-metrics read it as they read `eval_rollout`'s. Training stays
-`python -m learning_to_simulate.train` or `training.trainer.train`.
+metrics read it as they read `eval_rollout`'s. `train` trains in-process as
+`python -m learning_to_simulate.train` does (the same `training.trainer`):
+
+    model_path = api.train(api.bundled_dataset_path(), "/tmp/my_model",
+                           num_steps=1000,
+                           model=api.ModelConfig(latent_size=64))
+    simulator = api.load_simulator(model_path)
 """
 
 import dataclasses
@@ -37,9 +42,19 @@ from learning_to_simulate.training import config as config_lib
 from learning_to_simulate.training import evaluation
 from learning_to_simulate.training import metrics as metrics_lib
 from learning_to_simulate.training import rollout as rollout_lib
+from learning_to_simulate.training import trainer
+from learning_to_simulate.training import validation
 from learning_to_simulate.visualization import animation
 from learning_to_simulate.visualization import physics_plot as physics_plot_lib
 
+
+# The configuration objects of `train` (the CLI's flags, by section; see
+# the README's flag tables): the model, the optimizer and learning-rate
+# schedule, the opt-in training recipe, and validation during training.
+ModelConfig = config_lib.ModelConfig
+OptimizerConfig = config_lib.OptimizerConfig
+TrainingConfig = config_lib.TrainingConfig
+ValidationOptions = validation.ValidationOptions
 
 # `bundled_dataset_path(name)`: the small datasets shipped in the package,
 # `water_drop` (train, valid and test) and `multi_material` (test only).
@@ -86,7 +101,15 @@ def load_trajectories(data_path: Optional[str] = None, split: str = "test",
 
 
 class Simulator:
-  """A trained simulator with its metadata and evaluation options."""
+  """A trained simulator with its metadata and evaluation options.
+
+  Attributes:
+    metadata: the dataset's `metadata.json` it normalizes with.
+    model_config: its configuration, evaluation options included.
+    model_path: the model directory it was restored from.
+    network: the restored `learned_simulator.LearnedSimulator` (a
+      `tf.Module`: its `trainable_variables`; called, one step).
+  """
 
   def __init__(self, metadata: Dict[str, Any],
                model_config: config_lib.ModelConfig, simulator,
@@ -94,7 +117,7 @@ class Simulator:
     self.metadata = metadata
     self.model_config = model_config
     self.model_path = model_path
-    self._simulator = simulator
+    self.network = simulator
     self._rollout_fn = rollout_lib.make_rollout_fn(simulator, metadata)
 
   def rollout(self, trajectory: Any, num_steps: Optional[int] = None,
@@ -199,6 +222,45 @@ def load_simulator(model_path: Optional[str] = None,
                                               model_config,
                                               checkpoint=checkpoint)
   return Simulator(dict(metadata), model_config, simulator, model_path)
+
+
+def train(data_path: str, model_path: str, num_steps: int,
+          model: ModelConfig = ModelConfig(),
+          optimizer: OptimizerConfig = OptimizerConfig(),
+          training: TrainingConfig = TrainingConfig(),
+          validation_options: ValidationOptions = ValidationOptions(),
+          seed: Optional[int] = None, **options: Any) -> str:
+  """Trains (or resumes) a model in-process, as `train --mode=train` does.
+
+  Args:
+    data_path: the dataset directory (train split; valid for validation).
+    model_path: the model directory: created, or resumed from its newest
+      checkpoint (with the same configuration, else a ValueError).
+    num_steps: train until this step.
+    model, optimizer, training, validation_options: the configuration (the
+      defaults are the paper's model and recipe, and the CLI's validation).
+    seed: seeds the initialization, noise and shuffling (`--seed`).
+    **options: more of `training.trainer.TrainOptions`: `batch_size`,
+      `log_every_steps`, `checkpoint_every_steps`, `warm_start`, ...
+
+  Returns:
+    `model_path`, for `load_simulator`.
+
+  Raises:
+    ValueError: a bad option, dataset or model directory (one line).
+  """
+  known = {field.name for field in dataclasses.fields(trainer.TrainOptions)}
+  unknown = sorted(set(options) - known - {"num_steps", "seed"})
+  if unknown:
+    raise ValueError(f"unknown training option(s) {', '.join(unknown)}; "
+                     f"known: {', '.join(sorted(known))}")
+  if seed is not None:
+    tf.random.set_seed(seed)
+  trainer.train(data_path, model_path, model, optimizer,
+                trainer.TrainOptions(num_steps=num_steps, seed=seed,
+                                     **options),
+                validation_options, training)
+  return model_path
 
 
 def score(rollout: Dict[str, Any]) -> Dict[str, Dict[str, float]]:

@@ -8,9 +8,11 @@ import tensorflow as tf
 
 from learning_to_simulate import api
 from learning_to_simulate import reading_utils
+from learning_to_simulate.data import synthetic
 from learning_to_simulate.training import checkpoints
 from learning_to_simulate.training import config as config_lib
 from learning_to_simulate.training import evaluation
+from learning_to_simulate.training import trainer
 
 
 class ApiTest(tf.test.TestCase):
@@ -84,6 +86,42 @@ class ApiTest(tf.test.TestCase):
       self.simulator.rollout(np.zeros([3, 4, 2]), particle_types=np.zeros(4))
     with self.assertRaisesRegex(ValueError, "particle_types is required"):
       self.simulator.rollout(np.zeros([6, 4, 2]), num_steps=2)
+
+
+class ApiTrainTest(tf.test.TestCase):
+
+  def test_train_is_the_trainer_and_loads(self):
+    root = self.create_tempdir().full_path
+    data_path = os.path.join(root, "data")
+    synthetic.write_tiny_dataset(data_path, dim=2, num_particles=12,
+                                 num_kinematic=2, num_frames=10,
+                                 context_size=0, seed=4)
+    small = api.ModelConfig(latent_size=8, hidden_size=8,
+                            message_passing_steps=1)
+    quiet = api.ValidationOptions(every_steps=0)
+    model_path = api.train(data_path, os.path.join(root, "api"), 3,
+                           model=small, validation_options=quiet, seed=7,
+                           log_every_steps=1)
+    self.assertEqual(model_path, os.path.join(root, "api"))
+    # The same run through the trainer directly: the same weights.
+    tf.random.set_seed(7)
+    direct = os.path.join(root, "direct")
+    trainer.train(data_path, direct, small, api.OptimizerConfig(),
+                  trainer.TrainOptions(num_steps=3, seed=7,
+                                       log_every_steps=1),
+                  quiet, api.TrainingConfig())
+    simulator = api.load_simulator(model_path, data_path=data_path)
+    self.assertEqual(simulator.model_config, small)
+    _, reference = evaluation.load_model(data_path, direct, small)
+    for mine, theirs in zip(simulator.network.trainable_variables,
+                            reference.trainable_variables):
+      self.assertAllEqual(mine, theirs)
+    rollout = simulator.rollout(
+        api.load_trajectories(data_path, split="test")[0], num_steps=2)
+    self.assertEqual(rollout["predicted_rollout"].shape, (2, 14, 2))
+    with self.assertRaisesRegex(ValueError, r"unknown training option\(s\) "
+                                "batchsize; known: batch_size"):
+      api.train(data_path, os.path.join(root, "bad"), 1, batchsize=4)
 
 
 if __name__ == "__main__":
