@@ -37,6 +37,7 @@ import tensorflow as tf
 
 from learning_to_simulate import reading_utils
 from learning_to_simulate.data import common
+from learning_to_simulate.data import convert as convert_lib
 from learning_to_simulate.training import checkpoints
 from learning_to_simulate.training import config as config_lib
 from learning_to_simulate.training import evaluation
@@ -261,6 +262,33 @@ def train(data_path: str, model_path: str, num_steps: int,
                                      **options),
                 validation_options, training)
   return model_path
+
+
+def convert_dataset(input_path: str, output_path: str, input_format: str,
+                    dt: Optional[float] = None, **options: Any) -> str:
+  """Converts your own data to the DeepMind format, as `convert_dataset`'s
+  command line does (`data.convert.convert`: everything is checked before
+  anything is written), and returns the report it prints: trajectory and
+  particle counts, the bounds, the statistics and the suggested
+  connectivity radius with its neighbour counts.
+
+  Args:
+    input_path: a directory with the three splits in `input_format`: `npz`
+      (gns), `hdf5` (LagrangeBench), `folder` (`{split}/*.npz` holding
+      `positions` `[num_frames, num_particles, dim]` and `particle_types`
+      `[num_particles]`) or `tfrecord`.
+    output_path: the dataset directory to write.
+    dt: the time between frames (required but for `tfrecord`).
+    **options: more of `data.convert.ConvertOptions`: `bounds`,
+      `connectivity_radius`, `particle_type_map`, `output_format`.
+
+  Raises:
+    ValueError: one line naming the file, trajectory or option at fault.
+  """
+  report = convert_lib.convert(
+      input_path, output_path,
+      convert_lib.ConvertOptions(input_format=input_format, dt=dt, **options))
+  return convert_lib.format_report(report, output_path)
 
 
 def score(rollout: Dict[str, Any]) -> Dict[str, Dict[str, float]]:
