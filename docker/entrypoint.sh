@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Entry point of the learning_to_simulate Docker image (see "Docker (GPU)" in README.md).
+# Entry point of the learning_to_simulate Docker image (see docs/docker.md).
 #
 # Short forms run a module of the package with the remaining arguments:
 #   train [FLAGS]                       python -m learning_to_simulate.train [FLAGS]

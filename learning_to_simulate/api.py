@@ -50,8 +50,9 @@ from learning_to_simulate.visualization import physics_plot as physics_plot_lib
 
 
 # The configuration objects of `train` (the CLI's flags, by section; see
-# the README's flag tables): the model, the optimizer and learning-rate
-# schedule, the opt-in training recipe, and validation during training.
+# the flag tables of docs/train_cli.md): the model, the optimizer and
+# learning-rate schedule, the opt-in training recipe, and validation during
+# training.
 ModelConfig = config_lib.ModelConfig
 OptimizerConfig = config_lib.OptimizerConfig
 TrainingConfig = config_lib.TrainingConfig
@@ -296,7 +297,7 @@ def score(rollout: Dict[str, Any]) -> Dict[str, Dict[str, float]]:
 
   Returns:
     `{"model", "constant_velocity", "frozen"}` -> metric -> value (see the
-    README's "Rollout metrics"); the model's also has the physics summary
+    docs/metrics.md); the model's also has the physics summary
     (`kinetic_energy_ratio`, `centre_of_mass_error`, ...).
   """
   return evaluation.score_rollout(rollout)

@@ -74,12 +74,11 @@ def numpy_statistics(trajectories):
           "acc_mean": accelerations.mean(0), "acc_std": accelerations.std(0)}
 
 
-def run_cli(*args):
+def run_cli(*args, module="learning_to_simulate.data.convert_dataset"):
   env = dict(os.environ, PYTHONPATH=_ROOT, TF_CPP_MIN_LOG_LEVEL="2")
   return subprocess.run(
-      [sys.executable, "-m", "learning_to_simulate.data.convert_dataset",
-       *args], cwd=_ROOT, env=env, capture_output=True, text=True,
-      timeout=300)
+      [sys.executable, "-m", module, *args], cwd=_ROOT, env=env,
+      capture_output=True, text=True, timeout=300)
 
 
 class NeighboursTest(tf.test.TestCase):
@@ -449,6 +448,81 @@ class CommandLineTest(tf.test.TestCase):
     self.assertRegex(result.stderr.strip().splitlines()[-1],
                      r"^convert_dataset: error: .*/gns/valid\.npz not found")
     self.assertFalse(os.path.exists(f"{root}/bad"))
+
+
+def drifting_lattice(rng, num_frames=9, side=8):
+  """A water block on a lattice of spacing 0.05 drifting with small noise:
+  the suggested radius (2.5 spacings) holds about 20 neighbours."""
+  grid = np.stack(np.meshgrid(np.arange(side), np.arange(side)), -1)
+  start = 0.3 + 0.05 * grid.reshape(-1, 2)
+  steps = rng.normal(0, 1e-3, [num_frames, side * side, 2]).cumsum(axis=0)
+  return ((start + steps).astype(np.float32),
+          np.full(side * side, WATER, np.int64))
+
+
+class CheckDatasetTest(tf.test.TestCase):
+
+  def setUp(self):
+    super().setUp()
+    root = self.create_tempdir().full_path
+    rng = np.random.default_rng(2)
+    write_gns_dataset(os.path.join(root, "gns"), {
+        split: [drifting_lattice(rng) for _ in range(2)]
+        for split in common.SPLITS})
+    self.path = os.path.join(root, "data")
+    convert.convert(os.path.join(root, "gns"), self.path,
+                    convert.ConvertOptions(input_format="npz", dt=DT))
+
+  def _rewrite_metadata(self, **changes):
+    with open(os.path.join(self.path, "metadata.json")) as f:
+      metadata = json.load(f)
+    metadata.update(changes)
+    with open(os.path.join(self.path, "metadata.json"), "w") as f:
+      json.dump(metadata, f)
+    return metadata
+
+  def test_a_converted_dataset_has_no_warning(self):
+    report, warnings = convert.check_dataset(self.path)
+    self.assertEqual(warnings, [])
+    self.assertEqual(report.num_trajectories,
+                     {"train": 2, "valid": 2, "test": 2})
+    self.assertBetween(report.neighbours.mean, 10, 25)
+    result = run_cli(f"--data_path={self.path}",
+                     module="learning_to_simulate.data.check_dataset")
+    self.assertEqual(result.returncode, 0, result.stderr[-2000:])
+    self.assertRegex(result.stdout, r"^checked .*/data: train 2, valid 2, "
+                     r"test 2 trajectories of 64 particles, 9 frames, dim 2")
+    self.assertIn("no problem found", result.stdout)
+
+  def test_metadata_that_disagrees_with_the_data_is_named(self):
+    metadata = reading_utils.read_metadata(self.path)
+    self._rewrite_metadata(
+        vel_std=[2 * v for v in metadata["vel_std"]],
+        bounds=[[0.35, 0.9], [0.1, 0.9]],
+        default_connectivity_radius=0.01)
+    _, warnings = convert.check_dataset(self.path)
+    self.assertLen(warnings, 3)
+    self.assertRegex(warnings[0], r"vel_mean/vel_std are .* the train "
+                     r"split's .* \([0-9.]+ of a std off\)")
+    self.assertRegex(warnings[1], r"bounds \[\[0.35, 0.9\], \[0.1, 0.9\]\], "
+                     r"but positions span \[\[0.2")
+    self.assertRegex(warnings[2], r"default_connectivity_radius 0.01 gives "
+                     r"0.0 neighbours .* --connectivity_radius")
+
+  def test_a_damaged_record_is_one_line(self):
+    path = os.path.join(self.path, "valid.tfrecord")
+    with open(path, "r+b") as f:
+      f.seek(40)
+      byte = f.read(1)
+      f.seek(40)
+      f.write(bytes([byte[0] ^ 0xFF]))
+    with self.assertRaisesRegex(ValueError, r"valid\.tfrecord"):
+      convert.check_dataset(self.path)
+    result = run_cli(f"--data_path={self.path}",
+                     module="learning_to_simulate.data.check_dataset")
+    self.assertEqual(result.returncode, 1)
+    self.assertRegex(result.stderr.strip().splitlines()[-1],
+                     r"^check_dataset: error: .*valid\.tfrecord")
 
 
 class ConvertMemoryBenchmarkTest(tf.test.TestCase):

@@ -377,8 +377,8 @@ def format_summary(summary: Dict[str, Any]) -> str:
     lines += ["", f"== The pretrained {name} model: its bundled test split "
               f"({section['data_path']}), {_extent(section)} =="]
     lines += _table(rows) + _details(section)
-  lines.append("Rollout metrics over moving particles (README, \"Rollout "
-               "metrics\"); per trajectory in summary.json.")
+  lines.append("Rollout metrics over moving particles (docs/metrics.md); per "
+               "trajectory in summary.json.")
   return "\n".join(lines)
 
 

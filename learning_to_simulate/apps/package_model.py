@@ -165,7 +165,7 @@ packaged by `python -m learning_to_simulate.apps.package_model` from the
 
 One step: `one_step_position_mse` {one_step['one_step_position_mse']:.3e},
 `loss_mse` {one_step['loss_mse']:.4g}. Rollouts (means over trajectories;
-metrics over moving particles, see the README's "Rollout metrics"):
+metrics over moving particles, see docs/metrics.md):
 
 {_table(results['metrics'])}
 

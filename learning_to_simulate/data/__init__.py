@@ -10,7 +10,8 @@
   counts;
 - `trajectory_checks`: checks of trajectories read from other formats;
 - `convert`: checked, streaming conversion to the DeepMind format (and back
-  to gns npz) with its metadata; `convert_dataset`: its command line;
+  to gns npz) with its metadata, and the check of a dataset against its
+  metadata; `convert_dataset` and `check_dataset`: their command lines;
 - `water_drop_sample/`: the dataset bundled with the package.
 
 Reading datasets is the original's `reading_utils` (top level).

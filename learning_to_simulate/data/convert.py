@@ -242,13 +242,14 @@ def _metadata(input_path: str, options: ConvertOptions, scan: _Scan,
   return metadata
 
 
-def _check_all(input_path: str, options: ConvertOptions
+def _check_all(input_path: str, options: ConvertOptions,
+               statistics_of_tfrecords: bool = False
                ) -> Tuple[_Scan, Dict[str, Any], int]:
   """Pass 1: every trajectory checked; the scan, statistics, frame count."""
   checker, scan = trajectory_checks.LayoutChecker(options.type_map()), _Scan()
   read = lambda split: scan.observed(
       split, _trajectories(input_path, options, split, checker))
-  if options.input_format == "tfrecord":
+  if options.input_format == "tfrecord" and not statistics_of_tfrecords:
     statistics = {}  # Its metadata's are kept.
     rest = common.SPLITS
   else:
@@ -328,6 +329,89 @@ def convert(input_path: str, output_path: str,
                                                          suggested))
 
 
+# How far a `metadata.json` statistic may be from the train split's before
+# `check_dataset` warns (relative to the statistic's std, per dimension).
+STATISTICS_TOLERANCE = 0.05
+# Mean neighbour counts outside this range get a warning (the paper's
+# datasets have about 10 to 20).
+NEIGHBOURS_RANGE = (5.0, 40.0)
+
+
+def _short(values: np.ndarray) -> str:
+  return "[" + ", ".join(f"{value:.3g}" for value in values) + "]"
+
+
+def check_dataset(data_path: str) -> Tuple[ConversionReport, List[str]]:
+  """Reads a dataset in this package's format as training would, and says
+  what would go wrong.
+
+  Every record of every split is decoded (at the metadata's sequence length
+  and dim) and checked as `convert` checks its input (shapes, NaN, particle
+  types); then the metadata is compared with the data: the velocity and
+  acceleration statistics recomputed over the train split, the bounds
+  against where the particles are, and the neighbour counts the
+  connectivity radius gives.
+
+  Returns:
+    The report `convert` would print for it (nothing is written) and the
+    warnings, one line each (none: it looks right).
+
+  Raises:
+    ValueError: one line naming the file (and the record) that cannot be
+      read or fails a check.
+  """
+  metadata = dict(reading_utils.read_metadata(data_path))
+  options = ConvertOptions(input_format="tfrecord", output_format="npz")
+  scan, statistics, num_frames = _check_all(data_path, options,
+                                            statistics_of_tfrecords=True)
+  spacing = neighbours.particle_spacing(scan.frames)
+  suggested = neighbours.suggest_radius(spacing, len(scan.lower))
+  radius = metadata["default_connectivity_radius"]
+  report = ConversionReport(
+      metadata=metadata, num_trajectories=dict(scan.counts),
+      num_particles=(min(scan.num_particles), max(scan.num_particles)),
+      extent=_extent(scan.lower, scan.upper),
+      train_extent=_extent(scan.train_lower, scan.train_upper),
+      spacing=spacing, suggested_radius=suggested,
+      neighbours=neighbours.count_distribution(scan.frames, radius),
+      suggested_neighbours=neighbours.count_distribution(scan.frames,
+                                                         suggested))
+  del num_frames  # The reader already holds every record to the metadata's.
+  warnings = []
+  for kind in ("vel", "acc"):
+    mean, std = (np.asarray(metadata[f"{kind}_{s}"]) for s in ("mean", "std"))
+    true_mean, true_std = (np.asarray(statistics[f"{kind}_{s}"])
+                           for s in ("mean", "std"))
+    scale = np.maximum(true_std, 1e-12)
+    off = max(np.max(np.abs(mean - true_mean) / scale),
+              np.max(np.abs(std - true_std) / scale))
+    if off > STATISTICS_TOLERANCE:
+      warnings.append(
+          f"metadata.json: {kind}_mean/{kind}_std are {_short(mean)} / "
+          f"{_short(std)}, the train split's {_short(true_mean)} / "
+          f"{_short(true_std)} ({off:.2g} of a std off): the model "
+          "normalizes with them")
+  bounds = np.asarray(metadata["bounds"], np.float64)
+  outside = np.maximum(bounds[:, 0] - scan.lower, 0) + np.maximum(
+      scan.upper - bounds[:, 1], 0)
+  if np.any(outside > radius):
+    warnings.append(
+        f"metadata.json: bounds {metadata['bounds']}, but positions span "
+        f"{report.extent} (up to {outside.max():.3g} outside, more than the "
+        f"connectivity radius {radius:g}): the distance-to-wall features "
+        "are clipped there and --clamp_to_bounds would move those particles")
+  low, high = NEIGHBOURS_RANGE
+  mean_count = report.neighbours.mean
+  if not low <= mean_count <= high:
+    warnings.append(
+        f"metadata.json: default_connectivity_radius {radius:g} gives "
+        f"{mean_count:.1f} neighbours per particle on average (the paper's "
+        f"datasets: about 10 to 20); the particle spacing suggests "
+        f"{suggested:.3g} ({report.suggested_neighbours.mean:.1f}); train "
+        "with --connectivity_radius to try another")
+  return report, warnings
+
+
 # ---------------------------------------------------------------------------
 # Flag values and the report, for the command line.
 
@@ -360,8 +444,9 @@ def parse_type_map(text: Optional[str]) -> Optional[Dict[int, int]]:
   return mapping
 
 
-def format_report(report: ConversionReport, output_path: str) -> str:
-  """The lines printed after a conversion."""
+def format_report(report: ConversionReport, output_path: str,
+                  verb: str = "wrote") -> str:
+  """The lines printed after a conversion (`verb`: or after a check)."""
   metadata = report.metadata
   counts = ", ".join(f"{split} {count}"
                      for split, count in report.num_trajectories.items())
@@ -369,7 +454,7 @@ def format_report(report: ConversionReport, output_path: str) -> str:
   particles = f"{low}" if low == high else f"{low} to {high}"
   radius = metadata["default_connectivity_radius"]
   lines = [
-      f"wrote {output_path}: {counts} trajectories of {particles} particles, "
+      f"{verb} {output_path}: {counts} trajectories of {particles} particles, "
       f"{metadata['sequence_length'] + 1} frames, dim {metadata['dim']}",
       f"bounds {metadata['bounds']} (positions span {report.extent}; the "
       f"train split's {report.train_extent})",
