@@ -125,6 +125,20 @@ class DemoTest(tf.test.TestCase):
                      r"full-rollout MSE [0-9.]+x")
     self.assertIn("pretrained, walls and relaxation off, per test trajectory:",
                   text)
+    # The other shipped model, on its own test split, in its own table with
+    # its own baselines.
+    other = summary["other_pretrained"]["multi_material"]
+    self.assertEqual(other["data_path"], reading_utils.bundled_dataset_path(
+        "multi_material"))
+    self.assertLen(other["pretrained"]["rollouts"]["files"], 1)
+    self.assertNotEqual(other["baselines"]["frozen"]["mse_full"],
+                        summary["baselines"]["frozen"]["mse_full"])
+    self.assertRegex(text, r"== The pretrained multi_material model: its "
+                     r"bundled test split \(.*multi_material_sample\), 1 "
+                     r"trajectories of 194 steps ==")
+    section = text[text.index("== The pretrained multi_material"):]
+    self.assertRegex(section, r"\npretrained +[0-9.e+-]+")
+    self.assertRegex(section, r"\nfrozen +[0-9.e+-]+")
 
   def test_without_evaluation_options(self):
     model = config_lib.ModelConfig(latent_size=8)

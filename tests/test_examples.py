@@ -50,6 +50,9 @@ class QuickstartNotebookTest(tf.test.TestCase):
     ratio = float(re.search(r"model / better baseline: ([0-9.]+)",
                             printed).group(1))
     self.assertLess(ratio, 0.15)  # The shipped model (test_pretrained).
+    # The three-material model, on each of its 4 test trajectories.
+    self.assertLen(re.findall(r"test trajectory \d \(types \[\d, \d\]\): model "
+                              r"/ better baseline 0\.\d+", printed), 4)
     self.assertRegex(printed, r"wrote .*my_dataset: train 3, valid 1, test 1 "
                      r"trajectories of 64 particles, 40 frames, dim 2")
     self.assertIn("3 train trajectories of (40, 64, 2)", printed)
