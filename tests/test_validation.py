@@ -1,5 +1,6 @@
 """Validation during training: summaries, images and the best model."""
 
+import inspect
 import json
 import os
 from unittest import mock
@@ -46,6 +47,24 @@ class ValidationTest(tf.test.TestCase):
       if value.shape == (SMALL.hidden_size, 2):  # The decoder's last weights.
         value = value * scale
       variable.assign(value)
+
+  def test_traced_when_made_not_when_it_validates(self):
+    # Autograph reads source files when it traces: everything validation
+    # runs is traced when training starts, so a file edited during a long
+    # run cannot break a validation hours later.
+    validator = self._validator()
+    read = []
+    findsource = inspect.findsource  # What autograph reads source with.
+
+    def recording_findsource(obj):
+      read.append(getattr(obj, "__qualname__", repr(obj)))
+      return findsource(obj)
+
+    with mock.patch("inspect.findsource", recording_findsource):
+      first = validator(5)
+      second = validator(10)
+    self.assertEqual(read, [])
+    self.assertEqual(first["mse_full"], second["mse_full"])
 
   def test_writes_scalars_and_images(self):
     logdir = self.create_tempdir().full_path

@@ -108,11 +108,9 @@ class Validator:
     """
     options.validate()
     reading_utils.split_file(data_path, options.split)
-    self._data_path = data_path
     self._model_path = model_path
     self._metadata = dict(metadata)
     self._options = options
-    self._batch_size = batch_size
     self._before_save = before_save
     self._noise_seed = None
     generator = None
@@ -125,6 +123,18 @@ class Validator:
     self._rollout_fn = rollout_lib.make_rollout_fn(simulator, metadata)
     data_steps = metadata["sequence_length"] - common.INPUT_SEQUENCE_LENGTH
     self._num_steps = options.rollout_steps or data_steps
+    # Built and traced now, when training starts, and only iterated by each
+    # validation: autograph reads the source files of what it converts when
+    # it traces, so a file edited during a long run would otherwise break the
+    # first validation, hours in.
+    self._one_step_dataset = reading_utils.get_one_step_dataset(
+        data_path, options.split, batch_size, self._metadata,
+        is_training=False).take(options.num_batches)
+    self._rollout_dataset = reading_utils.get_rollout_dataset(
+        data_path, options.split, self._metadata).take(options.num_rollouts)
+    if options.enabled:
+      self._eval_step.get_concrete_function()
+      self._rollout_fn.get_concrete_function()
     self._best_manager = tf.train.CheckpointManager(
         tf.train.Checkpoint(simulator=simulator),
         checkpoints.best_directory(model_path), max_to_keep=1,
@@ -146,11 +156,8 @@ class Validator:
 
   def _rollouts(self):
     """The scored validation rollouts: `(rollout dicts, scores)`."""
-    dataset = reading_utils.get_rollout_dataset(
-        self._data_path, self._options.split, self._metadata).take(
-            self._options.num_rollouts)
     rollouts, scores = [], []
-    for features in dataset:
+    for features in self._rollout_dataset:
       inputs = {k: v for k, v in features.items() if k != "key"}
       output = {k: v.numpy()
                 for k, v in self._rollout_fn(inputs, self._num_steps).items()}
@@ -169,10 +176,8 @@ class Validator:
     start = time.time()
     if self._generator is not None:
       self._generator.reset_from_seed(self._noise_seed)
-    one_step_dataset = reading_utils.get_one_step_dataset(
-        self._data_path, self._options.split, self._batch_size,
-        self._metadata, is_training=False).take(self._options.num_batches)
-    results = evaluation.one_step_metrics(self._eval_step, one_step_dataset)
+    results = evaluation.one_step_metrics(self._eval_step,
+                                          self._one_step_dataset)
     rollouts, scores = self._rollouts()
     summary = evaluation.summarize_scores(scores) if scores else {}
     if summary:
