@@ -9,6 +9,7 @@ from learning_to_simulate.data import common
 from learning_to_simulate.training import baselines
 from learning_to_simulate.training import evaluation
 from learning_to_simulate.training import metrics
+from learning_to_simulate.training import one_step
 
 WATER = common.ParticleType.WATER
 KINEMATIC = common.ParticleType.KINEMATIC
@@ -43,7 +44,9 @@ class RolloutMetricsTest(tf.test.TestCase):
       self.assertEqual(value, 0.0, name)
     # Horizons up to the rollout length, and the full rollout.
     self.assertEqual(set(scores), {"rollout_error_mse", "mse_1", "mse_5",
-                                   "mse_10", "mse_20", "mse_full", "emd",
+                                   "mse_10", "mse_20", "mse_at_1",
+                                   "mse_at_5", "mse_at_10", "mse_at_20",
+                                   "mse_full", "emd",
                                    "kinetic_energy_mse", "out_of_domain",
                                    "centre_of_mass_error",
                                    "centre_of_mass_error_mean"})
@@ -100,10 +103,41 @@ class RolloutMetricsTest(tf.test.TestCase):
     self.assertAllClose(scores["mse_5"], per_step[:5].mean(), rtol=1e-3)
     self.assertAllClose(scores["mse_10"], per_step[:10].mean(), rtol=1e-3)
     self.assertAllClose(scores["mse_full"], per_step.mean(), rtol=1e-3)
+    # At the step itself, not the mean up to it.
+    self.assertAllClose(scores["mse_at_1"], per_step[0], rtol=1e-3)
+    self.assertAllClose(scores["mse_at_5"], per_step[4], rtol=1e-3)
+    self.assertAllClose(scores["mse_at_10"], per_step[9], rtol=1e-3)
     self.assertNotIn("mse_20", scores)
+    self.assertNotIn("mse_at_20", scores)
     # Out of domain covers every predicted step: the zeros past the data sit
     # on the lower bounds, inside.
     self.assertEqual(scores["out_of_domain"], 0.0)
+
+  def test_one_step_mse_of_all_and_of_moving_particles(self):
+    # 3 particles, the last kinematic, whose predicted next positions are
+    # off by 1, 2 and 3 in x.
+    class Offset:
+      """Predicts the target plus a fixed offset; accelerations exact."""
+
+      def __call__(self, position, **unused):
+        return target + offsets
+
+      def get_predicted_and_target_normalized_accelerations(self, **unused):
+        return tf.zeros([3, 2]), tf.zeros([3, 2])
+
+    target = tf.zeros([3, 2])
+    offsets = tf.constant([[1.0, 0.0], [2.0, 0.0], [3.0, 0.0]])
+    features = {"position": tf.zeros([3, 6, 2]),
+                "particle_type": tf.constant([5, 5, KINEMATIC], tf.int64),
+                "n_particles_per_example": tf.constant([3])}
+    totals = {name: float(value) for name, value in one_step.eval_step(
+        Offset(), (features, target), noise_std=0.0).items()}
+    totals["num_batches"] = 1
+    result = evaluation.metrics_from_totals(totals)
+    self.assertAllClose(result["one_step_position_mse"], 14.0 / 6.0)
+    self.assertAllClose(result["one_step_position_mse_moving"], 5.0 / 4.0)
+    result = evaluation.metrics_from_totals(dict(totals, moving_count=0.0))
+    self.assertNotIn("one_step_position_mse_moving", result)
 
   def test_out_of_domain(self):
     rollout = make_rollout(num_steps=10, num_particles=5, kinematic=1)

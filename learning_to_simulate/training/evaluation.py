@@ -76,7 +76,7 @@ def one_step_totals(eval_step, dataset: Iterable[Any]) -> Dict[str, float]:
     dataset: batches from `reading_utils.get_one_step_dataset`.
   """
   totals = {"acc_sse": 0.0, "acc_count": 0.0, "pos_sse": 0.0,
-            "pos_count": 0.0}
+            "pos_count": 0.0, "moving_sse": 0.0, "moving_count": 0.0}
   num_batches = 0
   for batch in dataset:
     for key, value in eval_step(batch).items():
@@ -86,15 +86,21 @@ def one_step_totals(eval_step, dataset: Iterable[Any]) -> Dict[str, float]:
 
 
 def metrics_from_totals(totals: Mapping[str, float]) -> Dict[str, float]:
-  """`loss_mse`, `one_step_position_mse` and `num_batches` from
-  `one_step_totals` (only `num_batches` when it is 0)."""
+  """`loss_mse`, `one_step_position_mse` (all particles, the original's),
+  `one_step_position_mse_moving` (non-kinematic particles alone; absent
+  when there are none) and `num_batches` from `one_step_totals` (only
+  `num_batches` when it is 0)."""
   if not totals["num_batches"]:
     return {"num_batches": 0}
-  return {
+  metrics = {
       "loss_mse": totals["acc_sse"] / totals["acc_count"],
       "one_step_position_mse": totals["pos_sse"] / totals["pos_count"],
       "num_batches": totals["num_batches"],
   }
+  if totals.get("moving_count"):
+    metrics["one_step_position_mse_moving"] = (totals["moving_sse"] /
+                                               totals["moving_count"])
+  return metrics
 
 
 def one_step_metrics(eval_step, dataset: Iterable[Any]) -> Dict[str, float]:

@@ -15,8 +15,9 @@ ground truth in a rollout and would only dilute the errors.
 - `rollout_error_mse`: the original's figure, the mean squared error over all
   particles (kinematic ones included), dimensions and steps.
 - `mse_{h}` for h in `HORIZONS`: the position MSE over the first h steps
-  (mean over those steps, moving particles and dimensions); `mse_full` over
-  all overlapping steps.
+  (mean over those steps, moving particles and dimensions; LagrangeBench's
+  "MSE@h" convention); `mse_full` over all overlapping steps; `mse_at_{h}`
+  the position MSE at step h itself.
 - `emd`: the earth mover's distance with squared-Euclidean cost between the
   predicted and the true cloud of moving particles (W2^2, the mean squared
   distance of the best one-to-one matching, exact, by scipy's
@@ -279,6 +280,7 @@ def rollout_metrics(rollout: Rollout,
   for horizon in horizons:
     if horizon <= overlap:
       metrics[f"mse_{horizon}"] = float(per_step[:horizon].mean())
+      metrics[f"mse_at_{horizon}"] = float(per_step[horizon - 1])
   metrics["mse_full"] = float(per_step.mean())
   metrics["emd"] = mean_emd(compared, truth, moving)
   metrics["kinetic_energy_mse"] = float(np.mean(
