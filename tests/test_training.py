@@ -1,6 +1,7 @@
 """Noise, loss, learning-rate schedule, normalization and the train step."""
 
 import dataclasses
+import os
 
 from absl.testing import parameterized
 import numpy as np
@@ -8,10 +9,13 @@ import tensorflow as tf
 
 from learning_to_simulate.data import common
 from learning_to_simulate import noise_utils
+from learning_to_simulate.data import synthetic
 from learning_to_simulate.training import build
 from learning_to_simulate.training import config as config_lib
 from learning_to_simulate.training import one_step
 from learning_to_simulate.training import optimizers
+from learning_to_simulate.training import trainer
+from learning_to_simulate.training import validation
 
 METADATA = {
     "dim": 2, "bounds": [[0.0, 1.0], [0.0, 1.0]],
@@ -133,6 +137,36 @@ class ConnectivityRadiusTest(tf.test.TestCase):
                                 "differs from the value None"):
       config_lib.resolve(saved, "model", config_lib.ModelConfig,
                          {"connectivity_radius": 0.05}, "/m", evaluating=True)
+
+
+class RunRecordTest(tf.test.TestCase):
+
+  def test_config_json_records_the_run_and_a_resume_that_changes_it(self):
+    root = self.create_tempdir().full_path
+    data_path = os.path.join(root, "data")
+    synthetic.write_tiny_dataset(data_path, num_particles=10, num_frames=9,
+                                 num_kinematic=2)
+    model_path = os.path.join(root, "model")
+    small = config_lib.ModelConfig(latent_size=4, hidden_size=4,
+                                   message_passing_steps=1)
+    quiet = validation.ValidationOptions(every_steps=0)
+
+    def run(num_steps, **options):
+      trainer.train(data_path, model_path, small, config_lib.OptimizerConfig(),
+                    trainer.TrainOptions(num_steps=num_steps, **options),
+                    quiet)
+      return config_lib.load(model_path)[config_lib.RUN_SECTION]
+
+    self.assertEqual(run(1, batch_size=2, seed=3),
+                     {"batch_size": 2, "seed": 3, "mixed_precision": None,
+                      "jit_compile": False, "num_workers": 1})
+    with self.assertLogs("absl", "WARNING") as logs:
+      record = run(2, batch_size=1, seed=3)
+    self.assertEqual(record["batch_size"], 1)
+    (line,) = [line for line in logs.output if "Resuming" in line]
+    self.assertIn("batch_size is 1 in this run, 2 in the run so far", line)
+    # A config.json written before the run section: nothing to compare.
+    self.assertEqual(config_lib.run_changes({"model": {}}, record), [])
 
 
 def make_batch(rng, n_particles_per_example):

@@ -12,7 +12,7 @@ with, so evaluation rebuilds the same model without repeating flags.
 import dataclasses
 import json
 import os
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 from learning_to_simulate.data import dataset_writer
 from learning_to_simulate.model import relaxation as relaxation_lib
@@ -185,11 +185,34 @@ def to_dict(model: ModelConfig, optimizer: OptimizerConfig,
           "training": dataclasses.asdict(training)}
 
 
+# config.json's record of how the run trains, beside what it trains: the
+# settings that change the numbers a run produces but not the model's
+# variables (`run_changes` names the ones a resumed run changed).
+RUN_SECTION = "run"
+
+
 def save(model_path: str, model: ModelConfig, optimizer: OptimizerConfig,
-         training: TrainingConfig = TrainingConfig()) -> None:
-  """Writes `{model_path}/config.json` atomically."""
-  dataset_writer.write_json(os.path.join(model_path, CONFIG_FILENAME),
-                            to_dict(model, optimizer, training))
+         training: TrainingConfig = TrainingConfig(),
+         run: Optional[Dict[str, Any]] = None) -> None:
+  """Writes `{model_path}/config.json` atomically (with `run`: e.g. batch
+  size, seed, precision and replicas, under `RUN_SECTION`)."""
+  config = to_dict(model, optimizer, training)
+  if run is not None:
+    config[RUN_SECTION] = dict(run)
+  dataset_writer.write_json(os.path.join(model_path, CONFIG_FILENAME), config)
+
+
+def run_changes(saved: Optional[Dict[str, Any]],
+                run: Dict[str, Any]) -> List[str]:
+  """One line per run setting that differs from the saved config.json's
+  (none when it has no run section: written before it existed)."""
+  before = (saved or {}).get(RUN_SECTION)
+  if not before:
+    return []
+  return [f"{name} is {run[name]!r} in this run, {before[name]!r} in the run "
+          f"so far (config.json's {RUN_SECTION!r} section now says "
+          f"{run[name]!r})" for name in run
+          if name in before and before[name] != run[name]]
 
 
 def load(model_path: str) -> Optional[Dict[str, Any]]:

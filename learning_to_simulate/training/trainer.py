@@ -332,8 +332,14 @@ def _train(data_path: str, model_path: str, write_path: str,
   """
   chief = distribution.is_chief(workers)
   if chief:
+    run = {"batch_size": options.batch_size, "seed": options.seed,
+           "mixed_precision": options.mixed_precision,
+           "jit_compile": options.jit_compile,
+           "num_workers": workers.num_workers if workers is not None else 1}
+    for change in config_lib.run_changes(config_lib.load(model_path), run):
+      logging.warning("Resuming %s: %s.", model_path, change)
     config_lib.save(model_path, model_config, optimizer_config,
-                    training_config)
+                    training_config, run)
   if options.seed is not None:
     # The initializers' draws too: Keras seeds them from Python's `random`.
     keras.utils.set_random_seed(
