@@ -30,6 +30,7 @@ metrics read it as they read `eval_rollout`'s. `train` trains in-process as
 """
 
 import dataclasses
+import os
 from typing import Any, Dict, List, Optional, Union
 
 import numpy as np
@@ -190,8 +191,8 @@ def load_simulator(model_path: Optional[str] = None,
     pretrained: a model shipped with the package instead: `True` (the water
       model) or its name, `water_drop` or `multi_material`.
     data_path: the dataset whose `metadata.json` the model normalizes with
-      (default: the bundled dataset of the pretrained model's name, else the
-      bundled water sample).
+      (default: a pretrained model's bundled dataset; else the copy of its
+      training dataset's metadata that training keeps in `model_path`).
     checkpoint: `latest`, `best` or a `ckpt-N` path.
     **evaluation_options: `clamp_to_bounds`, `relaxation_steps`,
       `relaxation_step_size`, `relaxation_rest_density`: other values than
@@ -219,7 +220,16 @@ def load_simulator(model_path: Optional[str] = None,
   model_config = config_lib.resolve(saved, "model", config_lib.ModelConfig,
                                     evaluation_options, model_path,
                                     evaluating=True)
-  data_path = data_path or reading_utils.bundled_dataset_path(name)
+  if not data_path:
+    if pretrained:
+      data_path = reading_utils.bundled_dataset_path(name)
+    elif os.path.exists(os.path.join(model_path,
+                                     reading_utils.METADATA_FILENAME)):
+      data_path = model_path
+    else:
+      raise ValueError(f"{model_path} has no {reading_utils.METADATA_FILENAME}"
+                       " (trained before models kept their dataset's): give "
+                       "data_path, the dataset it was trained on")
   metadata, simulator = evaluation.load_model(data_path, model_path,
                                               model_config,
                                               checkpoint=checkpoint)

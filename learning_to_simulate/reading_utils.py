@@ -27,6 +27,10 @@ _REQUIRED_KEYS = ("bounds", "sequence_length", "default_connectivity_radius",
                   "dim", "vel_mean", "vel_std", "acc_mean", "acc_std")
 
 
+# A dataset's metadata file; training copies it into the model directory.
+METADATA_FILENAME = "metadata.json"
+
+
 def bundled_dataset_path(name: str = "water_drop") -> str:
   """A small dataset shipped inside the package: `water_drop` (2D water, with
   train, valid and test splits) or `multi_material` (2D water, sand and goop:

@@ -1,5 +1,6 @@
 """The Python API: the same rollouts, scores and plots as the command lines."""
 
+import json
 import os
 import pickle
 
@@ -110,7 +111,10 @@ class ApiTrainTest(tf.test.TestCase):
                   trainer.TrainOptions(num_steps=3, seed=7,
                                        log_every_steps=1),
                   quiet, api.TrainingConfig())
-    simulator = api.load_simulator(model_path, data_path=data_path)
+    # Training keeps the dataset's metadata with the model: no data_path.
+    simulator = api.load_simulator(model_path)
+    self.assertEqual(simulator.metadata,
+                     reading_utils.read_metadata(data_path))
     self.assertEqual(simulator.model_config, small)
     _, reference = evaluation.load_model(data_path, direct, small)
     for mine, theirs in zip(simulator.network.trainable_variables,
@@ -119,6 +123,20 @@ class ApiTrainTest(tf.test.TestCase):
     rollout = simulator.rollout(
         api.load_trajectories(data_path, split="test")[0], num_steps=2)
     self.assertEqual(rollout["predicted_rollout"].shape, (2, 14, 2))
+    # Evaluated with a dataset that normalizes otherwise: one warning line.
+    with open(os.path.join(model_path, "metadata.json")) as f:
+      trained = json.load(f)
+    with open(os.path.join(model_path, "metadata.json"), "w") as f:
+      json.dump(dict(trained, vel_std=[2 * v for v in trained["vel_std"]]), f)
+    with self.assertLogs("absl", "WARNING") as logs:
+      api.load_simulator(model_path, data_path=data_path)
+    self.assertRegex("\n".join(logs.output), r"data/metadata.json differs "
+                     r"from the metadata the model in .*api was trained with "
+                     r"in vel_std: the model is run with this dataset's")
+    os.remove(os.path.join(model_path, "metadata.json"))
+    with self.assertRaisesRegex(ValueError, r"api has no metadata.json .* "
+                                "give data_path"):
+      api.load_simulator(model_path)
     with self.assertRaisesRegex(ValueError, r"unknown training option\(s\) "
                                 "batchsize; known: batch_size"):
       api.train(data_path, os.path.join(root, "bad"), 1, batchsize=4)

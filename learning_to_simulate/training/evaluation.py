@@ -15,6 +15,7 @@ writes `metrics.json`. Rollout pickles keep their global index and are
 identical to those of a single process.
 """
 
+import json
 import os
 import pickle
 import signal
@@ -54,6 +55,7 @@ def load_model(data_path: str, model_path: str,
     checkpoint: "latest", "best" or a path (see `checkpoints.resolve`).
   """
   metadata = reading_utils.read_metadata(data_path)
+  _warn_if_other_statistics(metadata, data_path, model_path)
   model_config.validate()
   simulator = build.build_simulator(metadata, model_config, mixed_precision,
                                     jit_compile)
@@ -66,6 +68,36 @@ def load_model(data_path: str, model_path: str,
     checkpoints.restore_model(simulator, path)
   logging.info("Restored %s.", path)
   return metadata, simulator
+
+
+# The metadata the model's inputs and outputs are scaled with.
+NORMALIZING_KEYS = ("dim", "bounds", "default_connectivity_radius",
+                    "vel_mean", "vel_std", "acc_mean", "acc_std")
+
+
+def _warn_if_other_statistics(metadata: Mapping[str, Any], data_path: str,
+                              model_path: str) -> None:
+  """One warning line when `data_path`'s metadata normalizes otherwise than
+  the dataset the model was trained on (its copy in `model_path`; models
+  trained before the copy existed have none)."""
+  saved_path = os.path.join(model_path, reading_utils.METADATA_FILENAME)
+  if (os.path.realpath(model_path) == os.path.realpath(data_path) or
+      not os.path.exists(saved_path)):
+    return
+  with open(saved_path) as f:
+    trained = json.load(f)
+  def same(a, b):
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    return a.shape == b.shape and np.allclose(a, b, rtol=1e-6, atol=0)
+
+  differ = [key for key in NORMALIZING_KEYS if key in trained and
+            key in metadata and not same(trained[key], metadata[key])]
+  if differ:
+    logging.warning(
+        "%s/metadata.json differs from the metadata the model in %s was "
+        "trained with in %s: the model is run with this dataset's, as the "
+        "original does (its inputs and outputs are scaled otherwise than in "
+        "training).", data_path, model_path, ", ".join(differ))
 
 
 def one_step_totals(eval_step, dataset: Iterable[Any]) -> Dict[str, float]:

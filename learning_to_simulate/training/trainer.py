@@ -340,6 +340,12 @@ def _train(data_path: str, model_path: str, write_path: str,
       logging.warning("Resuming %s: %s.", model_path, change)
     config_lib.save(model_path, model_config, optimizer_config,
                     training_config, run)
+    if os.path.realpath(model_path) != os.path.realpath(data_path):
+      # The normalization statistics the model learns with travel with it
+      # (`api.load_simulator` reads them when no dataset is given).
+      dataset_writer.write_json(
+          os.path.join(model_path, reading_utils.METADATA_FILENAME),
+          dict(metadata))
   if options.seed is not None:
     # The initializers' draws too: Keras seeds them from Python's `random`.
     keras.utils.set_random_seed(
