@@ -88,14 +88,7 @@ class _PretrainedParser(flags.ArgumentParser):
   shipped model by name; `--nopretrained` (or `=false`) is none."""
 
   def parse(self, argument):
-    if argument is None or isinstance(argument, bool):
-      return checkpoints.DEFAULT_PRETRAINED if argument else None
-    text = str(argument).strip()
-    if text.lower() in ("true", "1", "yes"):
-      return checkpoints.DEFAULT_PRETRAINED
-    if text.lower() in ("false", "0", "no", ""):
-      return None
-    return checkpoints.pretrained_name(text)
+    return checkpoints.parse_pretrained(argument)
 
   def flag_type(self):
     return "pretrained model name"
@@ -328,10 +321,7 @@ def _configs(model_path, data_path):
 
 def _pretrained() -> Optional[str]:
   """The name of the shipped model --pretrained selects, or None."""
-  value = FLAGS.pretrained
-  if value is True:  # Set from Python (flagsaver), not parsed.
-    return checkpoints.DEFAULT_PRETRAINED
-  return checkpoints.pretrained_name(value) if value else None
+  return checkpoints.parse_pretrained(FLAGS.pretrained)
 
 
 def _eval_model_path() -> str:

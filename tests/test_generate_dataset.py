@@ -259,6 +259,10 @@ class GenerateDatasetTest(tf.test.TestCase, parameterized.TestCase):
                         row["learned_seconds"] / row["solver_seconds"])
     self.assertIn("the learned rollout takes",
                   solver_speed.format_result(result))
+    bare = solver_speed.measure(model_path, self.path, num_steps=2,
+                                bare=True, **counts)
+    self.assertEqual((bare["clamp_to_bounds"], bare["relaxation_steps"]),
+                     (False, 0))
     # Another command's test split is another trajectory (here, another
     # particle count).
     with self.assertRaisesRegex(ValueError, "has shape .* the resimulated "

@@ -9,7 +9,6 @@ import signal
 import subprocess
 import sys
 
-from absl import flags
 import numpy as np
 import tensorflow as tf
 
@@ -17,7 +16,6 @@ from learning_to_simulate.data import common
 from learning_to_simulate.data import dataset_writer
 from learning_to_simulate.data import synthetic
 from learning_to_simulate import reading_utils
-from learning_to_simulate import train
 from learning_to_simulate.training import checkpoints
 
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -215,26 +213,30 @@ class TrainCliTest(tf.test.TestCase):
                   result.stderr)
 
   def test_pretrained_flag_names_a_shipped_model(self):
-    values = flags.FlagValues()
-    flags.DEFINE_flag(train.FLAGS["pretrained"], flag_values=values)
-    for argv, expected in ((["--pretrained"], "water_drop"),
-                           (["--pretrained=true"], "water_drop"),
-                           (["--pretrained=multi_material"], "multi_material"),
-                           (["--pretrained=multi_material_sample"],
-                            "multi_material"),
-                           (["--nopretrained"], None), ([], None)):
-      values.unparse_flags()
-      values(["train", *argv])
-      self.assertEqual(values.pretrained, expected, msg=argv)
-    values.unparse_flags()
-    with self.assertRaisesRegex(flags.IllegalFlagValueError,
+    for value, expected in ((True, "water_drop"), ("true", "water_drop"),
+                            ("multi_material", "multi_material"),
+                            ("multi_material_sample", "multi_material"),
+                            ("false", None), (False, None), (None, None)):
+      self.assertEqual(checkpoints.parse_pretrained(value), expected,
+                       msg=value)
+    with self.assertRaisesRegex(checkpoints.CheckpointError,
                                 "--pretrained must be one of water_drop, "
                                 "multi_material"):
-      values(["train", "--pretrained=lava"])
+      checkpoints.parse_pretrained("lava")
     result = run_cli("--pretrained=lava", "--mode=eval", check=False)
     self.assertNotEqual(result.returncode, 0)
     self.assertIn("--pretrained must be one of water_drop, multi_material "
                   "(bare: water_drop), got 'lava'", result.stderr)
+    # Bare, it is the water model; by name, another, on its own bundled data.
+    for flag, name in (("--pretrained", "water_drop"),
+                       ("--pretrained=multi_material", "multi_material")):
+      result = run_cli(flag, "--mode=eval", "--num_eval_steps=1")
+      self.assertIn(f"--pretrained={name}: using the model shipped with the "
+                    f"package, {checkpoints.pretrained_model_path(name)}",
+                    result.stderr)
+      self.assertIn(f"using the bundled dataset "
+                    f"{reading_utils.bundled_dataset_path(name)}",
+                    result.stderr)
 
   def test_missing_split_and_metadata(self):
     result = run_cli(f"--data_path={self.root}", f"--model_path={self.root}/m",

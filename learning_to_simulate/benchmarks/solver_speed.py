@@ -88,7 +88,8 @@ def _time_solver(scene: str, states: Sequence[scenes.InitialState],
 def measure(model_path: str, data_path: str, scene: str, seed: int,
             num_train: int, num_valid: int,
             num_steps: Optional[int] = None,
-            resolution: Optional[int] = None) -> Dict[str, Any]:
+            resolution: Optional[int] = None,
+            bare: bool = False) -> Dict[str, Any]:
   """Times the learned rollout and the solver on the test split.
 
   Args:
@@ -99,6 +100,8 @@ def measure(model_path: str, data_path: str, scene: str, seed: int,
       splits; resolution None: the scene's default).
     num_steps: predicted frames per trajectory (default: sequence_length -
       6, as `eval_rollout`).
+    bare: roll out with walls and relaxation off (the network alone, as the
+      paper's model), instead of the options the model was saved with.
 
   Returns:
     Per test trajectory: particles, learned and solver seconds, and the
@@ -106,9 +109,10 @@ def measure(model_path: str, data_path: str, scene: str, seed: int,
     dataset's; and the totals.
   """
   metadata = reading_utils.read_metadata(data_path)
+  options = {"clamp_to_bounds": False, "relaxation_steps": 0} if bare else {}
   model_config = config_lib.resolve(config_lib.load(model_path), "model",
-                                    config_lib.ModelConfig, {}, model_path,
-                                    evaluating=True)
+                                    config_lib.ModelConfig, options,
+                                    model_path, evaluating=True)
   _, simulator = evaluation.load_model(data_path, model_path, model_config)
   rollout_fn = rollout_lib.make_rollout_fn(simulator, metadata)
   features = [{k: v for k, v in f.items() if k != "key"}
@@ -170,7 +174,9 @@ def measure(model_path: str, data_path: str, scene: str, seed: int,
 
 
 def format_result(result: Dict[str, Any]) -> str:
-  lines = [f"model {result['model_path']} on {result['data_path']} (test), "
+  lines = [f"model {result['model_path']} (walls "
+           f"{'on' if result['clamp_to_bounds'] else 'off'}, relaxation steps "
+           f"{result['relaxation_steps']}) on {result['data_path']} (test), "
            f"{result['num_steps']} predicted frames per trajectory; solver: "
            f"MLS-MPM, {result['substeps_per_frame']} substeps per frame "
            f"(kernels compiled in {result['solver_compile_seconds']:.1f} s, "
@@ -209,6 +215,8 @@ def _define_flags() -> None:
                        "(default: the scene's).", lower_bound=1)
   flags.DEFINE_integer("num_steps", None, "Predicted frames (default: "
                        "sequence_length - 6).", lower_bound=1)
+  flags.DEFINE_boolean("bare", False, "Walls and relaxation off (the "
+                       "network alone) instead of the model's saved options.")
   flags.DEFINE_string("output", None, "Also write the result as JSON here.")
   flags.mark_flags_as_required(["scene", "seed", "num_train", "num_valid"])
 
@@ -224,7 +232,7 @@ def main(argv: Sequence[str]) -> None:
       FLAGS.pretrained or "water_drop")
   result = measure(model_path, data_path, FLAGS.scene, FLAGS.seed,
                    FLAGS.num_train, FLAGS.num_valid, FLAGS.num_steps,
-                   FLAGS.resolution)
+                   FLAGS.resolution, FLAGS.bare)
   print(format_result(result))
   if FLAGS.output:
     with open(FLAGS.output + ".tmp", "w") as f:

@@ -543,6 +543,20 @@ def pretrained_name(name: str) -> str:
   return short
 
 
+def parse_pretrained(value: Any) -> Optional[str]:
+  """`--pretrained`'s value: a bare flag or `true` is `DEFAULT_PRETRAINED`,
+  `false` (`--nopretrained`) or nothing is None, else a name
+  (`pretrained_name`, which raises for an unknown one)."""
+  if value is None or isinstance(value, bool):
+    return DEFAULT_PRETRAINED if value else None
+  text = str(value).strip()
+  if text.lower() in ("true", "1", "yes"):
+    return DEFAULT_PRETRAINED
+  if text.lower() in ("false", "0", "no", ""):
+    return None
+  return pretrained_name(text)
+
+
 def pretrained_model_path(name: str = DEFAULT_PRETRAINED) -> str:
   """The model directory of a shipped pretrained model (see its PROVENANCE).
 
