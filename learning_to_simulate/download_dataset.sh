@@ -70,10 +70,9 @@ esac
 command -v "${downloader}" >/dev/null 2>&1 || {
   echo "download_dataset.sh: ${downloader} not found" >&2; exit 1; }
 
-# The record checks, if the package can be imported.
+# The record checks, if the package and its dependencies can be imported.
 can_verify=0
-if "${PYTHON}" -c "import importlib.util, sys; sys.exit(
-    importlib.util.find_spec('learning_to_simulate') is None)" \
+if "${PYTHON}" -c "from learning_to_simulate import reading_utils" \
     >/dev/null 2>&1; then
   can_verify=1
 fi
@@ -103,18 +102,25 @@ for file in ${FILES}; do
   fi
   if [[ "${file}" == *.tfrecord && "${can_verify}" == 1 ]]; then
     split="${file%.tfrecord}"
-    if ! error=$("${PYTHON}" -c '
+    # Exit status 2: the file is damaged; any other failure is the check's.
+    status=0
+    error=$("${PYTHON}" -c '
 import sys
 from learning_to_simulate import reading_utils
 try:
   print(reading_utils.verify_split(sys.argv[1], sys.argv[2]))
 except reading_utils.DatasetError as error:
-  sys.exit(str(error))
-' "${OUTPUT_DIR}" "${split}" 2>&1 >/dev/null); then
+  print(error, file=sys.stderr)
+  sys.exit(2)
+' "${OUTPUT_DIR}" "${split}" 2>&1 >/dev/null) || status=$?
+    if [[ "${status}" == 2 ]]; then
       mv -f "${target}" "${target}.damaged"
       echo "download_dataset.sh: ${error##*$'\n'} (moved to" \
            "${target}.damaged; run again to download it anew)" >&2
       exit 1
+    elif [[ "${status}" != 0 ]]; then
+      echo "download_dataset.sh: could not check ${target} (${error##*$'\n'});" \
+           "kept unchecked" >&2
     fi
   fi
 done

@@ -5,6 +5,7 @@ import http.server
 import os
 import shutil
 import subprocess
+import sys
 import threading
 
 from absl.testing import parameterized
@@ -81,7 +82,9 @@ class DownloadTest(tf.test.TestCase, parameterized.TestCase):
     environment = dict(
         os.environ, LTS_DATASET_URL=f"http://127.0.0.1:"
         f"{self.server.server_address[1]}/", LTS_DOWNLOADER=downloader,
-        PYTHONPATH=_ROOT, TF_CPP_MIN_LOG_LEVEL="3", **env)
+        PYTHONPATH=_ROOT, TF_CPP_MIN_LOG_LEVEL="3")
+    environment.setdefault("PYTHON", sys.executable)
+    environment.update(env)
     return subprocess.run(["bash", SCRIPT, NAME, self.output], env=environment,
                           capture_output=True, text=True, timeout=300,
                           check=False)
@@ -132,6 +135,29 @@ class DownloadTest(tf.test.TestCase, parameterized.TestCase):
         r"anew\)$")
     self.assertFalse(os.path.exists(target))
     self.assertTrue(os.path.exists(target + ".damaged"))
+
+  def test_a_check_that_cannot_run_keeps_the_file(self):
+    downloader = "wget" if shutil.which("wget") else "curl"
+    # A Python that cannot import the package's dependencies: no check.
+    no_deps = self.create_tempfile("no_deps", "#!/bin/sh\nexit 1\n").full_path
+    os.chmod(no_deps, 0o755)
+    result = self.run_script(downloader, PYTHON=no_deps)
+    self.assertEqual(result.returncode, 0, result.stderr[-2000:])
+    self.assertIn("records not checked", result.stdout)
+    # One whose check itself fails (not a damaged file): kept, and said.
+    crashes = self.create_tempfile(
+        "crashes", f"#!/bin/sh\ncase \"$2\" in *verify_split*) echo "
+        f"'MemoryError' >&2; exit 1;; esac\nexec {sys.executable} \"$@\"\n"
+    ).full_path
+    os.chmod(crashes, 0o755)
+    shutil.rmtree(os.path.join(self.output, NAME))
+    result = self.run_script(downloader, PYTHON=crashes)
+    self.assertEqual(result.returncode, 0, result.stderr[-2000:])
+    target = os.path.join(self.output, NAME, "train.tfrecord")
+    self.assertIn(f"download_dataset.sh: could not check {target} "
+                  "(MemoryError); kept unchecked", result.stderr)
+    for name in FILES:
+      self.assertTrue(os.path.exists(os.path.join(self.output, NAME, name)))
 
   def test_gives_up_after_the_retries_and_keeps_the_partial_file(self):
     downloader = "wget" if shutil.which("wget") else "curl"
