@@ -80,6 +80,8 @@ def _warn_if_other_statistics(metadata: Mapping[str, Any], data_path: str,
   """One warning line when `data_path`'s metadata normalizes otherwise than
   the dataset the model was trained on (its copy in `model_path`; models
   trained before the copy existed have none)."""
+  if not model_path:  # A checkpoint path alone (`checkpoint=`).
+    return
   saved_path = os.path.join(model_path, reading_utils.METADATA_FILENAME)
   if (os.path.realpath(model_path) == os.path.realpath(data_path) or
       not os.path.exists(saved_path)):
