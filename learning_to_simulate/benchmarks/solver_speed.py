@@ -54,14 +54,12 @@ def test_initial_states(scene: str, seed: int, num_train: int,
                         resolution: Optional[int] = None,
                         wall_layers: int = 0) -> List[scenes.InitialState]:
   """The test split's initial states, drawn as `generate_dataset` draws
-  them: train, valid, then test, from one `default_rng(seed)`."""
+  them (`generate_dataset.draw_initial_states`)."""
   spec = scenes.get_scene(scene)
-  resolution = resolution or spec.default_resolution
-  rng = np.random.default_rng(seed)
-  states = [scenes.with_walls(spec.build(rng, resolution), resolution,
-                              wall_layers)
-            for _ in range(num_train + num_valid + num_test)]
-  return states[num_train + num_valid:]
+  return generate_dataset.draw_initial_states(
+      spec, seed, resolution or spec.default_resolution,
+      {"train": num_train, "valid": num_valid, "test": num_test},
+      wall_layers)["test"]
 
 
 def _time_solver(scene: str, states: Sequence[scenes.InitialState],

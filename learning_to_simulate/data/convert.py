@@ -314,17 +314,23 @@ def convert(input_path: str, output_path: str,
             if options.connectivity_radius is not None else suggested)
   metadata = _metadata(input_path, options, scan, statistics, dim, num_frames,
                        radius)
-  radius = metadata["default_connectivity_radius"]
   logging.info("Checked %s: %s trajectories; writing %s.", input_path,
                scan.counts, output_path)
   _write(input_path, output_path, options, metadata)
+  return _report(metadata, scan, spacing, suggested)
+
+
+def _report(metadata: Dict[str, Any], scan: _Scan, spacing: float,
+            suggested: float) -> ConversionReport:
+  """The report of a scanned dataset with `metadata` (its radius counted)."""
   return ConversionReport(
       metadata=metadata, num_trajectories=dict(scan.counts),
       num_particles=(min(scan.num_particles), max(scan.num_particles)),
       extent=_extent(scan.lower, scan.upper),
       train_extent=_extent(scan.train_lower, scan.train_upper),
       spacing=spacing, suggested_radius=suggested,
-      neighbours=neighbours.count_distribution(scan.frames, radius),
+      neighbours=neighbours.count_distribution(
+          scan.frames, metadata["default_connectivity_radius"]),
       suggested_neighbours=neighbours.count_distribution(scan.frames,
                                                          suggested))
 
@@ -362,21 +368,13 @@ def check_dataset(data_path: str) -> Tuple[ConversionReport, List[str]]:
   """
   metadata = dict(reading_utils.read_metadata(data_path))
   options = ConvertOptions(input_format="tfrecord", output_format="npz")
-  scan, statistics, num_frames = _check_all(data_path, options,
-                                            statistics_of_tfrecords=True)
+  # The reader already holds every record to the metadata's frame count.
+  scan, statistics, _ = _check_all(data_path, options,
+                                   statistics_of_tfrecords=True)
   spacing = neighbours.particle_spacing(scan.frames)
   suggested = neighbours.suggest_radius(spacing, len(scan.lower))
   radius = metadata["default_connectivity_radius"]
-  report = ConversionReport(
-      metadata=metadata, num_trajectories=dict(scan.counts),
-      num_particles=(min(scan.num_particles), max(scan.num_particles)),
-      extent=_extent(scan.lower, scan.upper),
-      train_extent=_extent(scan.train_lower, scan.train_upper),
-      spacing=spacing, suggested_radius=suggested,
-      neighbours=neighbours.count_distribution(scan.frames, radius),
-      suggested_neighbours=neighbours.count_distribution(scan.frames,
-                                                         suggested))
-  del num_frames  # The reader already holds every record to the metadata's.
+  report = _report(metadata, scan, spacing, suggested)
   warnings = []
   for kind in ("vel", "acc"):
     mean, std = (np.asarray(metadata[f"{kind}_{s}"]) for s in ("mean", "std"))

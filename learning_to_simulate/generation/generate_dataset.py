@@ -135,6 +135,18 @@ def mean_neighbour_count(trajectories: Sequence[dataset_writer.Trajectory],
   return float(np.mean(counts))
 
 
+def draw_initial_states(spec: scenes.SceneSpec, seed: int, resolution: int,
+                        counts: Dict[str, int], wall_layers: int = 0
+                        ) -> Dict[str, List[scenes.InitialState]]:
+  """Per split, in the order of `counts`, its initial states, all drawn
+  from one `numpy.random.default_rng(seed)` (with `wall_layers` of wall
+  particles, which draw nothing)."""
+  rng = np.random.default_rng(seed)
+  return {split: [scenes.with_walls(spec.build(rng, resolution), resolution,
+                                    wall_layers) for _ in range(n)]
+          for split, n in counts.items()}
+
+
 def generate_dataset(scene: str,
                      output_path: str,
                      num_train: int,
@@ -187,12 +199,9 @@ def generate_dataset(scene: str,
     substeps = mpm.min_substeps(resolution)
   mpm.import_taichi()  # Fail early, before any work, without Taichi.
 
-  rng = np.random.default_rng(seed)
   counts = {"train": num_train, "valid": num_valid, "test": num_test}
-  initial_states = {
-      split: [scenes.with_walls(spec.build(rng, resolution), resolution,
-                                wall_layers) for _ in range(n)]
-      for split, n in counts.items()}
+  initial_states = draw_initial_states(spec, seed, resolution, counts,
+                                       wall_layers)
   solver = scenes.make_solver(
       spec, [s for states in initial_states.values() for s in states],
       resolution, substeps, arch)

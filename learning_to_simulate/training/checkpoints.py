@@ -563,7 +563,7 @@ def pretrained_model_path(name: str = DEFAULT_PRETRAINED) -> str:
   Raises:
     CheckpointError: there is no such pretrained model.
   """
-  path = os.path.join(PRETRAINED_DIRECTORY, f"{pretrained_name(name)}_sample")
+  path = _pretrained_directory(pretrained_name(name))
   if not os.path.isdir(path):
     raise CheckpointError(f"the pretrained model {name!r} is not installed: "
                           f"no directory {path}")
@@ -572,5 +572,9 @@ def pretrained_model_path(name: str = DEFAULT_PRETRAINED) -> str:
 
 def installed_pretrained() -> List[str]:
   """The names in `PRETRAINED_MODELS` whose directory is installed."""
-  return [name for name in PRETRAINED_MODELS if os.path.isdir(
-      os.path.join(PRETRAINED_DIRECTORY, f"{name}_sample"))]
+  return [name for name in PRETRAINED_MODELS
+          if os.path.isdir(_pretrained_directory(name))]
+
+
+def _pretrained_directory(name: str) -> str:
+  return os.path.join(PRETRAINED_DIRECTORY, f"{name}_sample")
