@@ -87,6 +87,8 @@ class Options:
   rollout: bool = True
   # Steps traced for the op profile, after the timed runs (0: no profile).
   profile_steps: int = 3
+  # Op types reported per profile, by self time (0: all of them).
+  profile_top: int = 8
   seed: int = 0
   # Train with `--recompute_grad` (activations recomputed in the backward
   # pass: less memory, more compute).
@@ -103,9 +105,10 @@ class Options:
                        f"{self.mixed_precision!r}")
     if self.repeats < 1 or self.rollout_repeats < 1:
       raise ValueError("repeats and rollout_repeats must be >= 1")
-    if self.warmup < 0 or self.min_run_seconds < 0 or self.profile_steps < 0:
-      raise ValueError("warmup, min_run_seconds and profile_steps must be "
-                       ">= 0")
+    if (self.warmup < 0 or self.min_run_seconds < 0 or self.profile_steps < 0
+        or self.profile_top < 0):
+      raise ValueError("warmup, min_run_seconds, profile_steps and "
+                       "profile_top must be >= 0")
     if self.rollout_steps < 1:
       raise ValueError(f"rollout_steps must be >= 1, got "
                        f"{self.rollout_steps}")
@@ -181,7 +184,8 @@ def run_point(point: Point, options: Options = Options(),
   result["train_peak_rss_mib"] = timing.peak_rss_mib()
   if options.train and options.profile_steps:
     profiles["train"] = timing.profile_ops(lambda: train_step(batch),
-                                           options.profile_steps)
+                                           options.profile_steps,
+                                           top=options.profile_top)
 
   if options.inference:
     features_spec = one_step.batch_signature(metadata)[0]
@@ -199,7 +203,8 @@ def run_point(point: Point, options: Options = Options(),
     result["inference"] = _rate(seconds, forward, peak_gflops)
     if options.profile_steps:
       profiles["inference"] = timing.profile_ops(
-          lambda: inference_step(batch[0]), options.profile_steps)
+          lambda: inference_step(batch[0]), options.profile_steps,
+          top=options.profile_top)
 
   if (options.rollout and
       point.particles_per_example <= options.rollout_max_particles):
@@ -247,7 +252,7 @@ def _measure_rollout(workload: Workload, options: Options,
     short = tf.constant(options.profile_steps)
     profiles["rollout"] = timing.profile_ops(
         lambda: rollout_fn(inputs, short)["predicted_rollout"], calls=1,
-        steps_per_call=options.profile_steps)
+        steps_per_call=options.profile_steps, top=options.profile_top)
   steps_per_s = options.rollout_steps / statistics.median(seconds)
   gflops = steps_per_s * model_flops(num_particles, num_edges,
                                      metadata["dim"], model_config) / 1e9
@@ -402,6 +407,9 @@ def _define_flags() -> None:
   flags.DEFINE_integer("profile_steps", defaults.profile_steps,
                        "Trace this many train, inference and rollout steps "
                        "per point and report the top ops (0: no profile).")
+  flags.DEFINE_integer("profile_top", defaults.profile_top,
+                       "Op types reported per profile, by self time (0: "
+                       "all).")
   flags.DEFINE_integer("seed", defaults.seed, "Workload and model seed.")
   flags.DEFINE_boolean("recompute_grad", defaults.recompute_grad,
                        "Train with --recompute_grad (less memory).")

@@ -131,8 +131,9 @@ def work_directory(work_dir: Optional[str], prefix: str) -> Iterator[str]:
 _OP_EVENT = re.compile(r"^[^:]+:([A-Za-z_][A-Za-z0-9_]*)$")
 
 
-def _op_self_times(xspace) -> Dict[str, float]:
-  """Picoseconds of self time by op type in a profiler `XSpace`.
+def _op_self_times(xspace) -> Tuple[Dict[str, float], Dict[str, int]]:
+  """Picoseconds of self time, and executions, by op type in a profiler
+  `XSpace`.
 
   GPU kernels (the `Stream` lines of the device planes, named by their
   `tf_op` stat) when there is a device plane, else the TensorFlow op events
@@ -143,6 +144,7 @@ def _op_self_times(xspace) -> Dict[str, float]:
                    if p.name.startswith("/device:") and "CPU" not in p.name]
   host_planes = [p for p in xspace.planes if p.name == "/host:CPU"]
   totals = collections.Counter()
+  counts = collections.Counter()
   for plane in device_planes or host_planes:
     tf_op = [k for k, m in plane.stat_metadata.items() if m.name == "tf_op"]
     for line in plane.lines:
@@ -164,8 +166,9 @@ def _op_self_times(xspace) -> Dict[str, float]:
         if stack:
           totals[stack[-1][1]] -= event.duration_ps
         totals[match.group(1)] += event.duration_ps
+        counts[match.group(1)] += 1
         stack.append((event.offset_ps + event.duration_ps, match.group(1)))
-  return dict(totals)
+  return dict(totals), dict(counts)
 
 
 def profile_ops(fn: Callable[[], Any], calls: int, steps_per_call: int = 1,
@@ -176,12 +179,13 @@ def profile_ops(fn: Callable[[], Any], calls: int, steps_per_call: int = 1,
     fn: the step (or a rollout of `steps_per_call` steps).
     calls: calls traced.
     steps_per_call: model steps in one call.
-    top: op types returned.
+    top: op types returned (0: all of them).
 
   Returns:
-    The `top` op types by self time: `op`, `ms_per_step` and `fraction` of
+    The `top` op types by self time: `op`, `ms_per_step`, `fraction` of
     the time of all ops (threads run ops in parallel, so the sum can exceed
-    the wall time).
+    the wall time) and `calls_per_step`, how many times an op of the type
+    ran (unlike the times, fixed by the graph that runs).
   """
   with tempfile.TemporaryDirectory(prefix="benchmark_profile_") as log_dir:
     tf.profiler.experimental.start(log_dir)
@@ -191,13 +195,17 @@ def profile_ops(fn: Callable[[], Any], calls: int, steps_per_call: int = 1,
     finally:
       tf.profiler.experimental.stop()
     totals = collections.Counter()
+    counts = collections.Counter()
     for path in glob.glob(os.path.join(log_dir, "**", "*.xplane.pb"),
                           recursive=True):
       xspace = xplane_pb2.XSpace()
       with open(path, "rb") as f:
         xspace.ParseFromString(f.read())
-      totals.update(_op_self_times(xspace))
+      times, executions = _op_self_times(xspace)
+      totals.update(times)
+      counts.update(executions)
   total = sum(totals.values()) or 1
   steps = calls * steps_per_call
-  return [{"op": op, "ms_per_step": ps / steps / 1e9, "fraction": ps / total}
-          for op, ps in totals.most_common(top)]
+  return [{"op": op, "ms_per_step": ps / steps / 1e9, "fraction": ps / total,
+           "calls_per_step": counts[op] / steps}
+          for op, ps in totals.most_common(top or None)]
