@@ -13,6 +13,7 @@ from learning_to_simulate.training import build
 from learning_to_simulate.training import config as config_lib
 from learning_to_simulate.training import one_step
 from learning_to_simulate.training import optimizers
+from learning_to_simulate.training import train_step as train_step_lib
 
 _DIM = 3
 _BATCH_SIZE = 2
@@ -61,8 +62,9 @@ def main(argv):
       global_context=features["step_context"])
   print(f"Per-particle output tensor: {next_position.shape}")
 
-  train_step = one_step.make_train_step(simulator, optimizer,
-                                        model_config.noise_std, _METADATA)
+  train_step = train_step_lib.loss_of(train_step_lib.make_train_step(
+      simulator, optimizer, train_step_lib.OneStep(model_config.noise_std),
+      _METADATA))
   loss = train_step((features, target))
   print(f"Loss before one Adam step: {float(loss):.4f}")
   num_params = sum(int(np.prod(v.shape))

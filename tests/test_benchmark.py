@@ -12,6 +12,7 @@ import tensorflow as tf
 
 from learning_to_simulate.benchmarks import kernels
 from learning_to_simulate.benchmarks import pipeline_memory
+from learning_to_simulate.benchmarks import render_speed
 from learning_to_simulate.benchmarks import report as report_lib
 from learning_to_simulate.benchmarks import throughput
 from learning_to_simulate.benchmarks import timing
@@ -375,6 +376,27 @@ class KernelsBenchmarkTest(tf.test.TestCase):
     self.assertIn("LayerNorm on [64, 8]; sums of [50, 8] onto 9 nodes", table)
     self.assertRegex(table, r"\| layer_norm forward \| [0-9.e-]+ \| "
                      r"[0-9.e-]+ \| [0-9.]+x \|")
+
+
+class RenderSpeedTest(tf.test.TestCase):
+
+  def test_every_particle_moves_every_frame_inside_the_bounds(self):
+    rollout = render_speed.synthetic_rollout(num_frames=30, num_particles=7)
+    frames = np.concatenate([rollout["initial_positions"],
+                             rollout["predicted_rollout"]])
+    self.assertEqual(frames.shape, (30, 7, 2))
+    self.assertEqual(rollout["ground_truth_rollout"].shape, (24, 7, 2))
+    self.assertTrue(np.all(np.any(np.diff(frames, axis=0) != 0, axis=-1)))
+    self.assertTrue(np.all((frames >= 0.1) & (frames <= 0.9)))
+
+  def test_renders_a_gif_and_reports_its_size(self):
+    result = render_speed.measure(num_frames=12, num_particles=5,
+                                  step_stride=3, formats=("gif",))
+    self.assertEqual(result["rendered_frames"], 4)
+    gif = result["formats"]["gif"]
+    self.assertGreater(gif["megabytes"], 0.001)  # A file of 4 frames.
+    # The render process imports TensorFlow (hundreds of MiB).
+    self.assertBetween(gif["peak_rss_gib"], 0.1, 8.0)
 
 
 class PipelineBenchmarkTest(tf.test.TestCase):

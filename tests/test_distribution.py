@@ -26,9 +26,9 @@ from learning_to_simulate.benchmarks import distribution_scaling
 from learning_to_simulate.data import synthetic
 from learning_to_simulate import reading_utils
 from learning_to_simulate.training import config as config_lib
-from learning_to_simulate.training import distributed_training
 from learning_to_simulate.training import distribution
 from learning_to_simulate.training import evaluation
+from learning_to_simulate.training import train_step as train_step_lib
 from learning_to_simulate.training import trainer
 from learning_to_simulate.training import validation
 
@@ -166,15 +166,15 @@ class WorkersTest(tf.test.TestCase):
     self.assertEqual(keys((2, 1)), everything[1::2])
 
   def test_agreed_stop(self):
-    local = types.SimpleNamespace(signal_name=None)
-    stop = distributed_training.AgreedStop(local)
+    stop = train_step_lib.StopRequest()
     self.assertEqual(stop.local_request, 0.0)
     stop.agree(False)
     self.assertIsNone(stop.signal_name)
     stop.agree(True)  # Another worker was signaled.
     self.assertEqual(stop.signal_name, "a signal to another worker")
-    local.signal_name = "SIGTERM"
-    stop = distributed_training.AgreedStop(local)
+    stop = train_step_lib.StopRequest()
+    with stop:
+      os.kill(os.getpid(), signal.SIGTERM)
     self.assertEqual(stop.local_request, 1.0)
     self.assertIsNone(stop.signal_name)  # Not before the others know.
     stop.agree(True)
@@ -246,8 +246,9 @@ tf.config.set_logical_device_configuration(
     cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 from learning_to_simulate.data import common
 from learning_to_simulate.training import build, config as config_lib
-from learning_to_simulate.training import distributed_training, distribution
+from learning_to_simulate.training import distribution
 from learning_to_simulate.training import one_step, optimizers, pushforward
+from learning_to_simulate.training import train_step as train_step_lib
 
 METADATA = {
     "dim": 2, "bounds": [[0.0, 1.0], [0.0, 1.0]],
@@ -319,7 +320,7 @@ def gradients(batch):
     def predict():
       return one_step.predicted_and_target_accelerations(
           simulator, batch, 0.0, noise=noise_fn(batch[0]))
-    loss, stops, grads = distributed_training.replica_loss_and_gradients(
+    loss, stops, grads = train_step_lib.replica_loss_and_gradients(
         simulator, optimizer, predict, batch[0]["particle_type"],
         tf.constant(0.0))
     return loss, [tf.convert_to_tensor(g) for g in grads]
@@ -328,8 +329,9 @@ def gradients(batch):
           strategy.reduce("SUM", grads, axis=None))
 
 losses, summed = gradients(per_replica)
-step = distributed_training.make_train_step(
-    workers, simulator, optimizer, 0.0, noise_fn=noise_fn)
+step = train_step_lib.make_train_step(
+    simulator, optimizer, train_step_lib.OneStep(0.0, noise_fn=noise_fn),
+    workers=workers)
 step_loss, stops = step(tuple(replica_batches), tf.constant(1.0),
                         tf.constant(0))
 
@@ -356,8 +358,10 @@ single_pushforward = tf.function(
     lambda window: pushforward.pushforward_train_step(
         single, single_optimizer, window, tf.constant(1), 0.0))
 single_pushforward_loss = single_pushforward(global_window)
-window_step = distributed_training.make_train_step(
-    workers, simulator, optimizer, 0.0, windows=True)
+window_step = train_step_lib.make_train_step(
+    simulator, optimizer,
+    train_step_lib.Windows(config_lib.TrainingConfig(pushforward_max_unroll=1),
+                           0.0), workers=workers)
 pushforward_loss, _ = window_step(tuple(replica_windows), tf.constant(0.0),
                                   tf.constant(1))
 
@@ -367,8 +371,10 @@ single_multistep = tf.function(
         single, single_optimizer, window, tf.constant(0), 0.0,
         loss_steps=2))
 single_multistep_loss = single_multistep(global_window)
-multistep_step = distributed_training.make_train_step(
-    workers, simulator, optimizer, 0.0, windows=True, loss_steps=2)
+multistep_step = train_step_lib.make_train_step(
+    simulator, optimizer,
+    train_step_lib.Windows(config_lib.TrainingConfig(multistep_loss_steps=2),
+                           0.0), workers=workers)
 multistep_loss, _ = multistep_step(tuple(replica_windows), tf.constant(0.0),
                                     tf.constant(0))
 

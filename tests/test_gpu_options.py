@@ -14,6 +14,7 @@ from learning_to_simulate.training import build
 from learning_to_simulate.training import config as config_lib
 from learning_to_simulate.training import one_step
 from learning_to_simulate.training import optimizers
+from learning_to_simulate.training import train_step as train_step_lib
 
 METADATA = {
     "dim": 2, "bounds": [[0.0, 1.0], [0.0, 1.0]],
@@ -86,7 +87,8 @@ class GpuOptionsTest(tf.test.TestCase, parameterized.TestCase):
     loss = {}
     for name, model in (("xla", simulator), ("default", self.reference)):
       optimizer = optimizers.make_optimizer(config_lib.OptimizerConfig(), model)
-      step = one_step.make_train_step(model, optimizer, 0.0, METADATA)
+      step = train_step_lib.loss_of(train_step_lib.make_train_step(
+          model, optimizer, train_step_lib.OneStep(0.0), METADATA))
       loss[name] = float(step((self.features, self.target)))
     self.assertAllClose(loss["xla"], loss["default"], rtol=1e-4)
 
@@ -137,7 +139,8 @@ class GpuOptionsTest(tf.test.TestCase, parameterized.TestCase):
     optimizer = optimizers.make_optimizer(
         config_lib.OptimizerConfig(), simulator,
         loss_scaling=dtype == "float16")
-    step = one_step.make_train_step(simulator, optimizer, 0.0, METADATA)
+    step = train_step_lib.loss_of(train_step_lib.make_train_step(
+        simulator, optimizer, train_step_lib.OneStep(0.0), METADATA))
     losses = [float(step((self.features, self.target))) for _ in range(3)]
     self.assertTrue(np.all(np.isfinite(losses)))
     for variable in simulator.trainable_variables:

@@ -14,6 +14,7 @@ from learning_to_simulate.training import build
 from learning_to_simulate.training import config as config_lib
 from learning_to_simulate.training import one_step
 from learning_to_simulate.training import pushforward
+from learning_to_simulate.training import train_step as train_step_lib
 from learning_to_simulate.training import trainer
 from learning_to_simulate.training import validation
 
@@ -193,19 +194,19 @@ class UnrollTest(tf.test.TestCase):
     """
     model_path = self.create_tempdir().full_path
     calls = []
-    make_step = pushforward.make_pushforward_train_step
+    make_step = train_step_lib.make_train_step
 
-    def recording_step(*args, **kwargs):
-      step = make_step(*args, **kwargs)
+    def recording_step(simulator, optimizer, recipe, *args, **kwargs):
+      step = make_step(simulator, optimizer, recipe, *args, **kwargs)
 
-      def run(window, num_unroll):
+      def run(window, stop, num_unroll):
         calls.append((int(window["position"].shape[1]), int(num_unroll),
-                      kwargs["loss_steps"]))
-        return step(window, num_unroll)
+                      recipe.loss_steps))
+        return step(window, stop, num_unroll)
 
       return run
 
-    with mock.patch.object(pushforward, "make_pushforward_train_step",
+    with mock.patch.object(train_step_lib, "make_train_step",
                            recording_step), self.assertLogs() as logs:
       loss = trainer.train(
           self.data_path, model_path, SMALL, config_lib.OptimizerConfig(),

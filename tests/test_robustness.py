@@ -33,6 +33,7 @@ from learning_to_simulate.training import divergence
 from learning_to_simulate.training import evaluation
 from learning_to_simulate.training import model_lock
 from learning_to_simulate.training import optimizers
+from learning_to_simulate.training import train_step as train_step_lib
 from learning_to_simulate.training import trainer
 
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -257,10 +258,11 @@ class RobustnessTest(tf.test.TestCase, parameterized.TestCase):
     before = digests(self.model_path)
 
     class StopAfterThreeSteps:
-      """`_StopRequest` as if SIGTERM came during the third step."""
+      """`StopRequest` as if SIGTERM came during the third step."""
 
       def __init__(self):
-        self.reads = 0
+        self.steps = 0
+        self.signal_name = None
 
       def __enter__(self):
         return self
@@ -269,12 +271,17 @@ class RobustnessTest(tf.test.TestCase, parameterized.TestCase):
         pass
 
       @property
-      def signal_name(self):
-        self.reads += 1
-        return "SIGTERM" if self.reads >= 3 else None
+      def local_request(self):
+        self.steps += 1
+        return 1.0 if self.steps >= 3 else 0.0
+
+      def agree(self, requested):
+        if requested:
+          self.signal_name = "SIGTERM"
 
     # Resuming the good model at a learning rate that diverges at once.
-    with mock.patch.object(trainer, "_StopRequest", StopAfterThreeSteps):
+    with mock.patch.object(train_step_lib, "StopRequest",
+                           StopAfterThreeSteps):
       with self.assertRaisesRegex(
           divergence.DivergedError,
           r"(loss is (NaN|-?inf) at step [5-7]|a variable is not finite after"

@@ -14,6 +14,7 @@ from learning_to_simulate.training import build
 from learning_to_simulate.training import config as config_lib
 from learning_to_simulate.training import one_step
 from learning_to_simulate.training import optimizers
+from learning_to_simulate.training import train_step as train_step_lib
 from learning_to_simulate.training import trainer
 from learning_to_simulate.training import validation
 
@@ -195,8 +196,9 @@ class TrainStepTest(tf.test.TestCase):
     simulator = build.build_simulator(METADATA, model)
     optimizer = optimizers.make_optimizer(
         config_lib.OptimizerConfig(lr=1e-3, min_lr=1e-3), simulator)
-    train_step = one_step.make_train_step(simulator, optimizer, 0.0,
-                                          METADATA)
+    step_fn = train_step_lib.make_train_step(
+        simulator, optimizer, train_step_lib.OneStep(0.0), METADATA)
+    train_step = train_step_lib.loss_of(step_fn)
     batch = make_batch(rng, [30, 20])
     first = float(train_step(batch))
     for _ in range(150):
@@ -204,7 +206,7 @@ class TrainStepTest(tf.test.TestCase):
     self.assertLess(last, 0.1 * first)
     self.assertEqual(int(optimizer.iterations), 151)
     train_step(make_batch(rng, [7, 3, 12]))  # Other sizes, same graph.
-    self.assertEqual(train_step.experimental_get_tracing_count(), 1)
+    self.assertEqual(step_fn.experimental_get_tracing_count(), 1)
 
 
 if __name__ == "__main__":

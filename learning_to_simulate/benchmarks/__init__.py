@@ -15,5 +15,7 @@
 - `training_curve`: a training run's loss and validation curves, from its
   TensorBoard summaries, as a small JSON to commit;
 - `solver_speed`: a trained model's rollout against the generator's MLS-MPM
-  solver on the same test trajectories.
+  solver on the same test trajectories;
+- `render_speed`: rendering a long rollout to GIF and MP4 (time, size,
+  memory).
 """

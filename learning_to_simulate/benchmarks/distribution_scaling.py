@@ -36,10 +36,9 @@ from learning_to_simulate.data import dataset_writer
 from learning_to_simulate import reading_utils
 from learning_to_simulate.training import build
 from learning_to_simulate.training import config as config_lib
-from learning_to_simulate.training import distributed_training
 from learning_to_simulate.training import distribution
-from learning_to_simulate.training import one_step
 from learning_to_simulate.training import optimizers
+from learning_to_simulate.training import train_step as train_step_lib
 
 FLAGS = flags.FLAGS
 
@@ -79,19 +78,11 @@ def worker(kind: str, data_path: str, per_replica_batch: int,
     simulator = build.build_simulator(metadata, model)
     optimizer = optimizers.make_optimizer(config_lib.OptimizerConfig(),
                                           simulator)
-  if workers is None:  # Today's single-device training.
-    dataset = reading_utils.get_one_step_dataset(
-        data_path, "train", batch_size, metadata, is_training=True, seed=0)
-    step_fn = one_step.make_train_step(simulator, optimizer,
-                                       model.noise_std, metadata)
-    run_step = step_fn
-  else:
-    dataset = distributed_training.make_dataset(workers, data_path, metadata,
-                                                batch_size, seed=0)
-    step_fn = distributed_training.make_train_step(
-        workers, simulator, optimizer, model.noise_std, dataset.element_spec)
-    no_stop, no_unroll = tf.constant(0.0), tf.constant(0, tf.int32)
-    run_step = lambda batch: step_fn(batch, no_stop, no_unroll)[0]
+  dataset = train_step_lib.make_dataset(workers, data_path, metadata,
+                                       batch_size, seed=0)
+  run_step = train_step_lib.loss_of(train_step_lib.make_train_step(
+      simulator, optimizer, train_step_lib.OneStep(model.noise_std), metadata,
+      workers, dataset.element_spec))
   iterator = iter(dataset)
   for _ in range(warmup_steps):
     float(run_step(next(iterator)))

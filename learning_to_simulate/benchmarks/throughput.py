@@ -6,7 +6,7 @@ needed: each benchmark point is a batch of 2D (or 3D) water particles on a
 jittered lattice, spaced so that a particle has ~17 neighbours within the
 WaterDrop connectivity radius in 2D (about 21k edges for 2 x 600 particles).
 
-For each point it measures train steps/s (the `one_step.make_train_step`
+For each point it measures train steps/s (the `train_step.make_train_step`
 function, Adam), one-step inference steps/s and the steps/s of a 300-step
 rollout (`rollout.make_rollout_fn`), with particle-steps/s and edge-steps/s;
 the median of several runs after warm-up. Throughput is also given as
@@ -55,6 +55,7 @@ from learning_to_simulate.training import devices
 from learning_to_simulate.training import one_step
 from learning_to_simulate.training import optimizers
 from learning_to_simulate.training import rollout as rollout_lib
+from learning_to_simulate.training import train_step as train_step_lib
 from learning_to_simulate.benchmarks.workload import (
     Point, parse_point, parse_points, Workload, make_workload, count_edges,
     rollout_features, model_flops, ROLLOUT_ACC_STD, TRAIN_FLOP_FACTOR)
@@ -175,8 +176,9 @@ def run_point(point: Point, options: Options = Options(),
     optimizer = optimizers.make_optimizer(
         config_lib.OptimizerConfig(), simulator,
         loss_scaling=options.mixed_precision == "float16")
-    train_step = one_step.make_train_step(simulator, optimizer,
-                                          model_config.noise_std, metadata)
+    train_step = train_step_lib.loss_of(train_step_lib.make_train_step(
+        simulator, optimizer, train_step_lib.OneStep(model_config.noise_std),
+        metadata))
     seconds = timing.time_runs(lambda: train_step(batch), options.repeats,
                                options.warmup, options.min_run_seconds)
     result["train"] = _rate(seconds, TRAIN_FLOP_FACTOR * forward, peak_gflops)

@@ -21,9 +21,9 @@ import tensorflow as tf
 from learning_to_simulate import reading_utils
 from learning_to_simulate.training import build
 from learning_to_simulate.training import config as config_lib
-from learning_to_simulate.training import one_step
 from learning_to_simulate.training import optimizers
 from learning_to_simulate.training import validation
+from learning_to_simulate.training import train_step as train_step_lib
 
 
 def measure(data_path: str, train_steps: int = 200, repeats: int = 2,
@@ -45,8 +45,9 @@ def measure(data_path: str, train_steps: int = 200, repeats: int = 2,
   simulator = build.build_simulator(metadata, model_config)
   optimizer = optimizers.make_optimizer(config_lib.OptimizerConfig(),
                                         simulator)
-  train_step = one_step.make_train_step(simulator, optimizer,
-                                        model_config.noise_std, metadata)
+  train_step = train_step_lib.loss_of(train_step_lib.make_train_step(
+      simulator, optimizer, train_step_lib.OneStep(model_config.noise_std),
+      metadata))
   dataset = iter(reading_utils.get_one_step_dataset(
       data_path, "train", batch_size, metadata, is_training=True, seed=0))
   for _ in range(20):

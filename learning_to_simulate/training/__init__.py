@@ -4,9 +4,11 @@
   directories, finding the newest usable checkpoint and repairing the rest;
   `model_lock`: one trainer per model directory;
 - `build`: the simulator for a dataset; `optimizers`: optimizers and the
-  learning-rate schedule; `one_step`: noise, loss, train and eval steps;
-  `pushforward`: the opt-in training steps through the model's own
-  rollout (pushforward, multi-step loss);
+  learning-rate schedule; `one_step`: noise, loss and eval step;
+  `pushforward`: the opt-in training through the model's own rollout
+  (pushforward, multi-step loss); `train_step`: the one train step, for
+  every recipe (one-step, windows) and strategy (one device included), its
+  input and the stop request;
 - `rollout`: the autoregressive rollout as one graph;
 - `metrics`: rollout metrics (MSE at horizons, EMD, kinetic energy, out of
   domain); `baselines`: physics-free baselines;
@@ -16,6 +18,5 @@
   `random_streams`: every random draw of a run from its seed and step;
 - `devices`: device set-up; `distribution`: the `tf.distribute` strategy
   of `--distribution`, the workers' collectives and chief-only writing;
-  `distributed_training`: the global-batch train step and sharded input;
 - `export`: the trained simulator as a SavedModel (`train --mode=export`).
 """

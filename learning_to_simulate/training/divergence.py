@@ -71,7 +71,7 @@ class Monitor:
   def record(self, loss: tf.Tensor) -> None:
     """Counts a step and records it if `loss` is the first non-finite one.
 
-    The train step's `on_loss` (`one_step.make_train_step`): a few scalar ops
+    The train step's `on_loss` (`train_step.make_train_step`): a few scalar ops
     inside its graph; nothing is read back.
     """
     step = self._step.assign_add(1)

@@ -1,9 +1,12 @@
-"""One-step training and evaluation: input noise, loss, train and eval steps.
+"""One-step training and evaluation: input noise, loss, eval step.
 
 Sanchez-Gonzalez et al. 2020 (arXiv:2002.09405), Sec. 4: inputs corrupted
 with random-walk noise and an L2 loss on the normalized acceleration of the
-non-kinematic particles. The steps are `tf.function`s whose input signature
-leaves particle counts open, so new graph sizes do not retrace.
+non-kinematic particles. The trainer's step is `train_step.make_train_step`
+(its `OneStep` recipe); `train_step` here is the same step written plainly,
+without a strategy, as the reference the tests hold it to. The eval step is
+a `tf.function` whose input signature leaves particle counts open, so new
+graph sizes do not retrace.
 """
 
 import functools
@@ -151,29 +154,6 @@ def batch_signature(metadata: Mapping[str, Any],
     features["step_context"] = tf.TensorSpec(
         [None, len(metadata["context_mean"])], tf.float32)
   return features, tf.TensorSpec([None, dim], tf.float32)
-
-
-def make_train_step(simulator, optimizer, noise_std: float,
-                    metadata: Mapping[str, Any],
-                    on_loss: Optional[Callable[[tf.Tensor], None]] = None,
-                    seed: Optional[int] = None):
-  """`train_step` bound to its model, as a `tf.function` that never retraces.
-
-  `on_loss`, if given, is called with each step's loss inside the function
-  (`divergence.Monitor.record` keeps a record on the device that way, with
-  no host round trip per step). `seed`: see `train_step`.
-  """
-  step = functools.partial(train_step, simulator, optimizer,
-                           noise_std=noise_std, seed=seed)
-
-  def step_and_observe(batch):
-    loss = step(batch)
-    if on_loss is not None:
-      on_loss(loss)
-    return loss
-
-  return tf.function(step_and_observe,
-                     input_signature=[batch_signature(metadata)])
 
 
 def eval_step(simulator: learned_simulator.LearnedSimulator, batch: Batch,

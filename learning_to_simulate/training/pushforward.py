@@ -205,6 +205,9 @@ def pushforward_train_step(simulator: learned_simulator.LearnedSimulator,
                            seed: Optional[int] = None) -> tf.Tensor:
   """One optimizer step after a `num_unroll`-step pushforward; the loss.
 
+  The plain form, without a strategy, of `train_step.make_train_step`'s
+  step with the `Windows` recipe (the tests' reference).
+
   `seed`: the run seed of the noise, as in `one_step.train_step`.
   """
   inputs = unrolled_inputs(simulator, window, num_unroll, noise_std,
@@ -227,26 +230,3 @@ def window_signature(metadata: Mapping[str, Any]) -> Dict[str, tf.TensorSpec]:
     signature["step_context"] = tf.TensorSpec(
         [None, None, len(metadata["context_mean"])], tf.float32)
   return signature
-
-
-def make_pushforward_train_step(
-    simulator, optimizer, noise_std: float, metadata: Mapping[str, Any],
-    on_loss: Optional[Callable[[tf.Tensor], None]] = None,
-    loss_steps: int = 1, seed: Optional[int] = None):
-  """`pushforward_train_step` as a `tf.function(window, num_unroll)` that
-  does not retrace for new particle counts or unroll lengths.
-
-  `on_loss`, if given, is called with each step's loss inside the function,
-  as in `one_step.make_train_step`; `seed`: see `pushforward_train_step`.
-  """
-
-  @tf.function(input_signature=[window_signature(metadata),
-                                tf.TensorSpec([], tf.int32)])
-  def step(window, num_unroll):
-    loss = pushforward_train_step(simulator, optimizer, window, num_unroll,
-                                  noise_std, loss_steps, seed)
-    if on_loss is not None:
-      on_loss(loss)
-    return loss
-
-  return step

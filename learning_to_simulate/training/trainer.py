@@ -10,7 +10,6 @@ with the same seed, it draws what an uninterrupted one draws
 
 import dataclasses
 import os
-import signal
 import time
 from typing import Optional
 
@@ -23,13 +22,13 @@ from learning_to_simulate import reading_utils
 from learning_to_simulate.training import build
 from learning_to_simulate.training import checkpoints
 from learning_to_simulate.training import config as config_lib
-from learning_to_simulate.training import distributed_training
 from learning_to_simulate.training import distribution
 from learning_to_simulate.training import divergence
 from learning_to_simulate.training import one_step
 from learning_to_simulate.training import optimizers
 from learning_to_simulate.training import pushforward
 from learning_to_simulate.training import random_streams
+from learning_to_simulate.training import train_step as train_step_lib
 from learning_to_simulate.training import validation
 
 
@@ -81,30 +80,6 @@ class TrainOptions:
                        f"{self.shuffle_buffer_size}")
 
 
-class _StopRequest:
-  """Turns SIGTERM/SIGINT into a flag so the loop can save and stop."""
-
-  def __init__(self):
-    self.signal_name = None
-    self._previous = {}
-
-  def __enter__(self):
-    for sig in (signal.SIGTERM, signal.SIGINT):
-      try:
-        self._previous[sig] = signal.signal(sig, self._handle)
-      except ValueError:  # Not the main thread: leave signals alone.
-        pass
-    return self
-
-  def _handle(self, signum, frame):
-    del frame
-    self.signal_name = signal.Signals(signum).name
-
-  def __exit__(self, *exc):
-    for sig, handler in self._previous.items():
-      signal.signal(sig, handler)
-
-
 def _format_duration(seconds: float) -> str:
   seconds = int(seconds)
   hours, rest = divmod(seconds, 3600)
@@ -123,54 +98,6 @@ def _save(manager: tf.train.CheckpointManager, monitor: divergence.Monitor,
   if input_manager is not None:
     checkpoints.save(input_manager, step, None)
   return path
-
-
-def _train_step_and_dataset(data_path, metadata, simulator, optimizer,
-                            model_config: config_lib.ModelConfig,
-                            training_config: config_lib.TrainingConfig,
-                            options: TrainOptions,
-                            monitor: divergence.Monitor, seed: int,
-                            shuffle_seed: int):
-  """The step function `(batch, step) -> loss` and its input pipeline.
-
-  Each step's loss goes to `monitor.record` inside the step's graph.
-  `seed`: the run seed of the noise and unroll draws; `shuffle_seed`: the
-  input's (see `random_streams`).
-  """
-  if not training_config.windowed:  # The paper's training.
-    dataset = reading_utils.get_one_step_dataset(
-        data_path, "train", options.batch_size, metadata, is_training=True,
-        shuffle_buffer_size=options.shuffle_buffer_size, seed=shuffle_seed,
-        skip_corrupt_records=options.skip_corrupt_records)
-    step_fn = one_step.make_train_step(simulator, optimizer,
-                                       model_config.noise_std, metadata,
-                                       on_loss=monitor.record, seed=seed)
-    return lambda batch, step: step_fn(batch), dataset
-  dataset = reading_utils.get_window_dataset(
-      data_path, "train", options.batch_size, metadata,
-      pushforward.window_length(training_config),
-      shuffle_buffer_size=options.shuffle_buffer_size, seed=shuffle_seed,
-      skip_corrupt_records=options.skip_corrupt_records)
-  step_fn = pushforward.make_pushforward_train_step(
-      simulator, optimizer, model_config.noise_std, metadata,
-      on_loss=monitor.record,
-      loss_steps=training_config.multistep_loss_steps, seed=seed)
-  if training_config.pushforward_max_unroll:
-    logging.info("Pushforward training: unroll lengths 1..%d phased in every"
-                 " %d steps, each step unrolled with probability %g.",
-                 training_config.pushforward_max_unroll,
-                 training_config.pushforward_phase_steps,
-                 training_config.pushforward_probability)
-  if training_config.multistep_loss_steps > 1:
-    logging.info("Multi-step loss: the mean over %d steps of the model's own "
-                 "rollout, with gradient through them.",
-                 training_config.multistep_loss_steps)
-
-  def train_step(batch, step):
-    num_unroll = pushforward.step_unroll(step, training_config, seed)
-    return step_fn(batch, tf.constant(num_unroll, tf.int32))
-
-  return train_step, dataset
 
 
 def _input_description(data_path: str, options: TrainOptions,
@@ -268,7 +195,7 @@ def train(data_path: str, model_path: str,
       (`every_steps=0`: none).
     training_config: the opt-in training recipe beyond the paper
       (pushforward); saved to `config.json` too.
-    workers: a `tf.distribute` strategy (`distributed_training`: the batch
+    workers: a `tf.distribute` strategy (`train_step`: the batch
       is the global batch), or None for today's single-device training.
 
   Returns:
@@ -390,19 +317,13 @@ def _train(data_path: str, model_path: str, write_path: str,
 
   monitor = divergence.Monitor([*simulator.variables, *optimizer.variables],
                                step)
-  stop = _StopRequest()
+  stop = train_step_lib.StopRequest()
   worker = 0 if workers is None else workers.index
   shuffle_seed = random_streams.shuffle_seed(seed, step, worker)
-  if workers is None:
-    train_step, dataset = _train_step_and_dataset(
-        data_path, metadata, simulator, optimizer, model_config,
-        training_config, options, monitor, seed, shuffle_seed)
-  else:
-    stop = distributed_training.AgreedStop(stop)
-    train_step, dataset = distributed_training.train_step_and_dataset(
-        workers, data_path, metadata, simulator, optimizer,
-        model_config.noise_std, training_config, options, monitor.record,
-        stop, seed, shuffle_seed)
+  train_step, dataset = train_step_lib.train_step_and_dataset(
+      workers, data_path, metadata, simulator, optimizer,
+      model_config.noise_std, training_config, options, monitor.record,
+      stop, seed, shuffle_seed)
   description = _input_description(data_path, options, training_config,
                                    workers)
   iterator = _input_iterator(dataset, restored, step, options, model_path,
