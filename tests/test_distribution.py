@@ -245,7 +245,8 @@ cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(
     cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 from learning_to_simulate.data import common
-from learning_to_simulate.training import build, config as config_lib
+from learning_to_simulate.model import build
+from learning_to_simulate.training import config as config_lib
 from learning_to_simulate.training import distribution
 from learning_to_simulate.training import one_step, optimizers, pushforward
 from learning_to_simulate.training import train_step as train_step_lib

@@ -10,7 +10,7 @@ import tensorflow as tf
 
 from learning_to_simulate.data import common
 from learning_to_simulate.model import external_force
-from learning_to_simulate.training import build
+from learning_to_simulate.model import build
 from learning_to_simulate.training import config as config_lib
 
 GRAVITY = (0.0, -6.125e-5)  # 9.8 m/s^2 at 2.5 ms per frame.

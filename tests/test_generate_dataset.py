@@ -23,7 +23,7 @@ from learning_to_simulate.data import dataset_writer
 from learning_to_simulate.generation import generate_dataset
 from learning_to_simulate.generation import mpm
 from learning_to_simulate.generation import scenes
-from learning_to_simulate.training import build
+from learning_to_simulate.model import build
 from learning_to_simulate.training import checkpoints
 from learning_to_simulate.training import config as config_lib
 

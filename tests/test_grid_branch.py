@@ -8,7 +8,7 @@ import tensorflow as tf
 
 from learning_to_simulate.data import common
 from learning_to_simulate.model import grid_branch
-from learning_to_simulate.training import build
+from learning_to_simulate.model import build
 from learning_to_simulate.training import config as config_lib
 
 BOUNDS = np.array([[0.1, 0.9], [0.1, 0.9], [0.1, 0.9]], np.float32)

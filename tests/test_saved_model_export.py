@@ -12,7 +12,7 @@ import tensorflow as tf
 from learning_to_simulate.data import common
 from learning_to_simulate.data import synthetic
 from learning_to_simulate import reading_utils
-from learning_to_simulate.training import build
+from learning_to_simulate.model import build
 from learning_to_simulate.training import checkpoints
 from learning_to_simulate.training import config as config_lib
 from learning_to_simulate.training import evaluation

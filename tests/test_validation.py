@@ -9,7 +9,7 @@ import tensorflow as tf
 from tensorboard.backend.event_processing import event_accumulator
 
 from learning_to_simulate.data import synthetic
-from learning_to_simulate.training import build
+from learning_to_simulate.model import build
 from learning_to_simulate.training import checkpoints
 from learning_to_simulate.training import config as config_lib
 from learning_to_simulate.training import evaluation

@@ -34,7 +34,7 @@ from learning_to_simulate.benchmarks import report as report_lib
 from learning_to_simulate.benchmarks import timing
 from learning_to_simulate.data import dataset_writer
 from learning_to_simulate import reading_utils
-from learning_to_simulate.training import build
+from learning_to_simulate.model import build
 from learning_to_simulate.training import config as config_lib
 from learning_to_simulate.training import distribution
 from learning_to_simulate.training import optimizers

@@ -19,7 +19,7 @@ from absl import flags
 import tensorflow as tf
 
 from learning_to_simulate import reading_utils
-from learning_to_simulate.training import build
+from learning_to_simulate.model import build
 from learning_to_simulate.training import config as config_lib
 from learning_to_simulate.training import optimizers
 from learning_to_simulate.training import validation

@@ -1,4 +1,9 @@
-"""Stage 2, model: kernels of the graph network's fast path, and options.
+"""Stage 2, model: its configuration, its construction, kernels and options.
+
+- `config`: `ModelConfig`, what determines the model's function and
+  variables (the paper's defaults; every option beyond it off).
+- `build`: the simulator for a dataset: normalization statistics (the
+  noise folded in), the connectivity radius, variables created.
 
 - `graph_ops`: LayerNorm with a hand-written gradient, sorted segment sums.
 - `external_force`: the opt-in external-force target (gravity outside the

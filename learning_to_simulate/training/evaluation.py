@@ -32,7 +32,7 @@ from learning_to_simulate.data import common
 from learning_to_simulate.data import dataset_writer
 from learning_to_simulate import reading_utils
 from learning_to_simulate.training import baselines
-from learning_to_simulate.training import build
+from learning_to_simulate.model import build
 from learning_to_simulate.training import checkpoints
 from learning_to_simulate.training import config as config_lib
 from learning_to_simulate.training import distribution

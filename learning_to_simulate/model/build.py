@@ -12,7 +12,7 @@ import tensorflow as tf
 
 from learning_to_simulate.data import common
 from learning_to_simulate import learned_simulator
-from learning_to_simulate.training import config as config_lib
+from learning_to_simulate.model import config as config_lib
 
 
 def _combine_std(std_x, std_y):
