@@ -161,11 +161,19 @@ class RunRecordTest(tf.test.TestCase):
     self.assertEqual(run(1, batch_size=2, seed=3),
                      {"batch_size": 2, "seed": 3, "mixed_precision": None,
                       "jit_compile": False, "num_workers": 1})
-    with self.assertLogs("absl", "WARNING") as logs:
+    with self.assertLogs("absl", "INFO") as logs:
       record = run(2, batch_size=1, seed=3)
     self.assertEqual(record["batch_size"], 1)
     (line,) = [line for line in logs.output if "Resuming" in line]
     self.assertIn("batch_size is 1 in this run, 2 in the run so far", line)
+    # The start prints what decides the run, changes from the paper's alone.
+    printed = [line.split("Configuration (config.json) ")[1]
+               for line in logs.output if "Configuration" in line]
+    self.assertEqual(printed, [
+        "model: hidden_size=4, latent_size=4, message_passing_steps=1",
+        "optimizer: the paper's", "training: the paper's",
+        "run: batch_size=1, jit_compile=False, mixed_precision=None, "
+        "num_workers=1, seed=3"])
     # A config.json written before the run section: nothing to compare.
     self.assertEqual(config_lib.run_changes({"model": {}}, record), [])
 

@@ -121,6 +121,24 @@ def save(model_path: str, model: ModelConfig, optimizer: OptimizerConfig,
   dataset_writer.write_json(os.path.join(model_path, CONFIG_FILENAME), config)
 
 
+def describe(config: Dict[str, Any]) -> List[str]:
+  """One line per section of a `config.json` dict: its settings that differ
+  from the defaults (the paper's), or `the paper's` when none does; the run
+  section in full."""
+  lines = []
+  for section, cls in SECTIONS.items():
+    defaults = dataclasses.asdict(cls())
+    changed = {name: value for name, value in config.get(section, {}).items()
+               if defaults.get(name) != value}
+    settings = ", ".join(f"{name}={value!r}" for name, value in
+                         changed.items()) or "the paper's"
+    lines.append(f"{section}: {settings}")
+  if RUN_SECTION in config:
+    lines.append(f"{RUN_SECTION}: " + ", ".join(
+        f"{name}={value!r}" for name, value in config[RUN_SECTION].items()))
+  return lines
+
+
 def run_changes(saved: Optional[Dict[str, Any]],
                 run: Dict[str, Any]) -> List[str]:
   """One line per run setting that differs from the saved config.json's

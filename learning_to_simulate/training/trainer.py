@@ -267,6 +267,8 @@ def _train(data_path: str, model_path: str, write_path: str,
       logging.warning("Resuming %s: %s.", model_path, change)
     config_lib.save(model_path, model_config, optimizer_config,
                     training_config, run)
+    for line in config_lib.describe(config_lib.load(model_path)):
+      logging.info("Configuration (config.json) %s", line)
     if os.path.realpath(model_path) != os.path.realpath(data_path):
       # The normalization statistics the model learns with travel with it
       # (`api.load_simulator` reads them when no dataset is given).
