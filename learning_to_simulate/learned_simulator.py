@@ -129,6 +129,11 @@ class LearnedSimulator(snt.Module):
   def relaxation(self) -> Optional[relaxation_lib.Relaxation]:
     return self._relaxation
 
+  @property
+  def graph_network(self) -> graph_network.EncodeProcessDecode:
+    """The learnable network (`forward_flops` counts its work)."""
+    return self._graph_network
+
   def constrain(self, positions: tf.Tensor) -> tf.Tensor:
     """`[num_particles, dim]` positions behind the walls when the simulator
     has them (`clamp_to_bounds`), else unchanged."""

@@ -54,11 +54,6 @@ class PointTest(tf.test.TestCase, parameterized.TestCase):
 
 class FlopsTest(tf.test.TestCase):
 
-  def test_mlp_macs(self):
-    self.assertEqual(workload_lib.mlp_macs(3, 5, 1, 4), 3 * 5 + 5 * 4)
-    self.assertEqual(workload_lib.mlp_macs(3, 5, 2, 4), 3 * 5 + 5 * 5 + 5 * 4)
-    self.assertEqual(workload_lib.mlp_macs(3, 5, 0, 4), 3 * 4)
-
   def test_small_case_by_hand(self):
     # 3 nodes, 4 edges in 2D: node input 5*2 velocities + 2*2 boundary
     # distances + 16 embedding = 30; edge input 2 + 1 = 3.

@@ -7,13 +7,17 @@ paper's model (Sanchez-Gonzalez et al. 2020, arXiv:2002.09405), so that
 algorithmic savings show up as speed. Used by `benchmark`.
 """
 
+import functools
 import math
 import re
 from typing import Any, Dict, List, NamedTuple
 
 import numpy as np
+import tensorflow as tf
 
 from learning_to_simulate import connectivity_utils
+from learning_to_simulate import graph_network
+from learning_to_simulate import learned_simulator
 from learning_to_simulate.data import common
 from learning_to_simulate.data import synthetic
 from learning_to_simulate.training import config as config_lib
@@ -233,19 +237,14 @@ def rollout_features(workload: Workload, num_steps: int
 # FLOP counting.
 
 
-def mlp_macs(input_size: int, hidden_size: int, num_hidden_layers: int,
-             output_size: int) -> int:
-  """Multiply-accumulates of one MLP application (weights only)."""
-  sizes = [input_size] + [hidden_size] * num_hidden_layers + [output_size]
-  return sum(a * b for a, b in zip(sizes[:-1], sizes[1:]))
-
-
 def model_flops(num_nodes: int, num_edges: int, dim: int,
                 model_config: config_lib.ModelConfig,
                 num_particle_types: int = common.NUM_PARTICLE_TYPES,
                 embedding_size: int = common.PARTICLE_TYPE_EMBEDDING_SIZE,
                 context_size: int = 0) -> int:
-  """Forward FLOPs of the straightforward formulation: 2 x the Linear MACs.
+  """Forward FLOPs of the straightforward formulation: 2 x the Linear MACs,
+  as the model itself counts them (`EncodeProcessDecode.forward_flops`, on
+  a network of this configuration built for the purpose).
 
   Encoder: a node MLP on `5 dim` velocities + `2 dim` boundary distances
   (+ the type embedding, + the context) and an edge MLP on `dim + 1`
@@ -267,17 +266,30 @@ def model_flops(num_nodes: int, num_edges: int, dim: int,
   Returns:
     FLOPs of one forward pass (a train step: `TRAIN_FLOP_FACTOR` x this).
   """
-  latent = model_config.latent_size
-  mlp = lambda n_in, n_out: mlp_macs(n_in, model_config.hidden_size,
-                                     model_config.hidden_layers, n_out)
-  velocities = (common.INPUT_SEQUENCE_LENGTH - 1) * dim
-  node_input = velocities + 2 * dim + context_size
-  if num_particle_types > 1:
-    node_input += embedding_size
-  encoder = num_nodes * mlp(node_input, latent) + num_edges * mlp(dim + 1,
-                                                                  latent)
-  processor = model_config.message_passing_steps * (
-      num_edges * mlp(3 * latent, latent) + num_nodes * mlp(2 * latent,
-                                                            latent))
-  decoder = num_nodes * mlp(latent, dim)
-  return 2 * (encoder + processor + decoder)
+  return _network(dim, model_config, num_particle_types, embedding_size,
+                  context_size).forward_flops(num_nodes, num_edges)
+
+
+@functools.lru_cache(maxsize=8)
+def _network(dim: int, model_config: config_lib.ModelConfig,
+             num_particle_types: int, embedding_size: int,
+             context_size: int) -> graph_network.EncodeProcessDecode:
+  """The graph network of a simulator of this configuration, built on one
+  particle (its variables are what `forward_flops` reads)."""
+  stats = common.Stats(np.zeros(dim, np.float32), np.ones(dim, np.float32))
+  normalization = {"velocity": stats, "acceleration": stats}
+  if context_size:
+    normalization["context"] = common.Stats(
+        np.zeros(context_size, np.float32), np.ones(context_size, np.float32))
+  simulator = learned_simulator.LearnedSimulator(
+      num_dimensions=dim, connectivity_radius=RADIUS,
+      graph_network_kwargs=model_config.graph_network_kwargs(),
+      boundaries=[[0.0, 1.0]] * dim, normalization_stats=normalization,
+      num_particle_types=num_particle_types,
+      particle_type_embedding_size=embedding_size)
+  simulator(tf.zeros([1, common.INPUT_SEQUENCE_LENGTH, dim]),
+            n_particles_per_example=tf.constant([1]),
+            global_context=(tf.zeros([1, context_size]) if context_size
+                            else None),
+            particle_types=tf.zeros([1], tf.int64))
+  return simulator.graph_network
