@@ -88,6 +88,23 @@ class DocsTest(tf.test.TestCase):
           broken.append(f"{where}: no heading #{anchor}")
     self.assertEqual(broken, [])
 
+  def test_the_library_page_names_every_module(self):
+    # docs/library.md's table: `stage.module`, or `.module` after another
+    # module of its row, or a top-level module by its name.
+    with open(os.path.join(_ROOT, "docs", "library.md")) as f:
+      page = f.read()
+    package = os.path.join(_ROOT, "learning_to_simulate")
+    for path in glob.glob(os.path.join(package, "**", "*.py"),
+                          recursive=True):
+      if os.path.basename(path) == "__init__.py":
+        continue
+      name = os.path.relpath(path, package)[:-3].replace(os.sep, ".")
+      short = name.rsplit(".", 1)[-1]
+      self.assertTrue(
+          f"`{name}`" in page or f"`.{short}`" in page or
+          ("." not in name and f"`{short}`" in page),
+          f"docs/library.md does not name {name}")
+
   def test_every_flag_is_documented(self):
     missing = []
     for module_name, page in CLIS:
