@@ -423,6 +423,9 @@ def run():
     logging.info("Evaluation metrics (%s): %s", FLAGS.eval_split, metrics)
     print(f"loss_mse: {metrics['loss_mse']:.8g}")
     print(f"one_step_position_mse: {metrics['one_step_position_mse']:.8g}")
+    if "one_step_position_mse_moving" in metrics:
+      print("one_step_position_mse_moving: "
+            f"{metrics['one_step_position_mse_moving']:.8g}")
     return
   if not FLAGS.output_path:
     raise ValueError("A rollout path must be provided: --output_path is "
