@@ -66,7 +66,8 @@ def render(rollout_path: str, output_path: str,
                              stderr=subprocess.PIPE)
   # Read stderr while it runs (a full pipe would block it), then reap it
   # with its resource usage.
-  stderr = process.stderr.read()
+  with process.stderr:
+    stderr = process.stderr.read()
   _, status, usage = os.wait4(process.pid, 0)
   seconds = time.perf_counter() - start
   process.returncode = os.waitstatus_to_exitcode(status)

@@ -112,30 +112,34 @@ RUN_SECTION = "run"
 
 def save(model_path: str, model: ModelConfig, optimizer: OptimizerConfig,
          training: TrainingConfig = TrainingConfig(),
-         run: Optional[Dict[str, Any]] = None) -> None:
+         run: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
   """Writes `{model_path}/config.json` atomically (with `run`: e.g. batch
-  size, seed, precision and replicas, under `RUN_SECTION`)."""
+  size, seed, precision and replicas, under `RUN_SECTION`); returns what it
+  wrote."""
   config = to_dict(model, optimizer, training)
   if run is not None:
     config[RUN_SECTION] = dict(run)
   dataset_writer.write_json(os.path.join(model_path, CONFIG_FILENAME), config)
+  return config
 
 
 def describe(config: Dict[str, Any]) -> List[str]:
   """One line per section of a `config.json` dict: its settings that differ
   from the defaults (the paper's), or `the paper's` when none does; the run
-  section in full."""
+  section in full; names in the file's (sorted) order."""
   lines = []
   for section, cls in SECTIONS.items():
     defaults = dataclasses.asdict(cls())
-    changed = {name: value for name, value in config.get(section, {}).items()
+    changed = {name: value for name, value in
+               sorted(config.get(section, {}).items())
                if defaults.get(name) != value}
     settings = ", ".join(f"{name}={value!r}" for name, value in
                          changed.items()) or "the paper's"
     lines.append(f"{section}: {settings}")
   if RUN_SECTION in config:
     lines.append(f"{RUN_SECTION}: " + ", ".join(
-        f"{name}={value!r}" for name, value in config[RUN_SECTION].items()))
+        f"{name}={value!r}" for name, value in
+        sorted(config[RUN_SECTION].items())))
   return lines
 
 

@@ -406,8 +406,9 @@ def train_step_and_dataset(workers: Optional[distribution.Workers],
     shuffle_seed: this worker's input shuffle seed.
   """
   train_recipe = recipe(training_config, noise_std)
-  if train_recipe.describe():
-    logging.info(train_recipe.describe())
+  description = train_recipe.describe()
+  if description:
+    logging.info(description)
   dataset = make_dataset(
       workers, data_path, metadata, options.batch_size,
       train_recipe.window_length,

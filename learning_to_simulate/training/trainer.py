@@ -265,9 +265,9 @@ def _train(data_path: str, model_path: str, write_path: str,
            "num_workers": workers.num_workers if workers is not None else 1}
     for change in config_lib.run_changes(config_lib.load(model_path), run):
       logging.warning("Resuming %s: %s.", model_path, change)
-    config_lib.save(model_path, model_config, optimizer_config,
-                    training_config, run)
-    for line in config_lib.describe(config_lib.load(model_path)):
+    saved = config_lib.save(model_path, model_config, optimizer_config,
+                            training_config, run)
+    for line in config_lib.describe(saved):
       logging.info("Configuration (config.json) %s", line)
     if os.path.realpath(model_path) != os.path.realpath(data_path):
       # The normalization statistics the model learns with travel with it
