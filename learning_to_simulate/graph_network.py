@@ -118,17 +118,15 @@ class EncodeProcessDecode(snt.Module):
                positions: Optional[tf.Tensor] = None) -> tf.Tensor:
     """Maps a graph of normalized features to `[num_nodes, output_size]`.
 
-    The first call builds the variables with the straightforward
-    formulation (`graph_nets` blocks, `call_straightforward`); later calls
-    run the same math with the same variables in `_forward_arrays`, which
-    does fewer FLOPs and supports mixed precision and XLA.
+    The one forward pass is `_forward_arrays` (under XLA, `_call_padded`);
+    the first call creates the variables (`_create_variables`).
 
     `positions` `[num_nodes, dim]`: the particles' (most recent) positions,
     used by the grid branch only.
     """
-    if not self._built():
-      return self.call_straightforward(input_graph, positions)
     nodes, edges = self._input_features(input_graph)
+    if not self._built():
+      self._create_variables(nodes, edges, positions, input_graph.n_node)
     if not self._jit_compile:
       return self._forward_arrays(nodes, edges, input_graph.senders,
                                   input_graph.receivers, positions,
@@ -136,21 +134,31 @@ class EncodeProcessDecode(snt.Module):
     return self._call_padded(nodes, edges, input_graph.senders,
                              input_graph.receivers)
 
-  def call_straightforward(self, input_graph: gn.graphs.GraphsTuple,
-                           positions: Optional[tf.Tensor] = None
-                           ) -> tf.Tensor:
-    """The reference formulation with `graph_nets` modules, in float32."""
-    latent_graph = self._encode(input_graph)
-    for processor_network in self._processor_networks:
-      latent_graph = self._process_step(processor_network, latent_graph)
-    return self._decoder_network(self._with_grid(
-        latent_graph.nodes, positions, input_graph.n_node))
+  def _create_variables(self, nodes: tf.Tensor, edges: tf.Tensor,
+                        positions: Optional[tf.Tensor],
+                        n_node: tf.Tensor) -> None:
+    """Creates every variable, in the order (and so, under a seed, with the
+    values) of the `graph_nets` formulation's first call: the encoder's edge
+    then node MLP, each processor step's edge then node MLP, the grid
+    branch, the decoder.
 
-  def _encode(self, input_graph: gn.graphs.GraphsTuple
-              ) -> gn.graphs.GraphsTuple:
-    nodes, edges = self._input_features(input_graph)
-    return self._encoder_network(
-        input_graph.replace(nodes=nodes, edges=edges, globals=None))
+    The `graph_nets` modules hold the variables, so checkpoints keep the
+    original's layout; their own call (the reference formulation) is what
+    the tests compare the forward pass against.
+    """
+    # pylint: disable=protected-access
+    encoder = self._encoder_network
+    encoder._edge_model._model(tf.zeros([1, edges.shape[-1]]))
+    latent = int(encoder._node_model._model(
+        tf.zeros([1, nodes.shape[-1]])).shape[-1])
+    for network in self._processor_networks:
+      network._edge_block._edge_model(tf.zeros([1, 3 * latent]))
+      network._node_block._node_model(tf.zeros([1, 2 * latent]))
+    # pylint: enable=protected-access
+    if self._grid_branch is not None:
+      self._with_grid(tf.zeros([tf.shape(nodes)[0], latent]), positions,
+                      n_node)
+    self._decoder_network(tf.zeros([1, latent]))
 
   @staticmethod
   def _input_features(input_graph: gn.graphs.GraphsTuple):
@@ -161,23 +169,17 @@ class EncodeProcessDecode(snt.Module):
       nodes = tf.concat([nodes, broadcast_globals], axis=-1)
     return nodes, input_graph.edges
 
-  def _process_step(self, processor_network: snt.Module,
-                    latent_graph: gn.graphs.GraphsTuple
-                    ) -> gn.graphs.GraphsTuple:
-    """One message-passing step with residuals on nodes and edges."""
-    updated = processor_network(latent_graph)
-    return updated.replace(nodes=updated.nodes + latent_graph.nodes,
-                           edges=updated.edges + latent_graph.edges)
-
   def forward_flops(self, num_nodes: int, num_edges: int) -> int:
-    """FLOPs of one forward pass in the straightforward formulation, read
+    """FLOPs of one forward pass in the paper's formulation (each edge MLP on
+    `concat([edge, receiver, sender])`), read
     from the network's own layers (its variables must exist).
 
     2 x the multiply-accumulates of every linear layer's weights, each MLP
     applied once per node (encoder node MLP, processor node MLPs, decoder)
     or per edge (encoder edge MLP, processor edge MLPs). Biases,
     activations, LayerNorm, gathers, the aggregation and the grid branch
-    are not counted; the fast path, which saves work, counts as faster.
+    are not counted. The forward pass (`_forward_arrays`) splits the
+    processor's first layers and does fewer: it counts as faster.
     """
     # pylint: disable=protected-access
     encoder = self._encoder_network
@@ -194,7 +196,7 @@ class EncodeProcessDecode(snt.Module):
     return 2 * (num_nodes * macs(per_node) + num_edges * macs(per_edge))
 
   def _built(self) -> bool:
-    """Whether every variable exists (the fast path cannot create them)."""
+    """Whether every variable exists."""
     return hasattr(_mlp_layers(self._decoder_network)[0], "w")
 
   def _forward_arrays(self, nodes: tf.Tensor, edges: tf.Tensor,

@@ -1,4 +1,4 @@
-"""Exact-math kernels of the fast network path (`graph_network._forward_arrays`).
+"""Exact-math kernels of the forward pass (`graph_network._forward_arrays`).
 
 * `layer_norm`: `snt.LayerNorm`'s function in fewer elementwise passes, with
   a hand-written gradient (TensorFlow's automatic gradient of
