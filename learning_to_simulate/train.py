@@ -22,7 +22,6 @@ On several hosts, one process each with its `TF_CONFIG`:
 """
 # pylint: enable=line-too-long
 
-import dataclasses
 import sys
 import tempfile
 from typing import Optional
@@ -34,6 +33,7 @@ import tensorflow as tf
 
 from learning_to_simulate import reading_utils
 from learning_to_simulate.model import external_force
+from learning_to_simulate.model import options as options_lib
 from learning_to_simulate.training import checkpoints
 from learning_to_simulate.training import config as config_lib
 from learning_to_simulate.training import devices
@@ -43,11 +43,15 @@ from learning_to_simulate.training import export as export_lib
 from learning_to_simulate.training import trainer
 from learning_to_simulate.training import validation
 
-_MODEL = config_lib.ModelConfig()
-_OPTIMIZER = config_lib.OptimizerConfig()
-_TRAIN = trainer.TrainOptions()
-_VALID = validation.ValidationOptions()
-_RECIPE = config_lib.TrainingConfig()
+# The options of what a run trains and how: one flag per field of these
+# classes (`model.options`), whose defaults are the paper's. The first three
+# are saved in {model_path}/config.json. Among them are the original's
+# --batch_size, --num_steps and --noise_std.
+_OPTION_CLASSES = (config_lib.ModelConfig, config_lib.OptimizerConfig,
+                   config_lib.TrainingConfig, trainer.TrainOptions,
+                   validation.ValidationOptions)
+for _cls in _OPTION_CLASSES:
+  options_lib.define_flags(_cls, module_name=__name__)
 
 # The original's flags, same names and defaults.
 flags.DEFINE_enum("mode", "train", ["train", "eval", "eval_rollout", "export"],
@@ -58,12 +62,6 @@ flags.DEFINE_enum("eval_split", "test", ["train", "valid", "test"],
 flags.DEFINE_string("data_path", None,
                     help="The dataset directory. Defaults to the small "
                     "dataset bundled with the package.")
-flags.DEFINE_integer("batch_size", _TRAIN.batch_size, help="The batch size.")
-flags.DEFINE_integer("num_steps", _TRAIN.num_steps,
-                     help="Number of steps of training (total, counting "
-                     "steps of a resumed run).")
-flags.DEFINE_float("noise_std", _MODEL.noise_std,
-                   help="The std deviation of the noise.")
 flags.DEFINE_string("model_path", None,
                     help="The path for saving checkpoints of the model. "
                     "Defaults to a temporary directory.")
@@ -101,133 +99,18 @@ flags.DEFINE_flag(flags.Flag(
     f"(bare --pretrained: {checkpoints.DEFAULT_PRETRAINED}); without "
     "--data_path it runs on the bundled dataset of the same name (see the "
     "model's PROVENANCE.md).", boolean=True))
-flags.DEFINE_string("warm_start", None,
-                    help="train: a model directory without checkpoints "
-                    "starts from these weights (a ckpt-N prefix or a "
-                    "directory of them, e.g. a packaged model) at step N of "
-                    "the learning-rate and pushforward schedules, with a "
-                    "fresh optimizer state; ignored when --model_path has "
-                    "checkpoints (it resumes from them).")
 flags.DEFINE_string("checkpoint", "latest",
                     help="Checkpoint that eval, eval_rollout and export "
                     "restore: 'latest', 'best' (the best model by "
                     "validation) or a path (a ckpt-N prefix or a directory "
                     "of them).")
 
-# Validation during training (on the valid split) and the best model.
-flags.DEFINE_integer("eval_every_steps", _VALID.every_steps,
-                     help="Validate every N training steps and at the last "
-                     "one: one-step losses and rollouts on the valid split, "
-                     "TensorBoard scalars and images under valid/, the best "
-                     "model kept in {model_path}/best (0: off).")
-flags.DEFINE_integer("eval_num_batches", _VALID.num_batches,
-                     help="One-step batches per validation.")
-flags.DEFINE_integer("eval_num_rollouts", _VALID.num_rollouts,
-                     help="Valid trajectories rolled out per validation.")
-flags.DEFINE_integer("eval_rollout_steps", None,
-                     help="Steps of each validation rollout (default: the "
-                     "whole trajectory).")
-flags.DEFINE_enum("best_metric", _VALID.best_metric,
-                  list(validation.BEST_METRICS),
-                  help="Validation metric (lower is better) that picks the "
-                  "best model.")
-flags.DEFINE_boolean("skip_corrupt_records", False,
-                     help="Skip damaged dataset records with a warning "
-                     "instead of stopping: records that fail a check "
-                     "(NaN position, particle type, shape) one by one; a "
-                     "failed checksum ends the reading of the file there.")
-
-# Model hyperparameters (saved in {model_path}/config.json).
-flags.DEFINE_integer("latent_size", _MODEL.latent_size,
-                     help="Size of node and edge latents.")
-flags.DEFINE_integer("hidden_size", _MODEL.hidden_size,
-                     help="Hidden layer size of every MLP.")
-flags.DEFINE_integer("hidden_layers", _MODEL.hidden_layers,
-                     help="Hidden layers of every MLP.")
-flags.DEFINE_integer("message_passing_steps", _MODEL.message_passing_steps,
-                     help="Number of message-passing steps.")
-flags.DEFINE_boolean("clamp_to_bounds", _MODEL.clamp_to_bounds,
-                     help="Beyond the paper (opt-in): clip predicted "
-                     "positions to the dataset bounds, impermeable walls as "
-                     "in the simulators that made the data. Saved with the "
-                     "model; eval modes may switch it either way.")
-
-flags.DEFINE_float("connectivity_radius", _MODEL.connectivity_radius,
-                   help="Opt-in: the radius of the particle graph (and of "
-                   "relaxation's kernel), in position units; default: the "
-                   "metadata's default_connectivity_radius. Saved with the "
-                   "model.")
-flags.DEFINE_integer("grid_resolution", _MODEL.grid_resolution,
-                     help="Opt-in grid branch: latents scattered onto a grid "
-                     "of this many nodes per axis over the bounds, a small "
-                     "multi-resolution CNN, gathered back before decoding "
-                     "(0: off, the paper's network). Saved with the model.")
-flags.DEFINE_integer("grid_channels", _MODEL.grid_channels,
-                     help="Channels of the grid branch's CNN.")
-flags.DEFINE_integer("grid_levels", _MODEL.grid_levels,
-                     help="Resolution levels of the grid branch's CNN "
-                     "(--grid_resolution must be a multiple of "
-                     "2^(levels - 1)).")
-flags.DEFINE_list("external_acceleration", None,
-                  help="Beyond the paper (opt-in): the known external "
-                  "acceleration (gravity) in positions per frame squared, "
-                  "one number per dimension, or 'auto' for the dataset "
-                  "metadata's external_acceleration (the generator writes "
-                  "it). The network predicts the acceleration minus it; it "
-                  "is added back before integration. Saved with the model.")
-flags.DEFINE_integer("relaxation_steps", _MODEL.relaxation_steps,
-                     help="Beyond the paper (opt-in): density relaxation "
-                     "steps after each rollout step, pushing particles out "
-                     "of regions denser than the rest density "
-                     "(model/relaxation.py); 0: none. An evaluation option "
-                     "like --clamp_to_bounds: eval modes may change it.")
-flags.DEFINE_float("relaxation_step_size", _MODEL.relaxation_step_size,
-                   help="Scale of each relaxation correction, in "
-                   "connectivity radii per unit of density excess (0.1 and "
-                   "--relaxation_steps=3: chosen on water's valid split; "
-                   "1.0 is unstable).")
-flags.DEFINE_float("relaxation_rest_density",
-                   _MODEL.relaxation_rest_density,
-                   help="Rest density of the relaxation, in kernel units "
-                   "(a lone particle has 1); default: the 90th percentile "
-                   "of the movable particles' densities in the last input "
-                   "frame of each rollout.")
-# Optimizer (saved in {model_path}/config.json).
-flags.DEFINE_enum("optimizer", _OPTIMIZER.optimizer,
-                  list(config_lib.OPTIMIZERS), help="Optimizer.")
-flags.DEFINE_float("lr", _OPTIMIZER.lr, help="Initial learning rate.")
-flags.DEFINE_float("min_lr", _OPTIMIZER.min_lr, help="Final learning rate.")
-flags.DEFINE_integer("lr_decay_steps", _OPTIMIZER.lr_decay_steps,
-                     help="Steps over which (lr - min_lr) decays by "
-                     "lr_decay_rate.")
-flags.DEFINE_float("lr_decay_rate", _OPTIMIZER.lr_decay_rate,
-                   help="Learning-rate decay factor.")
-
-# Run control.
-flags.DEFINE_integer("seed", None, help="Random seed of every draw of a run: "
-                     "initial weights, input noise, shuffle, pushforward "
-                     "unrolls, validation noise (default: unseeded).")
 flags.DEFINE_boolean("deterministic", False,
                      help="TensorFlow's op determinism (tf.config."
                      "experimental.enable_op_determinism; needs --seed): "
                      "two runs with the same seed and thread count give the "
                      "same weights, also when one was interrupted and "
                      "resumed. Slower, mostly on GPU.")
-flags.DEFINE_integer("log_every_steps", _TRAIN.log_every_steps,
-                     help="Log loss, steps/s and ETA every N steps.")
-flags.DEFINE_integer("checkpoint_every_steps", _TRAIN.checkpoint_every_steps,
-                     help="Save a checkpoint every N steps.")
-flags.DEFINE_float("checkpoint_every_secs", _TRAIN.checkpoint_every_secs,
-                   help="Also save a checkpoint every N seconds (0: off).")
-flags.DEFINE_integer("keep_checkpoints", _TRAIN.keep_checkpoints,
-                     help="How many recent checkpoints to keep.")
-flags.DEFINE_integer("shuffle_buffer_size", _TRAIN.shuffle_buffer_size,
-                     help="Shuffle buffer of training windows.")
-flags.DEFINE_boolean("save_input_position", _TRAIN.save_input_position,
-                     help="Save the input's position (its shuffle buffer) "
-                     "in checkpoints, so that a resumed run goes on with "
-                     "the batches it would have had; off: smaller "
-                     "checkpoints, and a resumed run starts a new shuffle.")
 
 # Scaling out (tf.distribute; the default trains on one device, as before).
 flags.DEFINE_enum("distribution", "none", list(distribution.DISTRIBUTIONS),
@@ -241,57 +124,13 @@ flags.DEFINE_string("tpu", "",
                     "grpc:// address; empty: from the environment, 'local' "
                     "on a TPU VM).")
 
-# GPU speed-ups (off by default: the default is the paper's float32 model).
-flags.DEFINE_enum("mixed_precision", None, ["bfloat16", "float16"],
-                  help="Matmuls of the graph network in this dtype; "
-                  "variables, LayerNorm, loss and outputs stay float32 "
-                  "(float16 adds dynamic loss scaling).")
-flags.DEFINE_boolean("jit_compile", False,
-                     help="Compile the graph network with XLA, on inputs "
-                     "padded to bucketed sizes (for GPUs; slower on CPU).")
-flags.DEFINE_boolean("recompute_grad", False,
-                     help="Keep only each message-passing step's inputs for "
-                     "the backward pass and recompute the rest there: about "
-                     "1/3 more compute, a fraction of the training memory "
-                     "(for graphs that do not fit otherwise).")
-
-# Training recipe beyond the paper (opt-in; saved in config.json).
-flags.DEFINE_integer("pushforward_max_unroll",
-                     _RECIPE.pushforward_max_unroll,
-                     help="Pushforward training: the model rolls itself "
-                     "forward up to this many steps (without gradient) "
-                     "before the trained step (0: off, the paper's training).")
-flags.DEFINE_integer("pushforward_phase_steps",
-                     _RECIPE.pushforward_phase_steps,
-                     help="Unroll length k becomes available after k times "
-                     "this many training steps.")
-flags.DEFINE_float("pushforward_probability",
-                   _RECIPE.pushforward_probability,
-                   help="Share of training steps that unroll, once unrolls "
-                   "are available.")
-flags.DEFINE_integer("multistep_loss_steps", _RECIPE.multistep_loss_steps,
-                     help="Multi-step loss: the mean of the paper's loss over "
-                     "this many steps of the model's own rollout, with "
-                     "gradient through them (1: the paper's one-step loss; "
-                     "K costs about K times the compute and activation "
-                     "memory of a step).")
-
 FLAGS = flags.FLAGS
 
 
-def _section_flags(cls):
-  return [field.name for field in dataclasses.fields(cls)]
-
-
-def _explicit(names):
-  """Values of the flags among `names` that the user set."""
-  return {name: FLAGS[name].value for name in names if FLAGS[name].present}
-
-
 def _explicit_model(data_path):
-  """`_explicit` of the model section, `--external_acceleration` resolved
+  """The model options the user set, `--external_acceleration` resolved
   against the dataset's metadata."""
-  overrides = _explicit(_section_flags(config_lib.ModelConfig))
+  overrides = options_lib.from_flags(config_lib.ModelConfig, only_given=True)
   if "external_acceleration" in overrides:
     overrides["external_acceleration"] = external_force.resolve(
         overrides["external_acceleration"],
@@ -314,7 +153,7 @@ def _configs(model_path, data_path):
       config_lib.resolve(
           saved, section, cls,
           _explicit_model(data_path) if section == "model" else
-          _explicit(_section_flags(cls)),
+          options_lib.from_flags(cls, only_given=True),
           model_path, evaluating=FLAGS.mode != "train")
       for section, cls in config_lib.SECTIONS.items())
 
@@ -377,24 +216,9 @@ def run():
                    model_path)
     model, optimizer, recipe = _configs(model_path, data_path)
     options = trainer.TrainOptions(
-        num_steps=FLAGS.num_steps, batch_size=FLAGS.batch_size,
-        seed=FLAGS.seed, log_every_steps=FLAGS.log_every_steps,
-        checkpoint_every_steps=FLAGS.checkpoint_every_steps,
-        checkpoint_every_secs=FLAGS.checkpoint_every_secs,
-        keep_checkpoints=FLAGS.keep_checkpoints,
-        shuffle_buffer_size=FLAGS.shuffle_buffer_size,
-        mixed_precision=FLAGS.mixed_precision,
-        jit_compile=FLAGS.jit_compile,
-        recompute_grad=FLAGS.recompute_grad,
-        skip_corrupt_records=FLAGS.skip_corrupt_records,
-        save_input_position=FLAGS.save_input_position,
-        warm_start=FLAGS.warm_start)
+        **options_lib.from_flags(trainer.TrainOptions))
     validation_options = validation.ValidationOptions(
-        every_steps=FLAGS.eval_every_steps,
-        num_batches=FLAGS.eval_num_batches,
-        num_rollouts=FLAGS.eval_num_rollouts,
-        rollout_steps=FLAGS.eval_rollout_steps,
-        best_metric=FLAGS.best_metric)
+        **options_lib.from_flags(validation.ValidationOptions))
     trainer.train(data_path, model_path, model, optimizer, options,
                   validation_options, recipe, workers)
     return

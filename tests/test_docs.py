@@ -1,10 +1,14 @@
 """The docs a newcomer navigates: links resolve, every flag is documented."""
 
+import ast
 import glob
+import importlib
 import os
 import re
 
 import tensorflow as tf
+
+from learning_to_simulate.model import options
 
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PAGES = sorted([os.path.join(_ROOT, "README.md"),
@@ -30,7 +34,24 @@ def flag_names(module_name):
   # A flag of its own class: flags.Flag(parser, serializer, "name", ...).
   names += re.findall(r"flags\.Flag\(\s*[^,]+,\s*[^,]+,\s*[\"'](\w+)[\"']",
                       source)
-  return sorted(set(names))
+  return sorted(set(names + option_flag_names(source)))
+
+
+def option_flag_names(source):
+  """The flags `model.options.define_flags` makes of the classes a CLI
+  lists in `_OPTION_CLASSES` (their modules are imported, not the CLI)."""
+  tree = ast.parse(source)
+  aliases = {alias.asname or alias.name: f"{node.module}.{alias.name}"
+             for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)
+             for alias in node.names}
+  names = []
+  for node in tree.body:
+    if (isinstance(node, ast.Assign) and
+        getattr(node.targets[0], "id", None) == "_OPTION_CLASSES"):
+      for element in node.value.elts:
+        module = importlib.import_module(aliases[element.value.id])
+        names += options.flag_names(getattr(module, element.attr)).values()
+  return names
 
 
 def without_code(text):

@@ -4,7 +4,8 @@ Defaults are the paper's (Sanchez-Gonzalez et al. 2020, Appendix B and the
 original code): latent 128, MLPs of 2 hidden layers of 128, 10
 message-passing steps, noise std 6.7e-4 (folded into the normalization
 stds). Every option beyond the paper is off by default. An architecture
-option is one field here, one flag (`train.py`) and its module in
+option is one entry here, a field declared with `options.option` (its
+default and help: the CLI's flag follows from it), and its module in
 `model/`; `training.config` saves this with the run in `config.json`.
 """
 
@@ -12,38 +13,58 @@ import dataclasses
 from typing import Dict, Optional, Tuple
 
 from learning_to_simulate.model import relaxation as relaxation_lib
+from learning_to_simulate.model.options import option
 
 
 @dataclasses.dataclass(frozen=True)
 class ModelConfig:
   """What determines the model's function and its variables."""
-  latent_size: int = 128
-  hidden_size: int = 128
-  hidden_layers: int = 2
-  message_passing_steps: int = 10
-  # Part of the model: it is folded into the normalization stds.
-  noise_std: float = 6.7e-4
-  # Beyond the paper (opt-in): predicted positions never leave the domain
-  # bounds, as in the simulators that made the data (hard walls).
-  clamp_to_bounds: bool = False
-  # Beyond the paper (opt-in): `[dim]` known external acceleration (gravity,
-  # positions per frame squared) taken out of the network's target and added
-  # back before integration (`model.external_force`); None: the paper's.
-  external_acceleration: Optional[Tuple[float, ...]] = None
-  # Beyond the paper (opt-in, an evaluation option): density relaxation
-  # steps after each rollout step (`model.relaxation`); 0: none.
-  relaxation_steps: int = 0
-  relaxation_step_size: float = 0.1  # Screened on water (valid).
-  relaxation_rest_density: Optional[float] = None  # None: measured.
-  # Beyond the paper (opt-in): the radius of the particle graph (and of
-  # relaxation's kernel), in position units; None: the metadata's
-  # `default_connectivity_radius`.
-  connectivity_radius: Optional[float] = None
-  # Beyond the paper (opt-in): a grid branch (`model.grid_branch`) with this
-  # many nodes per axis over the bounds; 0: none.
-  grid_resolution: int = 0
-  grid_channels: int = 16
-  grid_levels: int = 3
+  latent_size: int = option(128, "Size of node and edge latents.")
+  hidden_size: int = option(128, "Hidden layer size of every MLP.")
+  hidden_layers: int = option(2, "Hidden layers of every MLP.")
+  message_passing_steps: int = option(10, "Number of message-passing steps.")
+  # The original's flag. Part of the model: it is folded into the
+  # normalization stds.
+  noise_std: float = option(6.7e-4, "The std deviation of the noise.")
+  clamp_to_bounds: bool = option(
+      False, "Beyond the paper (opt-in): clip predicted positions to the "
+      "dataset bounds, impermeable walls as in the simulators that made the "
+      "data. Saved with the model; eval modes may switch it either way.")
+  # `[dim]` (`model.external_force`).
+  external_acceleration: Optional[Tuple[float, ...]] = option(
+      None, "Beyond the paper (opt-in): the known external acceleration "
+      "(gravity) in positions per frame squared, one number per dimension, "
+      "or 'auto' for the dataset metadata's external_acceleration (the "
+      "generator writes it). The network predicts the acceleration minus "
+      "it; it is added back before integration. Saved with the model.")
+  # `model.relaxation`; an evaluation option.
+  relaxation_steps: int = option(
+      0, "Beyond the paper (opt-in): density relaxation steps after each "
+      "rollout step, pushing particles out of regions denser than the rest "
+      "density (model/relaxation.py); 0: none. An evaluation option like "
+      "--clamp_to_bounds: eval modes may change it.")
+  relaxation_step_size: float = option(
+      0.1, "Scale of each relaxation correction, in connectivity radii per "
+      "unit of density excess (0.1 and --relaxation_steps=3: chosen on "
+      "water's valid split; 1.0 is unstable).")
+  relaxation_rest_density: Optional[float] = option(
+      None, "Rest density of the relaxation, in kernel units (a lone "
+      "particle has 1); default: the 90th percentile of the movable "
+      "particles' densities in the last input frame of each rollout.")
+  connectivity_radius: Optional[float] = option(
+      None, "Opt-in: the radius of the particle graph (and of relaxation's "
+      "kernel), in position units; default: the metadata's "
+      "default_connectivity_radius. Saved with the model.")
+  # `model.grid_branch`.
+  grid_resolution: int = option(
+      0, "Opt-in grid branch: latents scattered onto a grid of this many "
+      "nodes per axis over the bounds, a small multi-resolution CNN, "
+      "gathered back before decoding (0: off, the paper's network). Saved "
+      "with the model.")
+  grid_channels: int = option(16, "Channels of the grid branch's CNN.")
+  grid_levels: int = option(
+      3, "Resolution levels of the grid branch's CNN (--grid_resolution "
+      "must be a multiple of 2^(levels - 1)).")
 
   def __post_init__(self):
     if self.external_acceleration is not None:  # JSON gives a list.

@@ -16,6 +16,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 from learning_to_simulate.data import dataset_writer
 from learning_to_simulate.model.config import ModelConfig  # The model's own.
+from learning_to_simulate.model.options import option
 
 CONFIG_FILENAME = "config.json"
 OPTIMIZERS = ("adam", "rmsprop", "sgd", "adadelta")
@@ -27,11 +28,12 @@ class OptimizerConfig:
 
   lr(step) = (lr - min_lr) * lr_decay_rate ** (step / lr_decay_steps) + min_lr
   """
-  optimizer: str = "adam"
-  lr: float = 1e-4
-  min_lr: float = 1e-6
-  lr_decay_steps: int = int(5e6)
-  lr_decay_rate: float = 0.1
+  optimizer: str = option("adam", "Optimizer.", choices=OPTIMIZERS)
+  lr: float = option(1e-4, "Initial learning rate.")
+  min_lr: float = option(1e-6, "Final learning rate.")
+  lr_decay_steps: int = option(
+      int(5e6), "Steps over which (lr - min_lr) decays by lr_decay_rate.")
+  lr_decay_rate: float = option(0.1, "Learning-rate decay factor.")
 
   def validate(self) -> None:
     if self.optimizer not in OPTIMIZERS:
@@ -65,10 +67,21 @@ class TrainingConfig:
   more steps of the model's own predictions, with gradient through them, and
   the loss is the mean of the paper's loss over these steps.
   """
-  pushforward_max_unroll: int = 0  # 0: the paper's one-step training.
-  pushforward_phase_steps: int = 20000
-  pushforward_probability: float = 0.2
-  multistep_loss_steps: int = 1  # 1: the paper's one-step loss.
+  pushforward_max_unroll: int = option(
+      0, "Pushforward training: the model rolls itself forward up to this "
+      "many steps (without gradient) before the trained step (0: off, the "
+      "paper's training).")
+  pushforward_phase_steps: int = option(
+      20000, "Unroll length k becomes available after k times this many "
+      "training steps.")
+  pushforward_probability: float = option(
+      0.2, "Share of training steps that unroll, once unrolls are "
+      "available.")
+  multistep_loss_steps: int = option(
+      1, "Multi-step loss: the mean of the paper's loss over this many "
+      "steps of the model's own rollout, with gradient through them (1: the "
+      "paper's one-step loss; K costs about K times the compute and "
+      "activation memory of a step).")
 
   def validate(self) -> None:
     if self.pushforward_max_unroll < 0:

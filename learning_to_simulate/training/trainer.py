@@ -20,6 +20,7 @@ import tensorflow as tf
 from learning_to_simulate.data import dataset_writer
 from learning_to_simulate import reading_utils
 from learning_to_simulate.model import build
+from learning_to_simulate.model.options import option
 from learning_to_simulate.training import checkpoints
 from learning_to_simulate.training import config as config_lib
 from learning_to_simulate.training import distribution
@@ -35,28 +36,53 @@ from learning_to_simulate.training import validation
 @dataclasses.dataclass(frozen=True)
 class TrainOptions:
   """How long to train and how often to log and save."""
-  num_steps: int = int(2e7)
-  batch_size: int = 2
-  seed: Optional[int] = None
-  log_every_steps: int = 100
-  checkpoint_every_steps: int = 10000
-  checkpoint_every_secs: float = 600.0
-  keep_checkpoints: int = 5
-  shuffle_buffer_size: int = 512
+  # The original's flags: --num_steps and --batch_size.
+  num_steps: int = option(
+      int(2e7), "Number of steps of training (total, counting steps of a "
+      "resumed run).")
+  batch_size: int = option(2, "The batch size.")
+  seed: Optional[int] = option(
+      None, "Random seed of every draw of a run: initial weights, input "
+      "noise, shuffle, pushforward unrolls, validation noise (default: "
+      "unseeded).")
+  log_every_steps: int = option(
+      100, "Log loss, steps/s and ETA every N steps.")
+  checkpoint_every_steps: int = option(
+      10000, "Save a checkpoint every N steps.")
+  checkpoint_every_secs: float = option(
+      600.0, "Also save a checkpoint every N seconds (0: off).")
+  keep_checkpoints: int = option(5, "How many recent checkpoints to keep.")
+  shuffle_buffer_size: int = option(512,
+                                    "Shuffle buffer of training windows.")
   # GPU speed-ups, off by default so the default is the paper's model.
-  mixed_precision: Optional[str] = None  # "bfloat16" or "float16"
-  jit_compile: bool = False
-  # Memory for large graphs: recompute activations in the backward pass.
-  recompute_grad: bool = False
-  # Skip damaged records (see `reading_utils.load_trajectories`).
-  skip_corrupt_records: bool = False
-  # Save the input pipeline's position (its shuffle buffer) in checkpoints,
-  # so that a resumed run goes on with the batches it would have had.
-  save_input_position: bool = True
-  # A run without checkpoints of its own starts from these weights (a
-  # `ckpt-N` prefix or a directory of them, such as a packaged model) at step
-  # N of its schedules, with a fresh optimizer state.
-  warm_start: Optional[str] = None
+  mixed_precision: Optional[str] = option(
+      None, "Matmuls of the graph network in this dtype; variables, "
+      "LayerNorm, loss and outputs stay float32 (float16 adds dynamic loss "
+      "scaling).", choices=("bfloat16", "float16"))
+  jit_compile: bool = option(
+      False, "Compile the graph network with XLA, on inputs padded to "
+      "bucketed sizes (for GPUs; slower on CPU).")
+  recompute_grad: bool = option(
+      False, "Keep only each message-passing step's inputs for the backward "
+      "pass and recompute the rest there: about 1/3 more compute, a "
+      "fraction of the training memory (for graphs that do not fit "
+      "otherwise).")
+  skip_corrupt_records: bool = option(
+      False, "Skip damaged dataset records with a warning instead of "
+      "stopping: records that fail a check (NaN position, particle type, "
+      "shape) one by one; a failed checksum ends the reading of the file "
+      "there.")
+  save_input_position: bool = option(
+      True, "Save the input's position (its shuffle buffer) in "
+      "checkpoints, so that a resumed run goes on with the batches it "
+      "would have had; off: smaller checkpoints, and a resumed run starts a "
+      "new shuffle.")
+  warm_start: Optional[str] = option(
+      None, "train: a model directory without checkpoints starts from "
+      "these weights (a ckpt-N prefix or a directory of them, e.g. a "
+      "packaged model) at step N of the learning-rate and pushforward "
+      "schedules, with a fresh optimizer state; ignored when --model_path "
+      "has checkpoints (it resumes from them).")
 
   def validate(self) -> None:
     if self.num_steps < 0:

@@ -26,6 +26,7 @@ import tensorflow as tf
 from learning_to_simulate.data import common
 from learning_to_simulate.data import dataset_writer
 from learning_to_simulate import reading_utils
+from learning_to_simulate.model.options import option
 from learning_to_simulate.training import baselines
 from learning_to_simulate.training import checkpoints
 from learning_to_simulate.training import evaluation
@@ -51,11 +52,22 @@ class ValidationOptions:
   (1.51% measured by `benchmarks.validation_cost`, BENCHMARKS.md section 4);
   `every_steps=0` turns validation off.
   """
-  every_steps: int = 10000
-  num_batches: int = 100
-  num_rollouts: int = 2
-  rollout_steps: Optional[int] = None  # The whole trajectory.
-  best_metric: str = "mse_full"
+  every_steps: int = option(
+      10000, "Validate every N training steps and at the last one: one-step "
+      "losses and rollouts on the valid split, TensorBoard scalars and "
+      "images under valid/, the best model kept in {model_path}/best (0: "
+      "off).", flag="eval_every_steps")
+  num_batches: int = option(100, "One-step batches per validation.",
+                            flag="eval_num_batches")
+  num_rollouts: int = option(
+      2, "Valid trajectories rolled out per validation.",
+      flag="eval_num_rollouts")
+  rollout_steps: Optional[int] = option(
+      None, "Steps of each validation rollout (default: the whole "
+      "trajectory).", flag="eval_rollout_steps")
+  best_metric: str = option(
+      "mse_full", "Validation metric (lower is better) that picks the best "
+      "model.", choices=BEST_METRICS)
   split: str = "valid"
 
   def validate(self) -> None:
