@@ -207,7 +207,7 @@ def run():
       raise ValueError("--pretrained is for --mode=eval, eval_rollout and "
                        "export; to train, give a new --model_path")
     model_path = FLAGS.model_path
-    if not model_path and workers is not None and workers.num_workers > 1:
+    if not model_path and workers.num_workers > 1:
       raise ValueError(f"--distribution={FLAGS.distribution} needs "
                        "--model_path, a directory that every worker shares")
     if not model_path:
@@ -225,7 +225,7 @@ def run():
   model_path = _eval_model_path()
   model = _configs(model_path, data_path)[0]
   if FLAGS.mode == "export":
-    if workers is not None:
+    if not workers.one_device:
       raise ValueError("--mode=export runs in one process: drop "
                        f"--distribution={FLAGS.distribution}")
     if not FLAGS.output_path:

@@ -124,13 +124,21 @@ class WorkersTest(tf.test.TestCase):
     with self.assertRaisesRegex(ValueError, r"^--distribution must be one "
                                 "of none, mirrored, multi_worker, tpu"):
       distribution.make_workers("horovod")
-    self.assertIsNone(distribution.make_workers("none"))
+    local = distribution.make_workers("none")
+    self.assertIs(local.strategy, tf.distribute.get_strategy())
+    self.assertEqual((local.name, local.num_workers, local.index,
+                      local.num_replicas, local.local_replicas),
+                     ("none", 1, 0, 1, 1))
+    self.assertTrue(local.one_device)
+    self.assertTrue(local.is_chief)
+    self.assertEqual(distribution.resolve(None), local)
 
   def test_global_batch_splits_evenly(self):
     workers = distribution.Workers(
         types.SimpleNamespace(num_replicas_in_sync=4), "multi_worker", 2, 1)
     self.assertEqual(distribution.per_replica_batch_size(workers, 8), 2)
-    self.assertEqual(distribution.per_replica_batch_size(None, 3), 3)
+    self.assertEqual(distribution.per_replica_batch_size(
+        distribution.Workers.local(), 3), 3)
     with self.assertRaisesRegex(
         ValueError, r"^--batch_size=6 \(the global batch\) must be a "
         r"multiple of the 4 replicas of --distribution=multi_worker$"):
@@ -141,13 +149,15 @@ class WorkersTest(tf.test.TestCase):
     self.assertEqual(distribution.shard(second), (3, 1))
     self.assertEqual(list(distribution.own_indices(8, second)), [1, 4, 7])
     self.assertFalse(second.is_chief)
-    self.assertIsNone(distribution.shard(None))
-    self.assertEqual(list(distribution.own_indices(3, None)), [0, 1, 2])
+    local = distribution.Workers.local()
+    self.assertIsNone(distribution.shard(local))
+    self.assertEqual(list(distribution.own_indices(3, local)), [0, 1, 2])
+    self.assertEqual(distribution.gather(local, {"a": 1}), [{"a": 1}])
     one = distribution.Workers(None, "mirrored")
     self.assertIsNone(distribution.shard(one))
     self.assertEqual(distribution.gather(one, {"a": 1}), [{"a": 1}])
     self.assertEqual(distribution.worker_seed(5, second), 6)
-    self.assertEqual(distribution.worker_seed(5, None), 5)
+    self.assertEqual(distribution.worker_seed(5, local), 5)
     self.assertIsNone(distribution.worker_seed(None, second))
 
   def test_reading_a_shard(self):
@@ -202,7 +212,7 @@ class WorkersTest(tf.test.TestCase):
                      "lost the connection to /job:worker/replica:0/task:0 "
                      "(it crashed or was killed)")
     with self.assertRaises(tf.errors.UnavailableError):  # One worker: as is.
-      with distribution.failures(None, "x"):
+      with distribution.failures(distribution.Workers.local(), "x"):
         raise dead
 
 

@@ -72,7 +72,7 @@ def worker(kind: str, data_path: str, per_replica_batch: int,
   workers = distribution.make_workers(kind)
   metadata = reading_utils.read_metadata(data_path)
   model = config_lib.ModelConfig()
-  num_replicas = workers.num_replicas if workers else 1
+  num_replicas = workers.num_replicas
   batch_size = per_replica_batch * num_replicas
   with distribution.scope(workers):
     simulator = build.build_simulator(metadata, model)
@@ -91,12 +91,12 @@ def worker(kind: str, data_path: str, per_replica_batch: int,
     loss = run_step(next(iterator))
   float(loss)
   seconds = time.perf_counter() - start
-  result = {"kind": kind, "workers": workers.num_workers if workers else 1,
+  result = {"kind": kind, "workers": workers.num_workers,
             "replicas": num_replicas, "global_batch": batch_size,
             "steps": steps, "seconds": seconds,
             "steps_per_s": steps / seconds,
             "examples_per_s": steps * batch_size / seconds}
-  if workers is not None:
+  if not workers.one_device:
     result["all_reduce_ms"] = 1e3 * _all_reduce_seconds(
         workers, simulator.trainable_variables, steps)
   return result

@@ -1,8 +1,12 @@
 """Scaling out with `tf.distribute`: the strategy of `--distribution`, this
 process's place in it, and what only the chief may write.
 
-- `none`: no strategy; training and evaluation run today's single-device
-  code (`make_workers` returns None and every helper here is then a no-op).
+- `none`: one device, under TensorFlow's default strategy
+  (`Workers.local()`): one worker, one replica, and every helper here is a
+  no-op. The code is the same for every strategy; the one place where one
+  device differs is the training input (`Workers.one_device`: batches are
+  fed as they are, not grouped per replica, as before strategies existed,
+  so that checkpoints of the input position stay valid).
 - `mirrored`: `tf.distribute.MirroredStrategy` over all local GPUs (on a
   host without GPU: over its logical CPU devices, usually one).
 - `multi_worker`: `tf.distribute.MultiWorkerMirroredStrategy` over the hosts
@@ -61,6 +65,17 @@ class Workers:
   num_workers: int = 1
   index: int = 0
 
+  @classmethod
+  def local(cls) -> "Workers":
+    """One device, under TensorFlow's default strategy (`--distribution=none`;
+    what a `workers` argument of None stands for)."""
+    return cls(tf.distribute.get_strategy(), "none")
+
+  @property
+  def one_device(self) -> bool:
+    """`--distribution=none`: the default strategy on one device."""
+    return self.name == "none"
+
   @property
   def is_chief(self) -> bool:
     return self.index == 0
@@ -74,8 +89,8 @@ class Workers:
     return self.num_replicas // self.num_workers
 
 
-def make_workers(name: str, tpu: str = "") -> Optional[Workers]:
-  """The strategy of `--distribution=name` (None for `none`).
+def make_workers(name: str, tpu: str = "") -> Workers:
+  """The strategy of `--distribution=name` (`Workers.local()` for `none`).
 
   Call it at program start, before TensorFlow runs any op (collectives are
   configured when the runtime starts).
@@ -89,7 +104,7 @@ def make_workers(name: str, tpu: str = "") -> Optional[Workers]:
     ValueError: an unknown name, a missing or malformed `TF_CONFIG`, no TPU.
   """
   if name == "none":
-    return None
+    return Workers.local()
   if name == "mirrored":
     devices = (tf.config.list_logical_devices("GPU") or
                tf.config.list_logical_devices("CPU"))
@@ -151,25 +166,27 @@ def _tpu_strategy(tpu: str) -> tf.distribute.Strategy:
   return tf.distribute.TPUStrategy(resolver)
 
 
-def scope(workers: Optional[Workers]):
-  """The strategy's scope (create the variables in it), or no scope."""
-  if workers is None:
-    return contextlib.nullcontext()
+def resolve(workers: Optional[Workers]) -> Workers:
+  """`workers`, or `Workers.local()` for None (the public functions'
+  default: one device)."""
+  return Workers.local() if workers is None else workers
+
+
+def scope(workers: Workers):
+  """The strategy's scope: create the variables in it."""
   return workers.strategy.scope()
 
 
-def is_chief(workers: Optional[Workers]) -> bool:
-  return workers is None or workers.is_chief
+def is_chief(workers: Workers) -> bool:
+  return workers.is_chief
 
 
-def per_replica_batch_size(workers: Optional[Workers], batch_size: int) -> int:
+def per_replica_batch_size(workers: Workers, batch_size: int) -> int:
   """`batch_size` (the global batch) split over the replicas.
 
   Raises:
     ValueError: it does not split evenly.
   """
-  if workers is None:
-    return batch_size
   if batch_size % workers.num_replicas:
     raise ValueError(f"--batch_size={batch_size} (the global batch) must be "
                      f"a multiple of the {workers.num_replicas} replicas of "
@@ -177,14 +194,14 @@ def per_replica_batch_size(workers: Optional[Workers], batch_size: int) -> int:
   return batch_size // workers.num_replicas
 
 
-def shard(workers: Optional[Workers]):
+def shard(workers: Workers):
   """This worker's `reading_utils.Shard`, or None for a single worker."""
-  if workers is None or workers.num_workers == 1:
+  if workers.num_workers == 1:
     return None
   return workers.num_workers, workers.index
 
 
-def own_indices(count: int, workers: Optional[Workers]) -> range:
+def own_indices(count: int, workers: Workers) -> range:
   """Of items `0 .. count - 1`, those of this worker's `shard`."""
   share = shard(workers)
   return range(count) if share is None else range(share[1], count, share[0])
@@ -204,10 +221,10 @@ def _sum_over_workers(workers: Workers, array: np.ndarray) -> np.ndarray:
                          axis=None).numpy()
 
 
-def gather(workers: Optional[Workers], value: Any) -> List[Any]:
+def gather(workers: Workers, value: Any) -> List[Any]:
   """Every worker's JSON-serializable `value`, by worker index, on every
   worker (a collective: all workers must call it)."""
-  if workers is None or workers.num_workers == 1:
+  if workers.num_workers == 1:
     return [value]
   payload = np.frombuffer(json.dumps(value).encode(), np.uint8)
   lengths = np.zeros([workers.num_workers], np.float32)
@@ -221,12 +238,12 @@ def gather(workers: Optional[Workers], value: Any) -> List[Any]:
           for row, length in zip(rows, lengths)]
 
 
-def barrier(workers: Optional[Workers]) -> None:
+def barrier(workers: Workers) -> None:
   """Returns once every worker has reached it."""
   gather(workers, None)
 
 
-def check_agree(workers: Optional[Workers], values: Mapping[str, Any]
+def check_agree(workers: Workers, values: Mapping[str, Any]
                 ) -> None:
   """Checks that every worker has the chief's `values`.
 
@@ -245,16 +262,15 @@ def check_agree(workers: Optional[Workers], values: Mapping[str, Any]
             "they all share")
 
 
-def worker_seed(seed: Optional[int], workers: Optional[Workers]
-                ) -> Optional[int]:
+def worker_seed(seed: Optional[int], workers: Workers) -> Optional[int]:
   """The global seed of this worker: `seed + index` (the chief's is `seed`),
   so that workers draw their own input noise."""
-  if seed is None or workers is None:
+  if seed is None:
     return seed
   return seed + workers.index
 
 
-def training_lock(workers: Optional[Workers], model_path: str):
+def training_lock(workers: Workers, model_path: str):
   """The model directory's training lock on the chief; none elsewhere."""
   if is_chief(workers):
     return model_lock.hold(model_path)
@@ -262,7 +278,7 @@ def training_lock(workers: Optional[Workers], model_path: str):
 
 
 @contextlib.contextmanager
-def write_directory(workers: Optional[Workers],
+def write_directory(workers: Workers,
                     model_path: str) -> Iterator[str]:
   """Where this worker writes checkpoints and the best model.
 
@@ -279,7 +295,7 @@ def write_directory(workers: Optional[Workers],
     shutil.rmtree(path, ignore_errors=True)
 
 
-def summary_writer(workers: Optional[Workers], path: str):
+def summary_writer(workers: Workers, path: str):
   """A TensorBoard writer into `path` on the chief, one that drops
   everything elsewhere."""
   if is_chief(workers):
@@ -317,7 +333,7 @@ def describe_failure(error: tf.errors.OpError) -> str:
 
 
 @contextlib.contextmanager
-def failures(workers: Optional[Workers], resume: str) -> Iterator[None]:
+def failures(workers: Workers, resume: str) -> Iterator[None]:
   """Turns the collective errors of a failed worker into one line.
 
   Args:
@@ -327,7 +343,7 @@ def failures(workers: Optional[Workers], resume: str) -> Iterator[None]:
   Raises:
     WorkerFailedError: the failed worker, and `resume`.
   """
-  if workers is None or workers.num_workers == 1:
+  if workers.num_workers == 1:
     yield
     return
   try:

@@ -239,6 +239,7 @@ def evaluate(data_path: str, model_path: str,
   """
   if num_eval_steps is not None and num_eval_steps < 1:
     raise ValueError(f"--num_eval_steps must be >= 1, got {num_eval_steps}")
+  workers = distribution.resolve(workers)
   reading_utils.check_split(data_path, split, skip_corrupt_records)
   metadata, simulator = load_model(data_path, model_path, model_config,
                                    mixed_precision, jit_compile, checkpoint)
@@ -386,6 +387,7 @@ def evaluate_rollouts(data_path: str, model_path: str, output_path: str,
     raise ValueError(f"--num_rollouts must be >= 1, got {num_rollouts}")
   if rollout_steps is not None and rollout_steps < 1:
     raise ValueError(f"--rollout_steps must be >= 1, got {rollout_steps}")
+  workers = distribution.resolve(workers)
   shard = distribution.shard(workers)
   if shard is not None and skip_corrupt_records:
     raise ValueError("--skip_corrupt_records cannot number the rollouts of "

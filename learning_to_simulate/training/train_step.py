@@ -173,14 +173,6 @@ def replica_loss_and_gradients(simulator, optimizer,
   return loss, totals[1], gradients
 
 
-def _strategy_and_local(workers: Optional[distribution.Workers]):
-  """The strategy to run on (TensorFlow's default one on one device) and
-  its replicas on this worker."""
-  if workers is None:
-    return tf.distribute.get_strategy(), 1
-  return workers.strategy, workers.local_replicas
-
-
 def make_train_step(simulator, optimizer, train_recipe,
                     metadata: Optional[Mapping[str, Any]] = None,
                     workers: Optional[distribution.Workers] = None,
@@ -195,8 +187,8 @@ def make_train_step(simulator, optimizer, train_recipe,
     train_recipe: `OneStep` or `Windows` (`recipe`).
     metadata: the dataset's; on one device, the input signature is the
       recipe's for it (open particle and batch sizes).
-    workers: the strategy; None: one device.
-    element_spec: under a strategy, the input signature of `batches`
+    workers: the strategy; None: one device (`Workers.local()`).
+    element_spec: on several replicas, the input signature of `batches`
       (`make_dataset`'s `element_spec`; None: trace per new input
       structure).
     on_loss: called with the global loss inside the function (the
@@ -211,7 +203,8 @@ def make_train_step(simulator, optimizer, train_recipe,
     this worker was asked to stop); `num_unroll` an int32 scalar (unused by
     `OneStep`); the global loss and the number of replicas asked to stop.
   """
-  strategy, local = _strategy_and_local(workers)
+  workers = distribution.resolve(workers)
+  strategy, local = workers.strategy, workers.local_replicas
 
   def replica_step(batch, stop, num_unroll):
     noise_seed = one_step.step_noise_seed(seed, optimizer)
@@ -223,7 +216,7 @@ def make_train_step(simulator, optimizer, train_recipe,
     return loss, stops
 
   def step(batches, stop, num_unroll):
-    if workers is None:
+    if workers.one_device:
       batch = batches
     else:
       # Replica ids count this worker's replicas from `index * local`.
@@ -236,7 +229,7 @@ def make_train_step(simulator, optimizer, train_recipe,
       on_loss(loss)
     return loss, stops
 
-  if workers is None:
+  if workers.one_device:
     element_spec = train_recipe.signature(metadata)
   if element_spec is None:
     return tf.function(step)
@@ -262,7 +255,7 @@ def make_dataset(workers: Optional[distribution.Workers], data_path: str,
   takes it (one batch on one device, else one per local replica).
 
   Args:
-    workers: the strategy; None: one device.
+    workers: the strategy; None: one device (`Workers.local()`).
     batch_size: the global batch (see `distribution.per_replica_batch_size`).
     window_length: None for one-step batches, else windows of this many
       frames (the recipe's `window_length`).
@@ -271,18 +264,16 @@ def make_dataset(workers: Optional[distribution.Workers], data_path: str,
   Raises:
     reading_utils.DatasetError: fewer trajectories than workers.
   """
-  shard = None
-  per_replica = batch_size
-  if workers is not None:
-    per_replica = distribution.per_replica_batch_size(workers, batch_size)
+  workers = distribution.resolve(workers)
+  per_replica = distribution.per_replica_batch_size(workers, batch_size)
+  shard = distribution.shard(workers)
+  if shard is not None:
     count = reading_utils.count_records(data_path, "train")
     if count < workers.num_workers:
       raise reading_utils.DatasetError(
           f"{reading_utils.split_file(data_path, 'train')} has {count} "
           f"trajectories, fewer than the {workers.num_workers} workers of "
           f"--distribution={workers.name} (each reads its own)")
-    if workers.num_workers > 1:
-      shard = (workers.num_workers, workers.index)
   if window_length is None:
     dataset = reading_utils.get_one_step_dataset(
         data_path, "train", per_replica, metadata, is_training=True,
@@ -293,7 +284,7 @@ def make_dataset(workers: Optional[distribution.Workers], data_path: str,
         data_path, "train", per_replica, metadata, window_length,
         shuffle_buffer_size=shuffle_buffer_size, seed=seed,
         skip_corrupt_records=skip_corrupt_records, shard=shard)
-  if workers is None:
+  if workers.one_device:
     return dataset
   return group_for_replicas(dataset, workers.local_replicas).prefetch(
       tf.data.AUTOTUNE)
@@ -396,7 +387,7 @@ def train_step_and_dataset(workers: Optional[distribution.Workers],
   """`trainer`'s step function and input pipeline.
 
   Args:
-    workers: the strategy; None: one device.
+    workers: the strategy; None: one device (`Workers.local()`).
     training_config: which recipe (`recipe`).
     options: `trainer.TrainOptions`.
     on_loss: `divergence.Monitor.record`.

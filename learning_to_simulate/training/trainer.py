@@ -128,17 +128,14 @@ def _save(manager: tf.train.CheckpointManager, monitor: divergence.Monitor,
 
 def _input_description(data_path: str, options: TrainOptions,
                        training_config: config_lib.TrainingConfig,
-                       workers: Optional[distribution.Workers]) -> str:
+                       workers: distribution.Workers) -> str:
   """What this worker's input position is a position in."""
-  shard = None
-  if workers is not None and workers.num_workers > 1:
-    shard = [workers.num_workers, workers.index]
+  shard = distribution.shard(workers)
   return checkpoints.input_description(
       reading_utils.split_file(data_path, "train"),
-      batch_size=options.batch_size,
-      distribution="none" if workers is None else workers.name,
-      local_replicas=1 if workers is None else workers.local_replicas,
-      shard=shard, shuffle_buffer_size=options.shuffle_buffer_size,
+      batch_size=options.batch_size, distribution=workers.name,
+      local_replicas=workers.local_replicas,
+      shard=None if shard is None else list(shard), shuffle_buffer_size=options.shuffle_buffer_size,
       skip_corrupt_records=options.skip_corrupt_records,
       window_length=(pushforward.window_length(training_config)
                      if training_config.windowed else None))
@@ -146,7 +143,7 @@ def _input_description(data_path: str, options: TrainOptions,
 
 def _input_iterator(dataset, restored: Optional[str], step: int,
                     options: TrainOptions, model_path: str, description: str,
-                    workers: Optional[distribution.Workers]):
+                    workers: distribution.Workers):
   """The training input's iterator, where `restored` left it if it can be.
 
   The chief's input position is saved in its checkpoints; another worker's
@@ -180,7 +177,7 @@ def _input_iterator(dataset, restored: Optional[str], step: int,
 
 
 def _input_manager(iterator, model_path: str, options: TrainOptions,
-                   description: str, workers: Optional[distribution.Workers]
+                   description: str, workers: distribution.Workers
                    ) -> Optional[tf.train.CheckpointManager]:
   """The manager of another worker's own input directory (its checkpoints
   go to a temporary one); None on the chief, whose checkpoints hold it, and
@@ -222,7 +219,7 @@ def train(data_path: str, model_path: str,
     training_config: the opt-in training recipe beyond the paper
       (pushforward); saved to `config.json` too.
     workers: a `tf.distribute` strategy (`train_step`: the batch
-      is the global batch), or None for today's single-device training.
+      is the global batch); None: one device (`Workers.local()`).
 
   Returns:
     The mean loss of the last logging interval (None if no step ran).
@@ -240,6 +237,7 @@ def train(data_path: str, model_path: str,
   options.validate()
   validation_options.validate()
   training_config.validate()
+  workers = distribution.resolve(workers)
   distribution.per_replica_batch_size(workers, options.batch_size)
   metadata = reading_utils.read_metadata(data_path)
   reading_utils.check_split(data_path, "train", options.skip_corrupt_records)
@@ -276,7 +274,7 @@ def _train(data_path: str, model_path: str, write_path: str,
            metadata: reading_utils.Metadata,
            validation_options: validation.ValidationOptions,
            training_config: config_lib.TrainingConfig,
-           workers: Optional[distribution.Workers]) -> Optional[float]:
+           workers: distribution.Workers) -> Optional[float]:
   """`train`, once the directory is locked.
 
   `write_path`: where this worker saves checkpoints and the best model,
@@ -288,7 +286,7 @@ def _train(data_path: str, model_path: str, write_path: str,
     run = {"batch_size": options.batch_size, "seed": options.seed,
            "mixed_precision": options.mixed_precision,
            "jit_compile": options.jit_compile,
-           "num_workers": workers.num_workers if workers is not None else 1}
+           "num_workers": workers.num_workers}
     for change in config_lib.run_changes(config_lib.load(model_path), run):
       logging.warning("Resuming %s: %s.", model_path, change)
     saved = config_lib.save(model_path, model_config, optimizer_config,
@@ -326,16 +324,15 @@ def _train(data_path: str, model_path: str, write_path: str,
                  "--warm_start=%s.", model_path, options.warm_start)
   step = int(optimizer.iterations.numpy())
   seed = random_streams.run_seed(options.seed)
-  if workers is not None:
-    # One unroll length per step for the whole global batch: every worker
-    # draws it from the same seed (the chief's, if unseeded).
-    seed = distribution.gather(workers, seed)[0]
-    distribution.check_agree(workers, {
-        "restored step": step, "model config": repr(model_config),
-        "optimizer config": repr(optimizer_config),
-        "training config": repr(training_config),
-        "--batch_size": options.batch_size,
-        "--num_steps": options.num_steps})
+  # One unroll length per step for the whole global batch: every worker
+  # draws it from the same seed (the chief's, if unseeded).
+  seed = distribution.gather(workers, seed)[0]
+  distribution.check_agree(workers, {
+      "restored step": step, "model config": repr(model_config),
+      "optimizer config": repr(optimizer_config),
+      "training config": repr(training_config),
+      "--batch_size": options.batch_size,
+      "--num_steps": options.num_steps})
   if restored:
     logging.info("Resumed from %s at step %d.", restored, step)
   if step >= options.num_steps:
@@ -346,8 +343,7 @@ def _train(data_path: str, model_path: str, write_path: str,
   monitor = divergence.Monitor([*simulator.variables, *optimizer.variables],
                                step)
   stop = train_step_lib.StopRequest()
-  worker = 0 if workers is None else workers.index
-  shuffle_seed = random_streams.shuffle_seed(seed, step, worker)
+  shuffle_seed = random_streams.shuffle_seed(seed, step, workers.index)
   train_step, dataset = train_step_lib.train_step_and_dataset(
       workers, data_path, metadata, simulator, optimizer,
       model_config.noise_std, training_config, options, monitor.record,
