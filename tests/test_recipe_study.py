@@ -92,6 +92,33 @@ class RecipeStudyTest(tf.test.TestCase):
                              results_dir=records)
     with self.assertRaisesRegex(ValueError, "--results_dir: no run records"):
       recipe_study.render_study(elsewhere)
+    # A Markdown file's block of tables, rendered again in place.
+    page = os.path.join(os.path.dirname(records), "PAGE.md")
+    block = (f"<!-- recipe_study --results_dir={os.path.basename(records)} "
+             "--render -->\n{}\n<!-- end of recipe_study's tables -->")
+    with open(page, "w") as f:
+      f.write("# Before\n\n" + block.format("stale") + "\n\nAfter.\n")
+    self.assertEqual(recipe_study.update_markdown(page),
+                     [os.path.basename(records)])
+    with open(page) as f:
+      self.assertEqual(f.read(), "# Before\n\n" + block.format(
+          recipe_study.format_study(rendered)) + "\n\nAfter.\n")
+    with open(os.path.join(elsewhere, "EMPTY.md"), "w") as f:
+      f.write("no block\n")
+    with self.assertRaisesRegex(ValueError, "EMPTY.md has no block"):
+      recipe_study.update_markdown(os.path.join(elsewhere, "EMPTY.md"))
+
+  def test_benchmarks_md_tables_are_rendered_from_the_committed_records(self):
+    path = os.path.join(os.path.dirname(os.path.dirname(
+        os.path.abspath(__file__))), "BENCHMARKS.md")
+    with open(path) as f:
+      text = f.read()
+    updated, rendered = recipe_study.render_markdown(
+        text, os.path.dirname(path))
+    self.assertIn("benchmarks/results/screen37", rendered)
+    self.assertEqual(updated, text, "BENCHMARKS.md's tables differ from "
+                     "their records: run python -m learning_to_simulate."
+                     "benchmarks.recipe_study --update=BENCHMARKS.md")
 
   def test_targets(self):
     def row(one_step, full, out_of_domain):

@@ -44,7 +44,7 @@ import re
 import subprocess
 import sys
 import time
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from absl import app
 from absl import flags
@@ -130,6 +130,8 @@ COLUMNS = (("one_step_position_mse", "one-step MSE"),
            ("mse_20", "MSE 1-20"),
            ("mse_full", "full MSE"),
            ("emd", "EMD (W2^2)"),
+           ("kinetic_energy_ratio", "KE ratio"),
+           ("centre_of_mass_error", "centre of mass off"),
            ("kinetic_energy_mse", "KE MSE"),
            ("out_of_domain", "out of domain"),
            ("train_seconds", "train s"))
@@ -574,7 +576,10 @@ def run_study(output_dir: str, num_steps: int, seeds: Sequence[int],
 def format_study(study: Dict[str, Any]) -> str:
   lines = [f"Recipe study: {study['num_steps']} steps, seeds "
            f"{study['seeds']}" + (f", {study['wall_seconds']:.0f} s"
-                                  if "wall_seconds" in study else "")]
+                                  if "wall_seconds" in study else "") +
+           "; with several seeds, mean +- std over them (ddof=0). KE ratio: "
+           "kinetic energy summed over the rollout against the truth's; "
+           "centre of mass off: at the last step, in box sizes."]
   for dataset, results in study["results"].items():
     lines += ["", f"### {dataset}"]
     for split in SPLITS:
@@ -585,7 +590,11 @@ def format_study(study: Dict[str, Any]) -> str:
         lines += ["", f"Targets on {dataset} ({split}), against the paper's "
                   "recipe as trained:", "", format_targets(verdicts)]
     chosen = results["chosen_on_valid"]
-    if chosen is None:
+    if chosen is None and "paper" not in results["valid"]:
+      lines += ["", f"Chosen on {dataset}'s valid split: none (the targets "
+                "are against the paper's recipe, which this study did not "
+                "run)."]
+    elif chosen is None:
       lines += ["", f"Chosen on {dataset}'s valid split: none (no row meets "
                 "every target there)."]
     else:
@@ -597,6 +606,49 @@ def format_study(study: Dict[str, Any]) -> str:
                 f"test split its full-rollout MSE is {test['mean']:.3g} +- "
                 f"{test['std']:.2g}{ratio}."]
   return "\n".join(lines)
+
+
+# A block of a Markdown file that `update_markdown` writes: the tables of the
+# records in the results directory it names (relative to the file).
+_BLOCK = re.compile(r"(<!-- recipe_study --results_dir=(\S+) --render -->\n)"
+                    r"(.*?)(<!-- end of recipe_study's tables -->)", re.S)
+
+
+def render_markdown(text: str, base: str) -> Tuple[str, List[str]]:
+  """`text` (Markdown) with every recipe_study block rendered again from the
+  records of the directory it names (relative to `base`), and those
+  directories."""
+  rendered = []
+
+  def render(match):
+    rendered.append(match.group(2))
+    tables = format_study(render_study(os.path.join(base, match.group(2))))
+    return match.group(1) + tables + "\n" + match.group(4)
+
+  return _BLOCK.sub(render, text), rendered
+
+
+def update_markdown(path: str) -> List[str]:
+  """Renders every recipe_study block of a Markdown file again from its
+  records (`render_markdown`), in place and atomically; returns the results
+  directories rendered.
+
+  Raises:
+    ValueError: a file without such a block, or a block's bad records.
+  """
+  with open(path) as f:
+    text = f.read()
+  updated, rendered = render_markdown(text,
+                                      os.path.dirname(os.path.abspath(path)))
+  if not rendered:
+    raise ValueError(f"--update: {path} has no block '<!-- recipe_study "
+                     "--results_dir=DIR --render -->' ... '<!-- end of "
+                     "recipe_study's tables -->'")
+  if updated != text:
+    with dataset_writer.atomic_file(path) as tmp_path:
+      with open(tmp_path, "w") as f:
+        f.write(updated)
+  return rendered
 
 
 FLAGS = flags.FLAGS
@@ -624,6 +676,10 @@ def _define_flags() -> None:
   flags.DEFINE_boolean("render", False,
                        "Print the tables from the records in --results_dir "
                        "alone (no run).")
+  flags.DEFINE_string("update", None,
+                      "Render the tables of every recipe_study block of this "
+                      "Markdown file (BENCHMARKS.md) again from the records "
+                      "its block names, in place (no run).")
   flags.DEFINE_list("cores", None,
                     "Pin the runs to these CPU cores, one core and thread a "
                     "run, in turn (default: unpinned).")
@@ -643,6 +699,10 @@ def main(argv: Sequence[str]) -> None:
     recipe_names = list(QUICK_RECIPES)
   cores = [int(core) for core in FLAGS.cores] if FLAGS.cores else None
   try:
+    if FLAGS.update:
+      for results_dir in update_markdown(FLAGS.update):
+        print(f"{FLAGS.update}: rendered the records of {results_dir}")
+      return
     if FLAGS.render:
       if not FLAGS.results_dir:
         raise ValueError("--render needs --results_dir")
