@@ -17,6 +17,9 @@ shows the animation when a display is available, as the original does. With
 backend), it writes the animation instead (by default `<pickle stem>.gif`
 next to the pickle). `--rollout_path` may be a directory: `--error_plot_path`
 then plots every `rollout_*.pkl` in it, and the first one is animated.
+`--snapshots_path=FILE.png` writes still frames instead (ground truth above
+prediction), with a row for each `--compare=NAME=PICKLE` rollout of another
+model from the same trajectory.
 
 Pickles can run arbitrary code when loaded: only render rollouts you trust.
 """
@@ -37,6 +40,7 @@ from learning_to_simulate.visualization import error_plot
 from learning_to_simulate.visualization import physics_plot
 from learning_to_simulate.visualization import rollout_files
 from learning_to_simulate.visualization import scene as scene_lib
+from learning_to_simulate.visualization import snapshots
 
 
 def display_available() -> bool:
@@ -81,20 +85,61 @@ _PHYSICS_PLOT_PATH = flags.DEFINE_string(
     "Also write the first rollout's centre-of-mass height and kinetic "
     "energy over time, prediction against ground truth (.png, .pdf or "
     ".svg), here.")
+_SNAPSHOTS_PATH = flags.DEFINE_string(
+    "snapshots_path", None,
+    "Write still frames of the first rollout here instead of an animation "
+    "(.png, .pdf or .svg; with --output_path too, both): its ground truth "
+    "above its prediction and each --compare rollout's, at "
+    "--snapshot_columns steps from the last input frame to the end.")
+_SNAPSHOT_NAME = flags.DEFINE_string(
+    "snapshot_name", "Prediction",
+    "Row label of the first rollout's prediction in --snapshots_path.")
+_SNAPSHOT_COLUMNS = flags.DEFINE_integer(
+    "snapshot_columns", 4, "Steps shown by --snapshots_path.", lower_bound=1)
+_COMPARE = flags.DEFINE_list(
+    "compare", [],
+    "NAME=PICKLE pairs: rollouts of other models from the same trajectory, "
+    "drawn as more rows of --snapshots_path (e.g. "
+    "walls=rollouts_walls/rollout_valid_0.pkl).")
+
 flags.mark_flag_as_required("rollout_path")
+
+
+def _compared() -> list:
+  """`(name, pickle path)` of each `--compare` entry.
+
+  Raises:
+    ValueError: an entry that is not NAME=PICKLE, or --compare without
+      --snapshots_path.
+  """
+  pairs = []
+  for entry in _COMPARE.value:
+    name, _, path = entry.partition("=")
+    if not name or not path:
+      raise ValueError(f"--compare: {entry!r} is not NAME=PICKLE")
+    pairs.append((name, path))
+  if pairs and _SNAPSHOTS_PATH.value is None:
+    raise ValueError("--compare draws rows of --snapshots_path: give it too")
+  return pairs
 
 
 def _run() -> None:
   """Turns the flags into library calls; see the module docstring."""
   paths = rollout_files.find_rollouts(_ROLLOUT_PATH.value)
+  compared = _compared()
   output_path = _OUTPUT_PATH.value
-  if output_path is None and not display_available():
+  animate = output_path is not None or _SNAPSHOTS_PATH.value is None
+  if animate and output_path is None and not display_available():
     output_path = os.path.splitext(paths[0])[0] + ".gif"
     logging.info("No display available: writing the animation to %s",
                  output_path)
   # Fail on bad paths before spending time on anything.
   if output_path is not None:
     animation.check_animation_path(output_path, _FPS.value)
+  if _SNAPSHOTS_PATH.value is not None:
+    scene_lib.output_extension(_SNAPSHOTS_PATH.value,
+                               snapshots.SNAPSHOT_EXTENSIONS,
+                               "--snapshots_path")
   if _PHYSICS_PLOT_PATH.value is not None:
     physics_plot.check_path(_PHYSICS_PLOT_PATH.value)
   if _ERROR_PLOT_PATH.value is not None:
@@ -109,6 +154,15 @@ def _run() -> None:
                               os.path.basename(paths[0]))
     logging.info("Wrote the physics plot of %s to %s", paths[0],
                  _PHYSICS_PLOT_PATH.value)
+  if _SNAPSHOTS_PATH.value is not None:
+    named = [(_SNAPSHOT_NAME.value, rollout)] + [
+        (name, rollout_files.load_rollout(path)) for name, path in compared]
+    snapshots.write_comparison(named, _SNAPSHOTS_PATH.value,
+                               _SNAPSHOT_COLUMNS.value)
+    logging.info("Wrote still frames of %s to %s", ", ".join(
+        [paths[0]] + [path for _, path in compared]), _SNAPSHOTS_PATH.value)
+  if not animate:
+    return
   if output_path is None:
     animation.show_animation(rollout, _STEP_STRIDE.value, _BLOCK_ON_SHOW.value)
   else:

@@ -30,6 +30,7 @@ from learning_to_simulate.visualization import error_plot
 from learning_to_simulate.visualization import physics_plot
 from learning_to_simulate.visualization import rollout_files
 from learning_to_simulate.visualization import scene as scene_lib
+from learning_to_simulate.visualization import snapshots
 
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 KINEMATIC = common.ParticleType.KINEMATIC
@@ -520,6 +521,53 @@ class CommandLineTest(tf.test.TestCase):
     self.assertLen(rgb_frames(gif), 2)
     with open(plot) as f:
       self.assertIn("<svg", f.read())
+
+  def test_snapshots_compare_models_row_by_row(self):
+    first = os.path.join(self.out, "rollout_test_0.pkl")
+    other = os.path.join(self.out, "other.pkl")
+    write_pickle(first, make_rollout(2, seed=0))
+    write_pickle(other, make_rollout(2, seed=1))
+    # The rows: the first rollout's ground truth, its prediction, the other's.
+    rollouts = [("Prediction", make_rollout(2, seed=0)),
+                ("other", make_rollout(2, seed=1))]
+    fig = snapshots.comparison_figure(rollouts, num_columns=3)
+    axes = np.array(fig.axes).reshape(3, 3)
+    steps = snapshots.snapshot_steps(NUM_STEPS, 3)
+    for row, (rollout, key) in enumerate(
+        [(rollouts[0][1], "ground_truth_rollout"),
+         (rollouts[0][1], "predicted_rollout"),
+         (rollouts[1][1], "predicted_rollout")]):
+      frames = np.concatenate([rollout["initial_positions"][-1:],
+                               rollout[key]])
+      self.assertEqual(axes[row, 0].get_ylabel(),
+                       ["Ground truth", "Prediction", "other"][row])
+      for column, step in enumerate(steps):
+        self.assertAllClose(axes[row, column].collections[0].get_offsets(),
+                            frames[step])
+    # The command line: still frames only (no animation without
+    # --output_path), three rows of three panels.
+    png = os.path.join(self.out, "frames.png")
+    with flagsaver.flagsaver(rollout_path=first, snapshots_path=png,
+                             snapshot_columns=3, compare=[f"other={other}"]):
+      render_rollout.main(["render_rollout"])
+    self.assertCountEqual(os.listdir(self.out),
+                          ["rollout_test_0.pkl", "other.pkl", "frames.png"])
+    with Image.open(png) as image:
+      width, height = image.size
+    self.assertAllClose(width / height, 3 * snapshots.PANEL_SIZE / (
+        3 * snapshots.PANEL_SIZE + 0.3), rtol=0.02)
+    for flag_values, message in (
+        ({"compare": [f"other={other}"]},
+         "--compare draws rows of --snapshots_path: give it too"),
+        ({"snapshots_path": png, "compare": [other]},
+         f"--compare: '{other}' is not NAME=PICKLE"),
+        ({"snapshots_path": png + ".jpg"},
+         r"Unsupported --snapshots_path extension '\.jpg'")):
+      with flagsaver.flagsaver(rollout_path=first, **flag_values):
+        with self.assertRaises(SystemExit) as raised:
+          render_rollout.main(["render_rollout"])
+      self.assertRegex(raised.exception.code,
+                       "^render_rollout: error: " + message)
 
   def test_main_bad_input_exits_with_one_line(self):
     path = os.path.join(self.out, "rollout_test_0.pkl")

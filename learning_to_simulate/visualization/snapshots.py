@@ -5,13 +5,14 @@ column per chosen step and two rows, drawn headless like `scene`, returned as
 a figure or as RGB pixels.
 """
 
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence, Tuple
 
 from matplotlib import colors as mpl_colors
 from matplotlib import figure as mpl_figure
 import numpy as np
 
 from learning_to_simulate.data import common
+from learning_to_simulate.data import dataset_writer
 from learning_to_simulate.visualization import rollout_files
 from learning_to_simulate.visualization import scene as scene_lib
 
@@ -36,24 +37,47 @@ def snapshot_figure(rollout: Mapping[str, Any], num_columns: int = 4,
       to the last predicted step.
     dpi: pixels per inch.
   """
-  rollout = rollout_files.check_rollout(rollout)
-  bounds = rollout["metadata"]["bounds"]
-  initial = rollout["initial_positions"]
-  num_steps = len(rollout["predicted_rollout"])
-  trajectories = {
-      "Ground truth": np.concatenate([initial[-1:],
-                                      rollout["ground_truth_rollout"]]),
-      "Prediction": np.concatenate([initial[-1:],
-                                    rollout["predicted_rollout"]]),
-  }
-  colors = mpl_colors.to_rgba_array(
-      [scene_lib.TYPE_COLORS[t] for t in range(common.NUM_PARTICLE_TYPES)]
-  )[rollout["particle_types"]]
+  return comparison_figure([("Prediction", rollout)], num_columns, dpi)
+
+
+def comparison_figure(rollouts: Sequence[Tuple[str, Mapping[str, Any]]],
+                      num_columns: int = 4,
+                      dpi: float = 64) -> mpl_figure.Figure:
+  """The first rollout's ground truth (top row), then each rollout's
+  prediction (a row each, labelled with its name), at the same steps.
+
+  For models rolled out from the same trajectory (say two recipes, or one
+  model with and without walls), so that their motion can be compared by
+  eye; a rollout whose scene has more particles (static wall particles)
+  shows them too.
+
+  Args:
+    rollouts: `(name, rollout dict)` pairs (see
+      `rollout_files.check_rollout`); the steps are the first one's.
+    num_columns, dpi: as `snapshot_figure`.
+  """
+  if not rollouts:
+    raise ValueError("no rollout to draw")
+  checked = [(name, rollout_files.check_rollout(rollout))
+             for name, rollout in rollouts]
+  first = checked[0][1]
+  bounds = first["metadata"]["bounds"]
+  num_steps = len(first["predicted_rollout"])
+
+  def with_input(rollout, key):
+    return np.concatenate([rollout["initial_positions"][-1:], rollout[key]])
+
+  rows = [("Ground truth", first, with_input(first, "ground_truth_rollout"))]
+  rows += [(name, rollout, with_input(rollout, "predicted_rollout"))
+           for name, rollout in checked]
+  palette = mpl_colors.to_rgba_array(
+      [scene_lib.TYPE_COLORS[t] for t in range(common.NUM_PARTICLE_TYPES)])
   steps = snapshot_steps(num_steps, num_columns)
   fig = scene_lib.new_figure(dpi, size=(PANEL_SIZE * len(steps),
-                                        PANEL_SIZE * 2 + 0.3))
-  axes = fig.subplots(2, len(steps), squeeze=False)
-  for row, (name, trajectory) in enumerate(trajectories.items()):
+                                        PANEL_SIZE * len(rows) + 0.3))
+  axes = fig.subplots(len(rows), len(steps), squeeze=False)
+  for row, (name, rollout, trajectory) in enumerate(rows):
+    colors = palette[rollout["particle_types"]]
     for column, step in enumerate(steps):
       ax = axes[row, column]
       frame = trajectory[min(step, len(trajectory) - 1)]
@@ -68,9 +92,24 @@ def snapshot_figure(rollout: Mapping[str, Any], num_columns: int = 4,
         ax.set_title(f"step {step}", fontsize="small")
       if column == 0:
         ax.set_ylabel(name, fontsize="small")
-  fig.subplots_adjust(left=0.04, right=0.99, bottom=0.01, top=0.92,
+  fig.subplots_adjust(left=0.04, right=0.99, bottom=0.01,
+                      top=1 - 0.3 / (PANEL_SIZE * len(rows) + 0.3),
                       wspace=0.05, hspace=0.05)
   return fig
+
+
+SNAPSHOT_EXTENSIONS = (".png", ".pdf", ".svg")
+
+
+def write_comparison(rollouts: Sequence[Tuple[str, Mapping[str, Any]]],
+                     path: str, num_columns: int = 4,
+                     dpi: float = 64) -> None:
+  """`comparison_figure` to a `.png`, `.pdf` or `.svg` file, atomically."""
+  extension = scene_lib.output_extension(path, SNAPSHOT_EXTENSIONS,
+                                         "snapshots")
+  fig = comparison_figure(rollouts, num_columns, dpi)
+  with dataset_writer.atomic_file(path) as tmp_path:
+    fig.savefig(tmp_path, format=extension[1:])
 
 
 def figure_pixels(fig: mpl_figure.Figure) -> np.ndarray:
