@@ -17,7 +17,7 @@ class RecipeStudyTest(tf.test.TestCase):
 
   def test_quick_study_end_to_end(self):
     out = self.create_tempdir().full_path
-    # One recipe (each costs a training and 6 evaluations in child
+    # One recipe (each costs a training and 8 evaluations in child
     # processes); the others differ only in their train flags, below.
     records = self.create_tempdir().full_path
     study = recipe_study.run_study(out, num_steps=8, seeds=[0],
@@ -25,12 +25,13 @@ class RecipeStudyTest(tf.test.TestCase):
                                    results_dir=records)
     results = study["results"]["water"]
     summary, valid = results["test"], results["valid"]
-    # Each recipe as trained and behind walls, and the two baselines, on
-    # each split: the valid one for the choice, the test one to report.
+    # Each recipe as trained, behind walls, and behind walls with
+    # relaxation, and the two baselines, on each split: the valid one for
+    # the choice, the test one to report.
     for split in (summary, valid):
       self.assertEqual(list(split), [
-          "paper", "paper + walls", "baseline: constant velocity",
-          "baseline: frozen"])
+          "paper", "paper + walls", "paper + walls + relaxation",
+          "baseline: constant velocity", "baseline: frozen"])
     # Two splits, two sets of trajectories: the baselines differ.
     self.assertNotEqual(summary["baseline: frozen"]["mse_full"]["mean"],
                         valid["baseline: frozen"]["mse_full"]["mean"])
@@ -43,6 +44,11 @@ class RecipeStudyTest(tf.test.TestCase):
     # walls, and training time are the as-trained row's), rolled out anew.
     for key in ("one_step_position_mse", "train_seconds"):
       self.assertEqual(summary["paper + walls"][key], summary["paper"][key])
+      self.assertEqual(summary["paper + walls + relaxation"][key],
+                       summary["paper"][key])
+    # Relaxation moves particles: its rollouts are not the walls' alone.
+    self.assertNotEqual(summary["paper + walls + relaxation"]["mse_full"],
+                        summary["paper + walls"]["mse_full"])
     # The quick dataset has no kinematic particles: the moving particles'
     # one-step MSE, read from the eval CLI's output, is the original's.
     self.assertAllClose(summary["paper"]["one_step_position_mse_moving"],
@@ -170,6 +176,25 @@ class RecipeStudyTest(tf.test.TestCase):
     no_walls = {key: value for key, value in old.items() if key != "walls"}
     self.assertEqual(recipe_study._upgrade(no_walls),  # pylint: disable=protected-access
                      {"train_seconds": 9.0, "splits": {}})
+    # A record without the relaxation rollouts is incomplete (the study
+    # completes it where the run's directory is), and its tables have no
+    # relaxation row.
+    split = dict(test, one_step_position_mse_moving=1.0,
+                 rollout={"mse_full": 2.0, "out_of_domain": 0.0},
+                 baselines={"frozen": {"mse_full": 3.0}},
+                 walls={"mse_full": 1.5, "out_of_domain": 0.0})
+    record = {"train_seconds": 9.0,
+              "splits": {"valid": split, "test": split}}
+    self.assertFalse(recipe_study.complete(record))
+    self.assertEqual(list(recipe_study.summarize({"x": [record]})),
+                     ["x", "x + walls", "baseline: frozen"])
+    for name in ("valid", "test"):
+      record["splits"][name] = dict(split, walls_relaxation={
+          "mse_full": 1.2, "out_of_domain": 0.0})
+    self.assertTrue(recipe_study.complete(record))
+    self.assertEqual(list(recipe_study.summarize({"x": [record]})),
+                     ["x", "x + walls", "x + walls + relaxation",
+                      "baseline: frozen"])
 
   def test_unknown_recipe(self):
     with self.assertRaisesRegex(ValueError, r"--recipes: unknown \['magic'\]"):

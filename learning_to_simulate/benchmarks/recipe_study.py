@@ -4,8 +4,9 @@ Trains the same model with the paper's recipe and with each candidate, at an
 equal number of steps and several seeds, on datasets made by this package's
 generator, and evaluates every model on the valid and the test split with
 the rollout metrics of `training.metrics` (and the physics-free baselines),
-once as trained and once behind impermeable walls (`--clamp_to_bounds`, an
-evaluation option: the same weights). The choice is made on the valid
+as trained, behind impermeable walls (`--clamp_to_bounds`), and behind walls
+with density relaxation (`--relaxation_steps=3`): evaluation options, the
+same weights (`ROLLOUT_VARIANTS`). The choice is made on the valid
 split only (`choose`: the row that meets every target there with the lowest
 full-rollout MSE); the test split then reports how the chosen row does on
 data no choice has seen. Prints the tables of both splits per dataset,
@@ -210,7 +211,17 @@ def run_one(data_path: str, run_dir: str, recipe_flags: Sequence[str],
   for split in upgraded:
     results["splits"][split].update(one_step_scores(common, split, log_path,
                                                     core))
-  if missing or upgraded:
+  # Runs of an earlier study lack the rollouts with relaxation.
+  rolled_out = []
+  for split in SPLITS:
+    if split in missing:
+      continue
+    for key, _, flags_, folder in ROLLOUT_VARIANTS:
+      if key not in results["splits"][split]:
+        results["splits"][split][key] = rollout_scores(
+            common, run_dir, split, flags_, folder, log_path, core)[0]
+        rolled_out.append(split)
+  if missing or upgraded or rolled_out:
     dataset_writer.write_json(results_path, results)
   return results
 
@@ -218,7 +229,9 @@ def run_one(data_path: str, run_dir: str, recipe_flags: Sequence[str],
 def complete(results: Dict[str, Any]) -> bool:
   """Whether a run's results hold every split and score of this study."""
   return all(split in results["splits"] and
-             ONE_STEP_KEYS[1] in results["splits"][split] for split in SPLITS)
+             ONE_STEP_KEYS[1] in results["splits"][split] and
+             all(key in results["splits"][split]
+                 for key, _, _, _ in ROLLOUT_VARIANTS) for split in SPLITS)
 
 
 def one_step_scores(common: List[str], split: str, log_path: str,
@@ -236,6 +249,15 @@ def one_step_scores(common: List[str], split: str, log_path: str,
 
 # The choice is made on the first, the second reports on unseen data.
 SPLITS = ("valid", "test")
+# How each model is rolled out: (key in a record, row suffix in the tables,
+# evaluation flags, rollout folder). Evaluation options: the same weights.
+ROLLOUT_VARIANTS = (
+    ("rollout", "", [], "rollouts"),
+    ("walls", " + walls", ["--clamp_to_bounds"], "rollouts_walls"),
+    ("walls_relaxation", " + walls + relaxation",
+     ["--clamp_to_bounds", "--relaxation_steps=3"],
+     "rollouts_walls_relaxation"),
+)
 
 
 def _upgrade(results: Dict[str, Any]) -> Dict[str, Any]:
@@ -250,48 +272,62 @@ def _upgrade(results: Dict[str, Any]) -> Dict[str, Any]:
   return {"train_seconds": results["train_seconds"], "splits": splits}
 
 
+def rollout_scores(common: List[str], run_dir: str, split: str,
+                   evaluation_flags: Sequence[str], folder: str,
+                   log_path: str, core: Optional[int]
+                   ) -> Tuple[Dict[str, float], Dict[str, Dict[str, float]]]:
+  """The mean rollout metrics of one model on one split, rolled out with
+  `evaluation_flags` into `{run_dir}/{folder}[_{split}]`, and the
+  baselines'."""
+  suffix = "" if split == "test" else f"_{split}"
+  rollout_path = os.path.join(run_dir, folder + suffix)
+  _run("train", common + ["--mode=eval_rollout", f"--eval_split={split}",
+                          *evaluation_flags, f"--output_path={rollout_path}"],
+       log_path, core)
+  with open(os.path.join(rollout_path, "metrics.json")) as f:
+    metrics = json.load(f)
+  return metrics["model"]["mean"], {
+      name: metrics[name]["mean"] for name in ("constant_velocity", "frozen")}
+
+
 def evaluate_split(common: List[str], run_dir: str, split: str,
                    log_path: str, core: Optional[int]) -> Dict[str, Any]:
-  """One-step MSE, rollout metrics (as trained and behind walls) and the
+  """One-step MSE, rollout metrics (each of `ROLLOUT_VARIANTS`) and the
   baselines' of one trained model on one split."""
-  suffix = "" if split == "test" else f"_{split}"
   scores = one_step_scores(common, split, log_path, core)
-  for key, walls in (("rollout", []), ("walls", ["--clamp_to_bounds"])):
-    # Walls change how predictions are integrated, not the weights.
-    rollout_path = os.path.join(
-        run_dir, ("rollouts" if not walls else "rollouts_walls") + suffix)
-    _run("train", common + ["--mode=eval_rollout", f"--eval_split={split}",
-                            *walls, f"--output_path={rollout_path}"],
-         log_path, core)
-    with open(os.path.join(rollout_path, "metrics.json")) as f:
-      metrics = json.load(f)
-    scores[key] = metrics["model"]["mean"]
-    if not walls:
-      scores["baselines"] = {name: metrics[name]["mean"]
-                             for name in ("constant_velocity", "frozen")}
+  for key, _, evaluation_flags, folder in ROLLOUT_VARIANTS:
+    scores[key], baselines = rollout_scores(common, run_dir, split,
+                                            evaluation_flags, folder,
+                                            log_path, core)
+    if key == "rollout":
+      scores["baselines"] = baselines
   return scores
 
 
 def _flat(results: Dict[str, Any], split: str,
-          walls: bool) -> Dict[str, float]:
+          variant: str) -> Dict[str, float]:
   scores = results["splits"][split]
   return {"train_seconds": results["train_seconds"],
           **{key: scores[key] for key in ONE_STEP_KEYS if key in scores},
-          **scores["walls" if walls else "rollout"]}
+          **scores[variant]}
 
 
 def summarize(runs: Dict[str, List[Dict[str, Any]]],
               split: str = "test") -> Dict[str, Any]:
   """Recipe -> metric -> mean, std (over seeds) and values, on `split`.
 
-  Each recipe has a second row, "+ walls", with the same models rolled out
-  with `--clamp_to_bounds` (its one-step MSE is the one without walls).
+  Each recipe has more rows, "+ walls" and "+ walls + relaxation", with the
+  same models rolled out with those evaluation options (`ROLLOUT_VARIANTS`;
+  their one-step MSE is the one without them); a row whose rollouts some
+  record lacks (written before the variant existed) is left out.
   """
   summary = {}
   for recipe, results in runs.items():
-    for name, walls in ((recipe, False), (f"{recipe} + walls", True)):
-      flat = [_flat(r, split, walls) for r in results]
-      summary[name] = {
+    for variant, row_suffix, _, _ in ROLLOUT_VARIANTS:
+      if not all(variant in r["splits"][split] for r in results):
+        continue
+      flat = [_flat(r, split, variant) for r in results]
+      summary[recipe + row_suffix] = {
           key: {"mean": float(np.mean([f[key] for f in flat])),
                 "std": float(np.std([f[key] for f in flat])),
                 "values": [f[key] for f in flat]}
