@@ -10,6 +10,7 @@ Thin wrappers over what the command lines run, numpy in and out:
     scores = api.score(rollout)                             # vs baselines
     api.render(rollout, "rollout.gif")
     api.plot_physics(rollout, "physics.png")
+    api.snapshots(rollout, "frames.png")                     # still frames
 
     # The three-material model, on its bundled test split:
     simulator = api.load_simulator(pretrained="multi_material")
@@ -48,6 +49,7 @@ from learning_to_simulate.training import trainer
 from learning_to_simulate.training import validation
 from learning_to_simulate.visualization import animation
 from learning_to_simulate.visualization import physics_plot as physics_plot_lib
+from learning_to_simulate.visualization import snapshots as snapshots_lib
 
 
 # The configuration objects of `train` (the CLI's flags, by section; see
@@ -317,6 +319,17 @@ def render(rollout: Dict[str, Any], output_path: str, **kwargs: Any) -> int:
   """The ground truth beside the prediction, as a `.gif` or `.mp4`; returns
   the number of frames (`visualization.animation.render_animation`)."""
   return animation.render_animation(rollout, output_path, **kwargs)
+
+
+def snapshots(rollouts: Any, output_path: str, num_columns: int = 4) -> None:
+  """Still frames to a `.png`, `.pdf` or `.svg`: the ground truth above the
+  prediction at `num_columns` steps; `rollouts` a rollout dict, or a list of
+  `(name, rollout)` pairs of models rolled out from the same trajectory (a
+  row each, under the first one's ground truth), as `render_rollout
+  --snapshots_path --compare` draws them."""
+  named = ([("Prediction", rollouts)] if isinstance(rollouts, dict)
+           else list(rollouts))
+  snapshots_lib.write_comparison(named, output_path, num_columns)
 
 
 def plot_physics(rollout: Dict[str, Any], output_path: str,

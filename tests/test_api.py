@@ -68,8 +68,14 @@ class ApiTest(tf.test.TestCase):
     self.assertLen(series["kinetic energy, predicted"], 12)
     gif = os.path.join(output_path, "rollout.gif")
     self.assertEqual(api.render(rollout, gif, step_stride=4), 5)
-    for path in (plot, gif):
+    frames = os.path.join(output_path, "frames.png")
+    api.snapshots([("pretrained", rollout), ("again", again)], frames,
+                  num_columns=3)
+    for path in (plot, gif, frames):
       self.assertGreater(os.path.getsize(path), 0)
+    with self.assertRaisesRegex(ValueError, r"Unsupported snapshots "
+                                r"extension '\.jpg'"):
+      api.snapshots(rollout, os.path.join(output_path, "frames.jpg"))
 
   def test_evaluation_options_and_errors(self):
     bare = api.load_simulator(pretrained=True, clamp_to_bounds=False)
