@@ -4,6 +4,7 @@ import json
 import os
 
 import numpy as np
+from PIL import Image
 import tensorflow as tf
 
 from learning_to_simulate.benchmarks import recipe_study
@@ -11,6 +12,7 @@ from learning_to_simulate.benchmarks import validation_cost
 from learning_to_simulate.data import synthetic
 from learning_to_simulate.training import config as config_lib
 from learning_to_simulate.training import validation
+from learning_to_simulate.visualization import snapshots
 
 
 class RecipeStudyTest(tf.test.TestCase):
@@ -78,6 +80,16 @@ class RecipeStudyTest(tf.test.TestCase):
       record = json.load(f)
     self.assertEqual((record["recipe"], record["seed"], record["num_steps"],
                       record["dataset"]["name"]), ("paper", 0, 8, "water"))
+    # Beside it, its first valid trajectory in pictures: the truth, then the
+    # model as trained, behind walls, behind walls with relaxation.
+    picture = recipe_study.picture_path(records, "water", "paper", 0)
+    self.assertEqual(os.path.dirname(picture), os.path.dirname(
+        recipe_study.result_path(records, "water", "paper", 0)))
+    with Image.open(picture) as image:
+      self.assertEqual(image.format, "PNG")
+      width, height = image.size
+    self.assertAllClose(width / height, 5 * snapshots.PANEL_SIZE / (
+        4 * snapshots.PANEL_SIZE + 0.3), rtol=0.03)
     self.assertEqual(record["model_flags"],
                      list(recipe_study.QUICK_MODEL_FLAGS))
     elsewhere = self.create_tempdir().full_path

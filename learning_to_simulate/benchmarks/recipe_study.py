@@ -54,6 +54,8 @@ import numpy as np
 from learning_to_simulate.benchmarks import report as report_lib
 from learning_to_simulate.benchmarks import timing
 from learning_to_simulate.data import dataset_writer
+from learning_to_simulate.visualization import rollout_files
+from learning_to_simulate.visualization import snapshots
 
 
 @dataclasses.dataclass(frozen=True)
@@ -430,6 +432,32 @@ def result_path(results_dir: str, dataset: str, recipe: str,
   return os.path.join(results_dir, dataset, recipe, f"seed{seed}.json")
 
 
+def picture_path(results_dir: str, dataset: str, recipe: str,
+                 seed: int) -> str:
+  """Beside a run's record: still frames of its first valid rollout."""
+  return result_path(results_dir, dataset, recipe, seed)[:-len(".json")] + (
+      "_valid_0.png")
+
+
+def write_picture(run_dir: str, path: str) -> bool:
+  """Still frames of a run's first valid trajectory: the ground truth above
+  the model rolled out as trained, behind walls, and behind walls with
+  relaxation (those of `ROLLOUT_VARIANTS` whose pickles the run has), so
+  that a record can be looked at, not only read. Returns whether it wrote.
+  """
+  named = []
+  for _, row_suffix, _, folder in ROLLOUT_VARIANTS:
+    pickle_path = os.path.join(run_dir, f"{folder}_valid",
+                               "rollout_valid_0.pkl")
+    if os.path.exists(pickle_path):
+      named.append((row_suffix.lstrip(" +") or "as trained",
+                    rollout_files.load_rollout(pickle_path)))
+  if not named:
+    return False
+  snapshots.write_comparison(named, path, num_columns=5)
+  return True
+
+
 def run_record(spec: DatasetSpec, recipe: str, recipe_flags: Sequence[str],
                model_flags: Sequence[str], num_steps: int, seed: int,
                results: Dict[str, Any]) -> Dict[str, Any]:
@@ -590,6 +618,13 @@ def run_study(output_dir: str, num_steps: int, seeds: Sequence[int],
             run_record(by_name[dataset], recipe, all_recipes[recipe],
                        model_flags, num_steps, seed,
                        results[(dataset, recipe, seed)]))
+        try:
+          write_picture(os.path.join(output_dir, "runs", dataset, recipe,
+                                     f"seed{seed}"),
+                        picture_path(results_dir, dataset, recipe, seed))
+        except (OSError, ValueError) as error:  # The record has landed.
+          print(f"warning: no picture of {dataset} / {recipe} / seed "
+                f"{seed}: {error}", flush=True)
       print(f"done: {dataset} / {recipe} / seed {seed} "
             f"({time.time() - start:.0f} s)", flush=True)
   study = {"num_steps": num_steps, "seeds": list(seeds),
