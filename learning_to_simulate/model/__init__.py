@@ -4,6 +4,8 @@
   variables (the paper's defaults; every option beyond it off).
 - `build`: the simulator for a dataset: normalization statistics (the
   noise folded in), the connectivity radius, variables created.
+- `options`: `option(default, help)`, a configuration field that is also a
+  command-line flag: a model option is one field of `ModelConfig`.
 
 - `graph_ops`: LayerNorm with a hand-written gradient, sorted segment sums.
 - `external_force`: the opt-in external-force target (gravity outside the
