@@ -105,6 +105,27 @@ class RelaxationTest(tf.test.TestCase):
                         atol=1e-7, rtol=0)
     self.assertGreater(np.abs(relaxed - plain).max(), 1e-5)
 
+  def test_walls_and_relaxation_leave_kinematic_particles_outside(self):
+    # Static wall particles outside the bounds, as `--wall_layers` makes
+    # them: behind walls with relaxation they stay where the data has them
+    # (the walls hold the fluid, not the wall particles).
+    num_frames = common.INPUT_SEQUENCE_LENGTH + 3
+    fluid = block(0.3 * RADIUS, size=4)
+    wall = tf.constant([[x, -0.01] for x in np.linspace(0.3, 0.7, 12)],
+                       tf.float32)
+    positions = tf.concat([fluid, wall], axis=0)
+    trajectory = tf.tile(positions[:, None], [1, num_frames, 1])
+    types = tf.concat([tf.fill([16], tf.constant(5, tf.int64)),
+                       tf.fill([12], tf.constant(3, tf.int64))], axis=0)
+    features = {"position": trajectory, "particle_type": types,
+                "n_particles_per_example": tf.constant([28])}
+    simulator = build.build_simulator(METADATA, dataclasses.replace(
+        SMALL, clamp_to_bounds=True, relaxation_steps=2))
+    predicted = rollout.rollout(simulator, features, 3)["predicted_rollout"]
+    self.assertAllEqual(predicted[:, 16:],
+                        np.tile(wall.numpy()[None], [3, 1, 1]))
+    self.assertGreaterEqual(float(tf.reduce_min(predicted[:, :16])), 0.0)
+
   def test_flags_are_checked_and_may_change_at_evaluation(self):
     for field, value, flag in (("relaxation_steps", -1, "--relaxation_steps"),
                                ("relaxation_step_size", 0.,

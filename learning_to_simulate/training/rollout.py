@@ -83,9 +83,13 @@ def rollout(simulator: learned_simulator.LearnedSimulator,
     next_position = tf.where(kinematic, kinematic_targets[step],
                              next_position)
     if relaxation is not None:  # Opt-in; the paper has none.
-      next_position = simulator.constrain(relaxation_lib.relax(
-          next_position, movable, radius, rest, relaxation.num_steps,
-          relaxation.step_size))
+      # The walls hold the relaxed particles; kinematic ones (walls made of
+      # particles may lie outside the bounds) stay where the data puts them.
+      next_position = tf.where(
+          kinematic, kinematic_targets[step],
+          simulator.constrain(relaxation_lib.relax(
+              next_position, movable, radius, rest, relaxation.num_steps,
+              relaxation.step_size)))
     predictions = predictions.write(step, next_position)
     current_positions = tf.concat(
         [current_positions[:, 1:], next_position[:, tf.newaxis]], axis=1)
