@@ -19,7 +19,7 @@ class RecipeStudyTest(tf.test.TestCase):
 
   def test_quick_study_end_to_end(self):
     out = self.create_tempdir().full_path
-    # One recipe (each costs a training and 8 evaluations in child
+    # One recipe (each costs a training and 10 evaluations in child
     # processes); the others differ only in their train flags, below.
     records = self.create_tempdir().full_path
     study = recipe_study.run_study(out, num_steps=8, seeds=[0],
@@ -27,13 +27,14 @@ class RecipeStudyTest(tf.test.TestCase):
                                    results_dir=records)
     results = study["results"]["water"]
     summary, valid = results["test"], results["valid"]
-    # Each recipe as trained, behind walls, and behind walls with
-    # relaxation, and the two baselines, on each split: the valid one for
+    # Each recipe as trained, with relaxation, behind walls, and behind walls
+    # with relaxation, and the two baselines, on each split: the valid one for
     # the choice, the test one to report.
     for split in (summary, valid):
       self.assertEqual(list(split), [
-          "paper", "paper + walls", "paper + walls + relaxation",
-          "baseline: constant velocity", "baseline: frozen"])
+          "paper", "paper + relaxation", "paper + walls",
+          "paper + walls + relaxation", "baseline: constant velocity",
+          "baseline: frozen"])
     # Two splits, two sets of trajectories: the baselines differ.
     self.assertNotEqual(summary["baseline: frozen"]["mse_full"]["mean"],
                         valid["baseline: frozen"]["mse_full"]["mean"])
@@ -81,7 +82,8 @@ class RecipeStudyTest(tf.test.TestCase):
     self.assertEqual((record["recipe"], record["seed"], record["num_steps"],
                       record["dataset"]["name"]), ("paper", 0, 8, "water"))
     # Beside it, its first valid trajectory in pictures: the truth, then the
-    # model as trained, behind walls, behind walls with relaxation.
+    # model as trained, with relaxation, behind walls, behind walls with
+    # relaxation.
     picture = recipe_study.picture_path(records, "water", "paper", 0)
     self.assertEqual(os.path.dirname(picture), os.path.dirname(
         recipe_study.result_path(records, "water", "paper", 0)))
@@ -89,7 +91,7 @@ class RecipeStudyTest(tf.test.TestCase):
       self.assertEqual(image.format, "PNG")
       width, height = image.size
     self.assertAllClose(width / height, 5 * snapshots.PANEL_SIZE / (
-        4 * snapshots.PANEL_SIZE + 0.3), rtol=0.03)
+        5 * snapshots.PANEL_SIZE + 0.3), rtol=0.03)
     self.assertEqual(record["model_flags"],
                      list(recipe_study.QUICK_MODEL_FLAGS))
     elsewhere = self.create_tempdir().full_path
@@ -201,12 +203,13 @@ class RecipeStudyTest(tf.test.TestCase):
     self.assertEqual(list(recipe_study.summarize({"x": [record]})),
                      ["x", "x + walls", "baseline: frozen"])
     for name in ("valid", "test"):
-      record["splits"][name] = dict(split, walls_relaxation={
-          "mse_full": 1.2, "out_of_domain": 0.0})
+      record["splits"][name] = dict(
+          split, walls_relaxation={"mse_full": 1.2, "out_of_domain": 0.0},
+          relaxation={"mse_full": 1.8, "out_of_domain": 0.1})
     self.assertTrue(recipe_study.complete(record))
     self.assertEqual(list(recipe_study.summarize({"x": [record]})),
-                     ["x", "x + walls", "x + walls + relaxation",
-                      "baseline: frozen"])
+                     ["x", "x + relaxation", "x + walls",
+                      "x + walls + relaxation", "baseline: frozen"])
 
   def test_unknown_recipe(self):
     with self.assertRaisesRegex(ValueError, r"--recipes: unknown \['magic'\]"):

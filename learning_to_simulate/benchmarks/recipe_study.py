@@ -4,9 +4,9 @@ Trains the same model with the paper's recipe and with each candidate, at an
 equal number of steps and several seeds, on datasets made by this package's
 generator, and evaluates every model on the valid and the test split with
 the rollout metrics of `training.metrics` (and the physics-free baselines),
-as trained, behind impermeable walls (`--clamp_to_bounds`), and behind walls
-with density relaxation (`--relaxation_steps=3`): evaluation options, the
-same weights (`ROLLOUT_VARIANTS`). The choice is made on the valid
+as trained, with density relaxation (`--relaxation_steps=3`), behind
+impermeable walls (`--clamp_to_bounds`), and behind walls with relaxation:
+evaluation options, the same weights (`ROLLOUT_VARIANTS`). The choice is made on the valid
 split only (`choose`: the row that meets every target there with the lowest
 full-rollout MSE); the test split then reports how the chosen row does on
 data no choice has seen. Prints the tables of both splits per dataset,
@@ -255,6 +255,10 @@ SPLITS = ("valid", "test")
 # evaluation flags, rollout folder). Evaluation options: the same weights.
 ROLLOUT_VARIANTS = (
     ("rollout", "", [], "rollouts"),
+    # Relaxation without walls: with wall particles in the data, they are
+    # what the relaxation pushes against (Neural SPH's setting).
+    ("relaxation", " + relaxation", ["--relaxation_steps=3"],
+     "rollouts_relaxation"),
     ("walls", " + walls", ["--clamp_to_bounds"], "rollouts_walls"),
     ("walls_relaxation", " + walls + relaxation",
      ["--clamp_to_bounds", "--relaxation_steps=3"],
@@ -318,7 +322,8 @@ def summarize(runs: Dict[str, List[Dict[str, Any]]],
               split: str = "test") -> Dict[str, Any]:
   """Recipe -> metric -> mean, std (over seeds) and values, on `split`.
 
-  Each recipe has more rows, "+ walls" and "+ walls + relaxation", with the
+  Each recipe has more rows, "+ relaxation", "+ walls" and "+ walls +
+  relaxation", with the
   same models rolled out with those evaluation options (`ROLLOUT_VARIANTS`;
   their one-step MSE is the one without them); a row whose rollouts some
   record lacks (written before the variant existed) is left out.
@@ -441,8 +446,9 @@ def picture_path(results_dir: str, dataset: str, recipe: str,
 
 def write_picture(run_dir: str, path: str) -> bool:
   """Still frames of a run's first valid trajectory: the ground truth above
-  the model rolled out as trained, behind walls, and behind walls with
-  relaxation (those of `ROLLOUT_VARIANTS` whose pickles the run has), so
+  the model rolled out in each of `ROLLOUT_VARIANTS` (as trained, with
+  relaxation, behind walls, behind walls with relaxation) whose pickles the
+  run has, so
   that a record can be looked at, not only read. Returns whether it wrote.
   """
   named = []
