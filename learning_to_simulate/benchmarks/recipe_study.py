@@ -448,8 +448,8 @@ def write_picture(run_dir: str, path: str) -> bool:
   """Still frames of a run's first valid trajectory: the ground truth above
   the model rolled out in each of `ROLLOUT_VARIANTS` (as trained, with
   relaxation, behind walls, behind walls with relaxation) whose pickles the
-  run has, so
-  that a record can be looked at, not only read. Returns whether it wrote.
+  run has, so that a record can be looked at, not only read. Returns
+  whether it wrote.
   """
   named = []
   for _, row_suffix, _, folder in ROLLOUT_VARIANTS:
