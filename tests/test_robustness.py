@@ -35,6 +35,7 @@ from learning_to_simulate.training import model_lock
 from learning_to_simulate.training import optimizers
 from learning_to_simulate.training import train_step as train_step_lib
 from learning_to_simulate.training import trainer
+from learning_to_simulate.training import validation
 
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = config_lib.ModelConfig(latent_size=8, hidden_size=8,
@@ -45,6 +46,14 @@ DIVERGING = config_lib.OptimizerConfig(lr=1e30)
 # The dataset: 2 trajectories per split, 12 frames of 24 particles each.
 DATASET = dict(dim=2, num_particles=20, num_kinematic=4, num_frames=12,
                seed=1)
+
+
+def train(*args, **kwargs):
+  """`trainer.train` without validation: these tests are about checkpoints
+  and failures, and validation at the last step (tested on its own in
+  test_validation) would add seconds to each of their trainings."""
+  return trainer.train(*args, validation_options=validation.ValidationOptions(
+      every_steps=0), **kwargs)
 
 
 def options(**kwargs) -> trainer.TrainOptions:
@@ -61,7 +70,7 @@ def fixture():
   metadata = synthetic.write_tiny_dataset(data_path, **DATASET)
   model_path = os.path.join(root, "trained")
   tf.random.set_seed(0)
-  trainer.train(data_path, model_path, TINY, ADAM, options())
+  train(data_path, model_path, TINY, ADAM, options())
   return data_path, model_path, metadata
 
 
@@ -112,7 +121,7 @@ class WarmStartTest(tf.test.TestCase):
   def test_starts_from_the_weights_at_their_step(self):
     # A directory warm-starts from its latest checkpoint, ckpt-4.
     with self.assertLogs("absl", "INFO") as logs:
-      trainer.train(self.data_path, self.model_path, TINY, ADAM,
+      train(self.data_path, self.model_path, TINY, ADAM,
                     options(num_steps=5, warm_start=self.trained))
     self.assertRegex("\n".join(logs.output), "Warm start from .*ckpt-4: its "
                      "weights, a fresh optimizer state, the schedules at "
@@ -136,7 +145,7 @@ class WarmStartTest(tf.test.TestCase):
   def test_a_directory_with_checkpoints_resumes_from_them(self):
     shutil.copytree(self.trained, self.model_path)
     with self.assertLogs("absl", "INFO") as logs:
-      trainer.train(self.data_path, self.model_path, TINY, ADAM, options(
+      train(self.data_path, self.model_path, TINY, ADAM, options(
           num_steps=5, warm_start=checkpoints.checkpoint_path(self.trained,
                                                               2)))
     self.assertRegex("\n".join(logs.output), "has checkpoints: resuming "
@@ -148,7 +157,7 @@ class WarmStartTest(tf.test.TestCase):
     missing = os.path.join(self.trained, "ckpt-99")
     with self.assertRaisesRegex(checkpoints.CheckpointError,
                                 f"^--warm_start: no checkpoint at {missing} "):
-      trainer.train(self.data_path, self.model_path, TINY, ADAM,
+      train(self.data_path, self.model_path, TINY, ADAM,
                     options(warm_start=missing))
 
 
@@ -246,7 +255,7 @@ class RobustnessTest(tf.test.TestCase, parameterized.TestCase):
         divergence.DivergedError,
         r"^(loss is (NaN|-?inf) at step \d+|a variable is not finite after "
         r"step \d+); kept ckpt-(\d+); lower --lr or check the data$") as e:
-      trainer.train(self.data_path, model_path, TINY, DIVERGING, options(
+      train(self.data_path, model_path, TINY, DIVERGING, options(
           num_steps=50, checkpoint_every_steps=1, log_every_steps=10))
     numbers = checkpoints.numbers_on_disk(model_path)
     self.assertNotEmpty(numbers)
@@ -286,7 +295,7 @@ class RobustnessTest(tf.test.TestCase, parameterized.TestCase):
           divergence.DivergedError,
           r"(loss is (NaN|-?inf) at step [5-7]|a variable is not finite after"
           r" step 7); kept ckpt-4; lower --lr or check the data$"):
-        trainer.train(self.data_path, self.model_path, TINY, DIVERGING,
+        train(self.data_path, self.model_path, TINY, DIVERGING,
                       options(num_steps=100, log_every_steps=1000,
                               checkpoint_every_steps=1000))
     self.assertEqual(digests(self.model_path), before)
@@ -335,7 +344,7 @@ class RobustnessTest(tf.test.TestCase, parameterized.TestCase):
     with open(state, "wb") as f:
       f.write(b"model_checkpoint_path: \x00\xff{{ garbage")
     with self.assertLogs("absl", "INFO") as logs:
-      trainer.train(self.data_path, self.model_path, TINY, ADAM,
+      train(self.data_path, self.model_path, TINY, ADAM,
                     options(num_steps=6))
     log = "\n".join(logs.output)
     self.assertRegex(log, r"The checkpoint state file .*checkpoint is "
@@ -374,7 +383,7 @@ class RobustnessTest(tf.test.TestCase, parameterized.TestCase):
     self.damage_latest("truncated_data")
     before = digests(self.model_path)
     with self.assertLogs("absl", "INFO") as logs:
-      trainer.train(self.data_path, self.model_path, TINY, ADAM,
+      train(self.data_path, self.model_path, TINY, ADAM,
                     options(num_steps=3))
     log = "\n".join(logs.output)
     self.assertRegex(log, r"Checkpoint .*ckpt-4 is damaged \(unreadable: "
@@ -424,7 +433,7 @@ class RobustnessTest(tf.test.TestCase, parameterized.TestCase):
                r"as it is; fix the cause and run again\)$")
     with mock.patch.object(tf.train, "load_checkpoint", load):
       with self.assertRaisesRegex(checkpoints.CheckpointReadError, message):
-        trainer.train(self.data_path, self.model_path, TINY, ADAM,
+        train(self.data_path, self.model_path, TINY, ADAM,
                       options(num_steps=6))
       with self.assertRaisesRegex(checkpoints.CheckpointReadError, message):
         evaluation.load_model(self.data_path, self.model_path, TINY)
@@ -454,7 +463,7 @@ class RobustnessTest(tf.test.TestCase, parameterized.TestCase):
     message = (r"^--model_path '.*' has no usable checkpoint: ckpt-4 "
                r"unreadable: .*; ckpt-2 unreadable: .*$")
     with self.assertRaisesRegex(checkpoints.CheckpointError, message):
-      trainer.train(self.data_path, self.model_path, TINY, ADAM,
+      train(self.data_path, self.model_path, TINY, ADAM,
                     options(num_steps=6))
     with self.assertRaisesRegex(checkpoints.CheckpointError, message):
       evaluation.evaluate(self.data_path, self.model_path, TINY)
@@ -485,7 +494,7 @@ class RobustnessTest(tf.test.TestCase, parameterized.TestCase):
           rf"^--model_path '{self.model_path}' is in use by another trainer "
           rf"\(pid {holder.pid} on host {socket.gethostname()}, started "
           r"[0-9T:+-]+\); wait for it to end or use another --model_path$"):
-        trainer.train(self.data_path, self.model_path, TINY, DIVERGING,
+        train(self.data_path, self.model_path, TINY, DIVERGING,
                       options(num_steps=6))
       self.assertTrue(os.path.isdir(live))
       with open(config) as f:
@@ -512,7 +521,7 @@ class RobustnessTest(tf.test.TestCase, parameterized.TestCase):
                "the file is truncated; download or copy it again, or pass "
                "--skip_corrupt_records to read the complete records only$")
     with self.assertRaisesRegex(reading_utils.DatasetError, message):
-      trainer.train(data_path, self.model_path, TINY, ADAM,
+      train(data_path, self.model_path, TINY, ADAM,
                     options(num_steps=6))
     with self.assertLogs("absl", "WARNING"):
       self.assertEqual(reading_utils.check_split(data_path, "train", True), 1)
@@ -540,7 +549,7 @@ class RobustnessTest(tf.test.TestCase, parameterized.TestCase):
                                    os.path.join(self.root, "rollouts"), TINY)
     with self.assertRaisesRegex(reading_utils.DatasetError,
                                 message("train")):
-      trainer.train(data_path, self.model_path, TINY, ADAM,
+      train(data_path, self.model_path, TINY, ADAM,
                     options(num_steps=20))
     self.assertEqual(digests(self.model_path), before)
     # Opt-in: the records before the damaged one are read.
@@ -558,7 +567,7 @@ class RobustnessTest(tf.test.TestCase, parameterized.TestCase):
         reading_utils.DatasetError,
         rf"^{path} gave no training windows \(every record was skipped as "
         r"damaged\)$"):
-      trainer.train(data_path, os.path.join(self.root, "fresh"), TINY, ADAM,
+      train(data_path, os.path.join(self.root, "fresh"), TINY, ADAM,
                     options(skip_corrupt_records=True))
 
   def test_empty_train_split(self):
@@ -567,7 +576,7 @@ class RobustnessTest(tf.test.TestCase, parameterized.TestCase):
     open(path, "wb").close()
     with self.assertRaisesRegex(reading_utils.DatasetError,
                                 f"^{path} holds no trajectories$"):
-      trainer.train(data_path, self.model_path, TINY, ADAM,
+      train(data_path, self.model_path, TINY, ADAM,
                     options(num_steps=6))
 
   def test_nonfinite_positions(self):
@@ -576,7 +585,7 @@ class RobustnessTest(tf.test.TestCase, parameterized.TestCase):
     data_path = self.dataset_with("nan", trajectory_with(positions))
     before = digests(self.model_path)
     for split, run in (
-        ("train", lambda: trainer.train(data_path, self.model_path, TINY,
+        ("train", lambda: train(data_path, self.model_path, TINY,
                                         ADAM, options(num_steps=20))),
         ("test", lambda: evaluation.evaluate(data_path, self.model_path,
                                              TINY)),
@@ -598,7 +607,7 @@ class RobustnessTest(tf.test.TestCase, parameterized.TestCase):
     data_path = self.dataset_with("types", trajectory_with(
         particle_types=types))
     for split, run in (
-        ("train", lambda: trainer.train(data_path, self.model_path, TINY,
+        ("train", lambda: train(data_path, self.model_path, TINY,
                                         ADAM, options(num_steps=20))),
         ("test", lambda: evaluation.evaluate(data_path, self.model_path,
                                              TINY)),
@@ -617,7 +626,7 @@ class RobustnessTest(tf.test.TestCase, parameterized.TestCase):
     with self.assertRaisesRegex(
         ValueError,
         f"^--model_path '{a_file}' is an existing file, not a directory$"):
-      trainer.train(self.data_path, a_file, TINY, ADAM, options())
+      train(self.data_path, a_file, TINY, ADAM, options())
     with self.assertRaisesRegex(
         ValueError,
         f"^--model_path '{a_file}' is an existing file, not a directory$"):
@@ -639,7 +648,7 @@ class RobustnessTest(tf.test.TestCase, parameterized.TestCase):
     with mock.patch.object(os, "access", return_value=False):
       with self.assertRaisesRegex(
           ValueError, f"^--model_path '{self.model_path}' is not writable$"):
-        trainer.train(self.data_path, self.model_path, TINY, ADAM, options())
+        train(self.data_path, self.model_path, TINY, ADAM, options())
 
   def test_checkpoint_every_steps_zero(self):
     for kwargs, message in (
@@ -661,7 +670,7 @@ class RobustnessTest(tf.test.TestCase, parameterized.TestCase):
           checkpoints.CheckpointError,
           f"^could not save ckpt-6 in {self.model_path}: No space left on "
           "device; the latest complete checkpoint, ckpt-4, is intact$"):
-        trainer.train(self.data_path, self.model_path, TINY, ADAM,
+        train(self.data_path, self.model_path, TINY, ADAM,
                       options(num_steps=6, checkpoint_every_steps=100))
     self.assertEqual(digests(self.model_path), before)
     self.assert_usable(self.model_path, [2, 4])

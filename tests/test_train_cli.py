@@ -289,7 +289,8 @@ class TrainCliTest(tf.test.TestCase):
     # The saved checkpoint restores into a fresh run.
     resumed = run_cli(f"--data_path={self.data_path}",
                       f"--model_path={model_path}",
-                      f"--num_steps={int(latest.rsplit('-', 1)[1]) + 1}")
+                      f"--num_steps={int(latest.rsplit('-', 1)[1]) + 1}",
+                      "--eval_every_steps=0")
     self.assertIn("Resumed from", resumed.stderr)
 
   # Issue 16: what users break, each answered in one line.
@@ -308,7 +309,8 @@ class TrainCliTest(tf.test.TestCase):
     self.assertEqual(checkpoints.numbers_on_disk(model_path), [])
     # As it says: the same command with a lower --lr trains.
     run_cli(f"--data_path={self.data_path}", f"--model_path={model_path}",
-            "--lr=1e-4", "--num_steps=1", "--seed=3", *_SMALL)
+            "--lr=1e-4", "--num_steps=1", "--seed=3", "--eval_every_steps=0",
+            *_SMALL)
     self.assertEqual(checkpoints.numbers_on_disk(model_path), [1])
     self.assertIsNone(checkpoints.damage(
         checkpoints.checkpoint_path(model_path, 1)))
