@@ -6,8 +6,9 @@
 - `error_plot`: per-step error curves;
 - `physics_plot`: centre-of-mass height and kinetic energy over time,
   prediction against ground truth;
-- `snapshots`: ground truth above prediction (or several models' predictions) at a
-  few steps (TensorBoard, `render_rollout --snapshots_path`);
+- `snapshots`: ground truth above prediction (or several models'
+  predictions) at a few steps (TensorBoard, `render_rollout
+  --snapshots_path`);
 - `rollout_export`: rollouts as VTK time series (ParaView) and npz arrays;
   `export_rollout`: its command line.
 
