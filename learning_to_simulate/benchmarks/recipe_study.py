@@ -6,9 +6,9 @@ generator, and evaluates every model on the valid and the test split with
 the rollout metrics of `training.metrics` (and the physics-free baselines),
 as trained, with density relaxation (`--relaxation_steps=3`), behind
 impermeable walls (`--clamp_to_bounds`), and behind walls with relaxation:
-evaluation options, the same weights (`ROLLOUT_VARIANTS`). The choice is made on the valid
-split only (`choose`: the row that meets every target there with the lowest
-full-rollout MSE); the test split then reports how the chosen row does on
+evaluation options, the same weights (`ROLLOUT_VARIANTS`). The choice is
+made on the valid split only (`choose`: the row that meets every target
+there with the lowest full-rollout MSE); the test split then reports how the chosen row does on
 data no choice has seen. Prints the tables of both splits per dataset,
 mean +- standard deviation over seeds, and writes `{output_dir}/study.json`.
 

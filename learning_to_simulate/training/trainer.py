@@ -135,7 +135,8 @@ def _input_description(data_path: str, options: TrainOptions,
       reading_utils.split_file(data_path, "train"),
       batch_size=options.batch_size, distribution=workers.name,
       local_replicas=workers.local_replicas,
-      shard=None if shard is None else list(shard), shuffle_buffer_size=options.shuffle_buffer_size,
+      shard=None if shard is None else list(shard),
+      shuffle_buffer_size=options.shuffle_buffer_size,
       skip_corrupt_records=options.skip_corrupt_records,
       window_length=(pushforward.window_length(training_config)
                      if training_config.windowed else None))
