@@ -8,9 +8,10 @@ as trained, with density relaxation (`--relaxation_steps=3`), behind
 impermeable walls (`--clamp_to_bounds`), and behind walls with relaxation:
 evaluation options, the same weights (`ROLLOUT_VARIANTS`). The choice is
 made on the valid split only (`choose`: the row that meets every target
-there with the lowest full-rollout MSE); the test split then reports how the chosen row does on
-data no choice has seen. Prints the tables of both splits per dataset,
-mean +- standard deviation over seeds, and writes `{output_dir}/study.json`.
+there with the lowest full-rollout MSE); the test split then reports how
+the chosen row does on data no choice has seen. Prints the tables of both
+splits per dataset, mean +- standard deviation over seeds, and writes
+`{output_dir}/study.json`.
 
   python -m learning_to_simulate.benchmarks.recipe_study \\
       --output_dir=outputs/recipe_study            # the recorded study
