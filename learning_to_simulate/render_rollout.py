@@ -138,7 +138,7 @@ def _run() -> None:
     animation.check_animation_path(output_path, _FPS.value)
   if _SNAPSHOTS_PATH.value is not None:
     scene_lib.output_extension(_SNAPSHOTS_PATH.value,
-                               snapshots.SNAPSHOT_EXTENSIONS,
+                               scene_lib.FIGURE_EXTENSIONS,
                                "--snapshots_path")
   if _PHYSICS_PLOT_PATH.value is not None:
     physics_plot.check_path(_PHYSICS_PLOT_PATH.value)

@@ -214,16 +214,15 @@ def run_one(data_path: str, run_dir: str, recipe_flags: Sequence[str],
   for split in upgraded:
     results["splits"][split].update(one_step_scores(common, split, log_path,
                                                     core))
-  # Runs of an earlier study lack the rollouts with relaxation.
-  rolled_out = []
-  for split in SPLITS:
-    if split in missing:
-      continue
-    for key, _, flags_, folder in ROLLOUT_VARIANTS:
+  # Runs of an earlier study lack some rollout variants (relaxation).
+  rolled_out = False
+  for split in set(SPLITS) - set(missing):
+    for key, _, evaluation_flags, folder in ROLLOUT_VARIANTS:
       if key not in results["splits"][split]:
         results["splits"][split][key] = rollout_scores(
-            common, run_dir, split, flags_, folder, log_path, core)[0]
-        rolled_out.append(split)
+            common, run_dir, split, evaluation_flags, folder, log_path,
+            core)[0]
+        rolled_out = True
   if missing or upgraded or rolled_out:
     dataset_writer.write_json(results_path, results)
   return results
@@ -324,10 +323,10 @@ def summarize(runs: Dict[str, List[Dict[str, Any]]],
   """Recipe -> metric -> mean, std (over seeds) and values, on `split`.
 
   Each recipe has more rows, "+ relaxation", "+ walls" and "+ walls +
-  relaxation", with the
-  same models rolled out with those evaluation options (`ROLLOUT_VARIANTS`;
-  their one-step MSE is the one without them); a row whose rollouts some
-  record lacks (written before the variant existed) is left out.
+  relaxation", with the same models rolled out with those evaluation
+  options (`ROLLOUT_VARIANTS`; their one-step MSE is the one without them);
+  a row whose rollouts some record lacks (written before the variant
+  existed) is left out.
   """
   summary = {}
   for recipe, results in runs.items():

@@ -5,12 +5,8 @@ from typing import Any, Dict, Mapping
 from matplotlib import figure as mpl_figure
 import numpy as np
 
-from learning_to_simulate.data import dataset_writer
 from learning_to_simulate.visualization import rollout_files
 from learning_to_simulate.visualization import scene as scene_lib
-
-ERROR_PLOT_EXTENSIONS = (".png", ".pdf", ".svg")
-
 
 def error_figure(curves: Mapping[str, np.ndarray],
                  ylabel: str = "position MSE (mean over particles and dims)",
@@ -51,13 +47,13 @@ def plot_error(rollouts: Mapping[str, Mapping[str, Any]],
   Raises:
     ValueError: for an unsupported extension or no rollouts.
   """
-  extension = scene_lib.output_extension(output_path, ERROR_PLOT_EXTENSIONS,
+  extension = scene_lib.output_extension(output_path,
+                                         scene_lib.FIGURE_EXTENSIONS,
                                          "error plot")
   if not rollouts:
     raise ValueError("plot_error needs at least one rollout")
   plotted = {name: rollout_files.rollout_mse_per_step(rollout)
              for name, rollout in rollouts.items()}
   fig = error_figure(plotted)
-  with dataset_writer.atomic_file(output_path) as temporary:
-    fig.savefig(temporary, format=extension[1:])
+  scene_lib.save_figure(fig, output_path, extension)
   return plotted

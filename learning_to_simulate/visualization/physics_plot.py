@@ -13,10 +13,7 @@ from typing import Any, Dict, Mapping
 from matplotlib import figure as mpl_figure
 import numpy as np
 
-from learning_to_simulate.data import dataset_writer
 from learning_to_simulate.visualization import scene as scene_lib
-
-PHYSICS_PLOT_EXTENSIONS = (".png", ".pdf", ".svg")
 
 
 def plotted_series(curves: Mapping[str, Any],
@@ -68,7 +65,7 @@ def physics_figure(curves: Mapping[str, Any], up_axis: int,
 
 def check_path(output_path: str) -> str:
   """The extension of a physics plot path; ValueError if unsupported."""
-  return scene_lib.output_extension(output_path, PHYSICS_PLOT_EXTENSIONS,
+  return scene_lib.output_extension(output_path, scene_lib.FIGURE_EXTENSIONS,
                                     "physics plot")
 
 
@@ -87,6 +84,5 @@ def plot_physics(curves: Mapping[str, Any], metadata: Mapping[str, Any],
   extension = check_path(output_path)
   up_axis = scene_lib.vertical_axis(metadata, len(metadata["bounds"]))
   fig = physics_figure(curves, up_axis, title)
-  with dataset_writer.atomic_file(output_path) as temporary:
-    fig.savefig(temporary, format=extension[1:])
+  scene_lib.save_figure(fig, output_path, extension)
   return plotted_series(curves, up_axis)

@@ -23,6 +23,7 @@ from matplotlib.backends import backend_agg
 import numpy as np
 
 from learning_to_simulate.data import common
+from learning_to_simulate.data import dataset_writer
 from learning_to_simulate.visualization import rollout_files
 
 # Two square panels, a frame counter above and a legend below, in inches; the
@@ -75,6 +76,18 @@ def output_extension(path: str, supported: Sequence[str], what: str) -> str:
   if os.path.isdir(path):
     raise ValueError(f"{what} path {path} is a directory")
   return extension
+
+
+# What the still pictures (error, physics and snapshot plots) are written as.
+FIGURE_EXTENSIONS = (".png", ".pdf", ".svg")
+
+
+def save_figure(fig: mpl_figure.Figure, path: str, extension: str) -> None:
+  """Writes `fig` to `path` in the format of `extension` (checked with
+  `output_extension`), once complete: an existing file stays whole if
+  drawing fails."""
+  with dataset_writer.atomic_file(path) as temporary:
+    fig.savefig(temporary, format=extension[1:])
 
 
 def vertical_axis(metadata: Mapping[str, Any], dim: int) -> int:

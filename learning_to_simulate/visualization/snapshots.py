@@ -12,7 +12,6 @@ from matplotlib import figure as mpl_figure
 import numpy as np
 
 from learning_to_simulate.data import common
-from learning_to_simulate.data import dataset_writer
 from learning_to_simulate.visualization import rollout_files
 from learning_to_simulate.visualization import scene as scene_lib
 
@@ -98,18 +97,14 @@ def comparison_figure(rollouts: Sequence[Tuple[str, Mapping[str, Any]]],
   return fig
 
 
-SNAPSHOT_EXTENSIONS = (".png", ".pdf", ".svg")
-
-
 def write_comparison(rollouts: Sequence[Tuple[str, Mapping[str, Any]]],
                      path: str, num_columns: int = 4,
                      dpi: float = 64) -> None:
   """`comparison_figure` to a `.png`, `.pdf` or `.svg` file, atomically."""
-  extension = scene_lib.output_extension(path, SNAPSHOT_EXTENSIONS,
+  extension = scene_lib.output_extension(path, scene_lib.FIGURE_EXTENSIONS,
                                          "snapshots")
-  fig = comparison_figure(rollouts, num_columns, dpi)
-  with dataset_writer.atomic_file(path) as tmp_path:
-    fig.savefig(tmp_path, format=extension[1:])
+  scene_lib.save_figure(comparison_figure(rollouts, num_columns, dpi), path,
+                        extension)
 
 
 def figure_pixels(fig: mpl_figure.Figure) -> np.ndarray:
