@@ -658,5 +658,44 @@ class BundledMultiMaterialTest(tf.test.TestCase):
                              (sand, goop)])
 
 
+
+class BundledWaterWallsTest(tf.test.TestCase):
+  """The pretrained water_walls model's test split (its README): the water of
+  water_drop_sample's test split, bit for bit, and 432 static wall particles
+  outside the box."""
+
+  def test_checksums_and_trajectories(self):
+    path = reading_utils.bundled_dataset_path("water_walls")
+    with open(os.path.join(path, "SHA256SUMS")) as f:
+      sums = dict(reversed(line.split()) for line in f if line.strip())
+    self.assertCountEqual(sums, ["metadata.json", "test.tfrecord"])
+    for name, digest in sums.items():
+      self.assertEqual(
+          hashlib.sha256(file_bytes(os.path.join(path, name))).hexdigest(),
+          digest, name)
+    metadata = read_metadata(path)
+    self.assertEqual(metadata["wall_layers"], 2)
+    plain_path = reading_utils.bundled_dataset_path("water_drop")
+    plain_metadata = read_metadata(plain_path)
+    for key in ("vel_mean", "vel_std", "acc_mean", "acc_std", "bounds", "dt"):
+      self.assertAllClose(metadata[key], plain_metadata[key], msg=key)
+    walls = read_split(path, "test")
+    plain = read_split(plain_path, "test")
+    self.assertLen(walls, 2)
+    kinematic = int(common.ParticleType.KINEMATIC)
+    for (types, positions), (plain_types, plain_positions) in zip(walls,
+                                                                  plain):
+      n = len(plain_types)
+      self.assertAllEqual(types[:n], plain_types)
+      self.assertAllEqual(positions[:, :n], plain_positions)
+      self.assertTrue(np.all(types[n:] == kinematic))
+      self.assertLen(types[n:], 432)
+      self.assertAllEqual(positions[:, n:],
+                          np.broadcast_to(positions[:1, n:],
+                                          positions[:, n:].shape))
+      lo, hi = np.asarray(metadata["bounds"]).T
+      outside = np.any((positions[0, n:] < lo) | (positions[0, n:] > hi), -1)
+      self.assertTrue(np.all(outside))
+
 if __name__ == "__main__":
   tf.test.main()

@@ -75,11 +75,13 @@ class DatasetSpec:
 
 # Water with more trajectories than the bundled sample, and water poured
 # over static obstacles (kinematic particles); `water_walls` is `water` (the
-# same seed: the same material, bit for bit) with 2 layers of wall particles.
+# same seed: the same material, bit for bit) with 2 layers of wall particles;
+# `multi_material` is water, sand and goop in one box (issue 37's final table).
 DATASETS = (
     DatasetSpec("water", "water_drop", 32, 4, 8, 201),
     DatasetSpec("ramps", "water_ramps", 32, 4, 8, 201),
     DatasetSpec("water_walls", "water_drop", 32, 4, 8, 201, wall_layers=2),
+    DatasetSpec("multi_material", "multi_material", 32, 4, 8, 201),
 )
 QUICK_DATASETS = (
     DatasetSpec("water", "water_drop", 2, 1, 1, 14, resolution=16),

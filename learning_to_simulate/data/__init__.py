@@ -12,7 +12,9 @@
 - `convert`: checked, streaming conversion to the DeepMind format (and back
   to gns npz) with its metadata, and the check of a dataset against its
   metadata; `convert_dataset` and `check_dataset`: their command lines;
-- `water_drop_sample/`: the dataset bundled with the package.
+- `water_drop_sample/`: the dataset bundled with the package;
+  `multi_material_sample/` and `water_walls_sample/`: the test splits of the
+  other pretrained models (`--pretrained=NAME` reads `NAME_sample`).
 
 Reading datasets is the original's `reading_utils` (top level).
 """
