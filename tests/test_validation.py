@@ -74,7 +74,13 @@ class ValidationTest(tf.test.TestCase):
     writer.flush()
     self.assertRegex("\n".join(logs.output),
                      r"validation at step 5 \(valid, 1 rollouts, [0-9.]+s\): "
-                     r"loss_mse [0-9.e+-]+  one_step_position_mse")
+                     r"loss_mse [0-9.e+-]+  one_step_position_mse "
+                     r"[0-9.e+-]+  one_step_position_mse_moving [0-9.e+-]+ ")
+    # With kinematic particles the two one-step errors differ, and both
+    # are shown: the original's counts the kinematic particles, which the
+    # loss never trains.
+    self.assertNotEqual(results["one_step_position_mse"],
+                        results["one_step_position_mse_moving"])
     self.assertEqual(results["num_batches"], 2)
     for name in ("loss_mse", "one_step_position_mse", "mse_1", "mse_full",
                  "emd", "kinetic_energy_mse", "out_of_domain", "seconds"):

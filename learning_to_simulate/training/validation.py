@@ -198,9 +198,14 @@ class Validator:
 
     improved = self._keep_if_best(step, results)
     self._write_summaries(step, results, summary, rollouts)
-    shown = [name for name in ("loss_mse", "one_step_position_mse", "mse_20",
+    shown = [name for name in ("loss_mse", "one_step_position_mse",
+                               "one_step_position_mse_moving", "mse_20",
                                "mse_full", "emd", "out_of_domain")
              if name in results]
+    if (results.get("one_step_position_mse_moving") ==
+        results.get("one_step_position_mse")):
+      # No kinematic particles: the two are one number.
+      shown.remove("one_step_position_mse_moving")
     logging.info(
         "validation at step %d (%s, %d rollouts, %.1fs): %s%s", step,
         self._options.split, len(rollouts), results["seconds"],
