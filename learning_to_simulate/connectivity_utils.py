@@ -181,3 +181,30 @@ def compute_connectivity_for_batch_tf(
       tf.ones_like(receivers), tf.gather(graph_index, receivers), batch_size)
   return (tf.cast(senders, tf.int32), tf.cast(receivers, tf.int32),
           tf.cast(n_edge, tf.int32))
+
+
+def drop_pairs(senders: tf.Tensor, receivers: tf.Tensor, n_node: tf.Tensor,
+               mask: tf.Tensor) -> Tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+  """The edges without those between two distinct particles of `mask`.
+
+  Args:
+    senders, receivers: `[num_edges]` int32, as
+      `compute_connectivity_for_batch_tf` returns them (their order, sorted
+      by receiver, is kept).
+    n_node: `[batch_size]` int particles per example.
+    mask: `[num_particles_in_batch]` bool, e.g. the kinematic particles.
+
+  Returns:
+    senders, receivers: `[num_kept_edges]` int32; n_edge: `[batch_size]`
+    int32 kept edges per example. Self-edges are kept.
+  """
+  keep = ((senders == receivers) |
+          ~(tf.gather(mask, senders) & tf.gather(mask, receivers)))
+  senders = tf.boolean_mask(senders, keep)
+  receivers = tf.boolean_mask(receivers, keep)
+  n_node = tf.cast(n_node, tf.int32)
+  batch_size = tf.shape(n_node)[0]
+  graph_index = tf.repeat(tf.range(batch_size), n_node)
+  n_edge = tf.math.unsorted_segment_sum(
+      tf.ones_like(receivers), tf.gather(graph_index, receivers), batch_size)
+  return senders, receivers, n_edge

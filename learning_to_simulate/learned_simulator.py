@@ -37,6 +37,7 @@ class LearnedSimulator(snt.Module):
                jit_compile: bool = False,
                recompute_grad: bool = False,
                clamp_to_bounds: bool = False,
+               kinematic_pair_edges: bool = True,
                external_acceleration: Optional[Sequence[float]] = None,
                relaxation: Optional[relaxation_lib.Relaxation] = None,
                grid: Optional[Mapping[str, int]] = None,
@@ -65,6 +66,10 @@ class LearnedSimulator(snt.Module):
       clamp_to_bounds: beyond the paper, opt-in: clip predicted positions
         to `boundaries` (impermeable walls, as this package's MPM generator
         enforces after each substep). Training targets are unchanged.
+      kinematic_pair_edges: False, beyond the paper, opt-in: leave out the
+        edges between two kinematic particles (`connectivity_utils.
+        drop_pairs`; self-edges stay), so that wall and obstacle particles
+        hear only from moving ones.
       external_acceleration: beyond the paper, opt-in: `[dim]` known
         external acceleration (gravity; positions per frame squared). The
         network then predicts `(a - external_acceleration) / acc_std`, and
@@ -84,6 +89,7 @@ class LearnedSimulator(snt.Module):
     self._connectivity_radius = float(connectivity_radius)
     self._num_particle_types = num_particle_types
     self._clamp_to_bounds = clamp_to_bounds
+    self._kinematic_pair_edges = kinematic_pair_edges
     self._relaxation = relaxation
     self._boundaries = np.asarray(boundaries, dtype=np.float32)
     if self._boundaries.shape != (num_dimensions, 2):
@@ -219,6 +225,9 @@ class LearnedSimulator(snt.Module):
     senders, receivers, n_edge = (
         connectivity_utils.compute_connectivity_for_batch_tf(
             most_recent_position, n_node, self._connectivity_radius))
+    if not self._kinematic_pair_edges and particle_types is not None:
+      senders, receivers, n_edge = connectivity_utils.drop_pairs(
+          senders, receivers, n_node, common.kinematic_mask(particle_types))
 
     node_features = []
     velocity_stats = self._normalization_stats["velocity"]

@@ -11,6 +11,7 @@ import numpy as np
 import tensorflow as tf
 
 from learning_to_simulate.benchmarks import kernels
+from learning_to_simulate.benchmarks import kinematic_edges
 from learning_to_simulate.benchmarks import pipeline_memory
 from learning_to_simulate.benchmarks import render_speed
 from learning_to_simulate.benchmarks import report as report_lib
@@ -18,12 +19,31 @@ from learning_to_simulate.benchmarks import throughput
 from learning_to_simulate.benchmarks import timing
 from learning_to_simulate.benchmarks import workload as workload_lib
 from learning_to_simulate.data import common
+from learning_to_simulate.data import synthetic
 from learning_to_simulate import reading_utils
 from learning_to_simulate.training import config as config_lib
 
 # latent 4, MLPs of one hidden layer of 5, 2 message-passing steps.
 SMALL_MODEL = config_lib.ModelConfig(latent_size=4, hidden_size=5,
                                      hidden_layers=1, message_passing_steps=2)
+
+
+class KinematicEdgesTest(tf.test.TestCase):
+
+  def test_times_both_graphs_and_counts_their_edges(self):
+    path = self.create_tempdir().full_path
+    synthetic.write_tiny_dataset(path, num_particles=24, num_kinematic=12)
+    result = kinematic_edges.measure(
+        path, steps=1, rounds=1, model_config=config_lib.ModelConfig(
+            latent_size=8, hidden_size=8, hidden_layers=1,
+            message_passing_steps=1))
+    self.assertGreater(result["seconds_per_step"]["all"], 0)
+    self.assertGreater(result["seconds_per_step"]["kept"], 0)
+    self.assertEqual(result["mean_kinematic"], 2 * 12)  # Batches of 2.
+    # Every dropped edge joins two kinematic particles; at most all of
+    # their ordered pairs go (self-edges stay).
+    dropped = result["mean_edges"]["all"] - result["mean_edges"]["kept"]
+    self.assertBetween(dropped, 1, 2 * 12 * 11)
 
 
 class PointTest(tf.test.TestCase, parameterized.TestCase):

@@ -100,5 +100,23 @@ class ConnectivityTest(tf.test.TestCase, parameterized.TestCase):
     self.assertEqual(edges, brute_force_edges(positions, [200], 0.1))
 
 
+
+class DropPairsTest(tf.test.TestCase):
+
+  def test_drops_pairs_inside_the_mask_and_keeps_self_edges(self):
+    # Two examples: particles 0-2 (0 and 1 masked) and 3-4 (both masked).
+    senders = tf.constant([0, 1, 2, 0, 1, 1, 2, 3, 4, 4, 3], tf.int32)
+    receivers = tf.constant([0, 0, 0, 1, 1, 2, 2, 3, 3, 4, 4], tf.int32)
+    mask = tf.constant([True, True, False, True, True])
+    kept_senders, kept_receivers, n_edge = connectivity_utils.drop_pairs(
+        senders, receivers, tf.constant([3, 2]), mask)
+    self.assertAllEqual(kept_senders, [0, 2, 1, 1, 2, 3, 4])
+    self.assertAllEqual(kept_receivers, [0, 0, 1, 2, 2, 3, 4])
+    self.assertAllEqual(n_edge, [5, 2])
+    # Nothing masked: nothing dropped.
+    _, _, n_edge = connectivity_utils.drop_pairs(
+        senders, receivers, tf.constant([3, 2]), tf.zeros([5], tf.bool))
+    self.assertAllEqual(n_edge, [7, 4])
+
 if __name__ == "__main__":
   tf.test.main()

@@ -216,6 +216,36 @@ class LearnedSimulatorTest(tf.test.TestCase, parameterized.TestCase):
                 particle_types=tf.constant(THREE_TYPES)),
         np.clip(self._call(THREE_PARTICLES), bounds[:, 0], bounds[:, 1]))
 
+  def test_kinematic_pair_edges_are_opt_out(self):
+    skipping = build.build_simulator(
+        METADATA, dataclasses.replace(SMALL_MODEL,
+                                      kinematic_pair_edges=False))
+    for target, source in zip(skipping.trainable_variables,
+                              self.simulator.trainable_variables):
+      target.assign(source)
+    kinematic = common.ParticleType.KINEMATIC
+
+    def edges(simulator, types):
+      graph = simulator._encoder_preprocessor(
+          tf.constant(THREE_PARTICLES), tf.constant([3]), None,
+          tf.constant(types, tf.int64))
+      self.assertEqual(int(graph.n_edge[0]), len(graph.senders))
+      return set(zip(graph.senders.numpy().tolist(),
+                     graph.receivers.numpy().tolist()))
+
+    # Particles 0 and 1 are neighbours; both kinematic, their pair goes.
+    both = [kinematic, kinematic, kinematic]
+    self.assertEqual(edges(self.simulator, both),
+                     {(0, 0), (1, 1), (2, 2), (0, 1), (1, 0)})
+    self.assertEqual(edges(skipping, both), {(0, 0), (1, 1), (2, 2)})
+    # One of them moving: the pair stays, and so does the model's output.
+    self.assertEqual(edges(skipping, THREE_TYPES),
+                     edges(self.simulator, THREE_TYPES))
+    self.assertAllEqual(
+        skipping(tf.constant(THREE_PARTICLES), tf.constant([3]),
+                 particle_types=tf.constant(THREE_TYPES)),
+        self._call(THREE_PARTICLES))
+
   def test_target_corrects_velocity_noise_not_position_noise(self):
     next_position = self.rng.uniform(size=[3, 2]).astype(np.float32)
     noise = self.rng.normal(0.0, 0.01, THREE_PARTICLES.shape).astype(

@@ -124,6 +124,10 @@ def recipes(num_steps: int) -> Dict[str, List[str]]:
       "pushforward_radius_1.33x": pushforward + [
           "--connectivity_radius=0.052"],
       "pushforward_radius_2x": pushforward + ["--connectivity_radius=0.078"],
+      # Wall particles that hear only from moving ones: about half the
+      # edges of `water_walls`, so about half its training time.
+      "pushforward_no_kinematic_pairs": pushforward + [
+          "--nokinematic_pair_edges"],
   }
 
 

@@ -78,6 +78,7 @@ def build_simulator(metadata: Mapping[str, Any],
       jit_compile=jit_compile,
       recompute_grad=recompute_grad,
       clamp_to_bounds=model_config.clamp_to_bounds,
+      kinematic_pair_edges=model_config.kinematic_pair_edges,
       external_acceleration=model_config.external_acceleration,
       relaxation=model_config.relaxation(),
       grid=model_config.grid())

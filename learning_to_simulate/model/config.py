@@ -55,6 +55,13 @@ class ModelConfig:
       None, "Opt-in: the radius of the particle graph (and of relaxation's "
       "kernel), in position units; default: the metadata's "
       "default_connectivity_radius. Saved with the model.")
+  # `connectivity_utils.drop_pairs`.
+  kinematic_pair_edges: bool = option(
+      True, "Keep the graph's edges between two kinematic particles (walls, "
+      "obstacles), as the paper does. --nokinematic_pair_edges leaves them "
+      "out (self-edges stay): kinematic particles then hear only from "
+      "moving ones, and a scene with wall particles trains about 1.9x "
+      "faster. Opt-in; saved with the model.")
   # `model.grid_branch`.
   grid_resolution: int = option(
       0, "Opt-in grid branch: latents scattered onto a grid of this many "
