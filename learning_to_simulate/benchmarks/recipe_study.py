@@ -128,6 +128,10 @@ def recipes(num_steps: int) -> Dict[str, List[str]]:
       # edges of `water_walls`, so about half its training time.
       "pushforward_no_kinematic_pairs": pushforward + [
           "--nokinematic_pair_edges"],
+      # Both: the configuration of the water_walls model's second run.
+      "pushforward_grid_no_kinematic_pairs": pushforward + [
+          "--grid_resolution=32", "--grid_channels=16", "--grid_levels=3",
+          "--nokinematic_pair_edges"],
   }
 
 
