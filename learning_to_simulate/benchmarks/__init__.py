@@ -5,6 +5,8 @@
   `timing`: timers and child processes; `report`: the tables);
 - `kernels`: the fast path's LayerNorm and sorted sums against
   TensorFlow's own;
+- `kinematic_edges`: a training step with and without the edges between
+  kinematic particles (`--nokinematic_pair_edges`);
 - `pipeline_memory`: training memory against dataset size;
 - `convert_memory`: dataset conversion memory against input size;
 - `validation_cost`: validation during training as a share of training time;

@@ -60,7 +60,7 @@ class ModelConfig:
       True, "Keep the graph's edges between two kinematic particles (walls, "
       "obstacles), as the paper does. --nokinematic_pair_edges leaves them "
       "out (self-edges stay): kinematic particles then hear only from "
-      "moving ones, and a scene with wall particles trains about 1.9x "
+      "moving ones, and a scene with wall particles trains about 1.8x "
       "faster. Opt-in; saved with the model.")
   # `model.grid_branch`.
   grid_resolution: int = option(
