@@ -21,7 +21,8 @@ CLIS = (("learning_to_simulate.train", "docs/train_cli.md"),
          "docs/datasets.md"),
         ("learning_to_simulate.data.convert_dataset", "docs/own_data.md"),
         ("learning_to_simulate.data.check_dataset", "docs/own_data.md"),
-        ("learning_to_simulate.apps.demo", "README.md"))
+        ("learning_to_simulate.apps.demo", "README.md"),
+        ("learning_to_simulate.apps.compare", "docs/metrics.md"))
 
 
 def flag_names(module_name):

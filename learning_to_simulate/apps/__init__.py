@@ -2,7 +2,8 @@
 
 - `demo`: the main job end to end on the bundled dataset;
 - `package_model`: a trained model packaged for shipping, with its
-  provenance.
+  provenance;
+- `compare`: models side by side on a split, per trajectory.
 
 The original's command lines (`train`, `render_rollout`, `model_demo`) stay
 at the top level.
