@@ -97,6 +97,15 @@ class DemoTest(tf.test.TestCase):
         np.max(bounds[:, 1] - bounds[:, 0]), rtol=1e-4)
     self.assertAllClose(row["mse_full"], np.mean((predicted - truth)**2),
                         rtol=1e-4)
+    # Density: pairs closer than the connectivity radius, at every step of
+    # this short rollout (at most 50 are counted).
+    self.assertLessEqual(len(truth), 50)
+    radius = rollout["metadata"]["default_connectivity_radius"]
+    pairs = lambda x: np.sum(np.linalg.norm(
+        x[:, :, None] - x[:, None], axis=-1) < radius) - x.size // x.shape[-1]
+    self.assertGreater(pairs(truth), 0)
+    self.assertAllClose(row["density_ratio"], pairs(predicted) / pairs(truth),
+                        rtol=1e-4)
     self.assertIn("trained here, per test trajectory:", text)
     self.assertRegex(text, rf"  {row['file']} +[0-9.e+-]+ +[0-9.]+x +"
                      r"[0-9.]+x +[0-9.]+% of box")

@@ -38,8 +38,10 @@ class RolloutMetricsTest(tf.test.TestCase):
 
   def test_perfect_rollout_scores_zero(self):
     scores = metrics.rollout_metrics(make_rollout())
-    # The energy ratio of a perfect rollout is 1, every error 0.
+    # The energy and density ratios of a perfect rollout are 1, every error
+    # 0.
     self.assertEqual(scores.pop("kinetic_energy_ratio"), 1.0)
+    self.assertEqual(scores.pop("density_ratio"), 1.0)
     for name, value in scores.items():
       self.assertEqual(value, 0.0, name)
     # Horizons up to the rollout length, and the full rollout.
@@ -183,7 +185,8 @@ class PhysicsSummaryTest(tf.test.TestCase):
     self.assertEqual(metrics.physics_summary(rollout),
                      {"kinetic_energy_ratio": 1.0,
                       "centre_of_mass_error": 0.0,
-                      "centre_of_mass_error_mean": 0.0})
+                      "centre_of_mass_error_mean": 0.0,
+                      "density_ratio": 1.0})
     # Every prediction moved by (0.02, -0.05): the centre of mass too, by
     # 5% of the unit box; the velocities change only at the first step.
     shifted = dict(rollout, predicted_rollout=rollout["predicted_rollout"] +
@@ -246,6 +249,38 @@ class PhysicsSummaryTest(tf.test.TestCase):
                                rollout["ground_truth_rollout"],
                                types != KINEMATIC), rtol=1e-5)
     self.assertEqual(metrics.material_name(42), "type_42")
+
+  def test_density_ratio_counts_neighbours(self):
+    # Within RADIUS = 0.05: particles 0.04 apart on a line have 1, 2, 2 and
+    # 1 neighbours (mean 1.5); 0.01 apart, all 3 (the fluid compacted).
+    # The kinematic particle is not counted.
+    line = np.zeros([1, 5, 2])
+    line[0, :4, 0] = [0.0, 0.04, 0.08, 0.12]
+    moving = np.array([True] * 4 + [False])
+    self.assertAllClose(metrics.neighbour_counts(line, moving, RADIUS),
+                        [1.5])
+    packed = line * 0.25
+    self.assertAllClose(metrics.neighbour_counts(packed, moving, RADIUS),
+                        [3.0])
+    self.assertAllClose(
+        metrics.density_ratio(np.concatenate([packed, line]),
+                              np.concatenate([line, line]), moving, RADIUS),
+        (3.0 + 1.5) / 3.0)
+    # A spray: nobody has a neighbour any more.
+    self.assertEqual(
+        metrics.density_ratio(line * 10, line, moving, RADIUS), 0.0)
+    # A truth without neighbours leaves it undefined.
+    self.assertTrue(np.isnan(
+        metrics.density_ratio(line, line * 10, moving, RADIUS)))
+    # Through a rollout: the moving particles pulled halfway to their centre.
+    rollout = make_rollout()
+    is_moving = rollout["particle_types"] != KINEMATIC
+    truth = rollout["ground_truth_rollout"]
+    centre = truth[:, is_moving].mean(axis=1, keepdims=True)
+    rollout["predicted_rollout"][:, is_moving] = (
+        centre + 0.5 * (truth[:, is_moving] - centre))
+    self.assertGreater(metrics.physics_summary(rollout)["density_ratio"],
+                       1.5)
 
   def test_energy_ratio_is_left_out_for_a_truth_at_rest(self):
     rollout = make_rollout()

@@ -20,7 +20,8 @@ physics-free baselines (`api.score`). The table on stdout has, per model, the
 means over trajectories of the full-rollout MSE, its ratio to that
 trajectory's better baseline (mean and worst), the kinetic energy over the
 rollout against the truth's, the centre of mass's distance from the truth's at
-the last step as a share of the box (mean and worst), and the share of
+the last step as a share of the box (mean and worst), how packed the fluid
+is against the truth (`density_ratio`: above 1 it compacts) and the share of
 particle-steps out of the box; then a row per trajectory. `--output` keeps it
 all as JSON (written atomically).
 """
@@ -52,6 +53,7 @@ COLUMNS = (("mse_full", "full MSE", "{:.3e}"),
            ("kinetic_energy_ratio", "kinetic energy", "{:.2f}x"),
            ("centre_of_mass_error", "centre of mass off", "{:.1%}"),
            ("centre_of_mass_worst", "worst", "{:.1%}"),
+           ("density_ratio", "density", "{:.2f}x"),
            ("out_of_domain", "out of the box", "{:.2%}"))
 
 
@@ -120,26 +122,31 @@ def trajectory_row(scores: Dict[str, Dict[str, float]]) -> Dict[str, float]:
           "kinetic_energy_ratio": model.get("kinetic_energy_ratio",
                                             float("nan")),
           "centre_of_mass_error": model["centre_of_mass_error"],
+          "density_ratio": model.get("density_ratio", float("nan")),
           "out_of_domain": model["out_of_domain"]}
 
 
 def summarize(rows: Sequence[Dict[str, float]]) -> Dict[str, float]:
   """Means (and worsts) over a model's trajectory rows.
 
-  The kinetic-energy mean leaves out trajectories whose truth is at rest
-  (NaN ratio); NaN if all are.
+  The kinetic-energy and density means leave out trajectories where the
+  ratio is undefined (NaN: a truth at rest, or without neighbours); NaN if
+  all are.
   """
   def column(key):
     return np.array([row[key] for row in rows], np.float64)
-  energy = column("kinetic_energy_ratio")
-  energy = energy[~np.isnan(energy)]
+
+  def defined_mean(key):
+    values = column(key)
+    values = values[~np.isnan(values)]
+    return float(values.mean()) if values.size else float("nan")
   return {"mse_full": float(column("mse_full").mean()),
           "ratio_mean": float(column("ratio_to_better_baseline").mean()),
           "ratio_worst": float(column("ratio_to_better_baseline").max()),
-          "kinetic_energy_ratio": (float(energy.mean()) if energy.size
-                                   else float("nan")),
+          "kinetic_energy_ratio": defined_mean("kinetic_energy_ratio"),
           "centre_of_mass_error": float(column("centre_of_mass_error").mean()),
           "centre_of_mass_worst": float(column("centre_of_mass_error").max()),
+          "density_ratio": defined_mean("density_ratio"),
           "out_of_domain": float(column("out_of_domain").mean())}
 
 
@@ -158,15 +165,17 @@ def format_markdown(result: Dict[str, Any]) -> str:
     lines.append(f"| {name} | " + " | ".join(
         _cell(model["summary"][key], fmt) for key, _, fmt in COLUMNS) + " |")
   lines += ["", "| model | trajectory | full MSE | / better baseline | "
-            "kinetic energy | centre of mass off | out of the box |",
-            "|---|---|---|---|---|---|---|"]
+            "kinetic energy | centre of mass off | density | out of the box |",
+            "|---|---|---|---|---|---|---|---|"]
   for name, model in result["models"].items():
     for index, row in enumerate(model["per_trajectory"]):
       lines.append(
           f"| {name} | {index} | {row['mse_full']:.3e} | "
           f"{row['ratio_to_better_baseline']:.3f}x | "
           f"{_cell(row['kinetic_energy_ratio'], '{:.2f}x')} | "
-          f"{row['centre_of_mass_error']:.1%} | {row['out_of_domain']:.2%} |")
+          f"{row['centre_of_mass_error']:.1%} | "
+          f"{_cell(row['density_ratio'], '{:.2f}x')} | "
+          f"{row['out_of_domain']:.2%} |")
   return "\n".join(lines)
 
 

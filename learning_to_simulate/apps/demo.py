@@ -130,8 +130,8 @@ def trajectory_rows(metrics: Dict[str, Any],
   Returns:
     Per trajectory: `file`, `mse_full`, `ratio_to_better_baseline` (of
     that trajectory's better baseline), the kinetic-energy ratio (NaN for a
-    ground truth at rest) and the centre-of-mass error at the last step
-    (`metrics.physics_summary`).
+    ground truth at rest), the centre-of-mass error at the last step and
+    the density ratio (NaN without neighbours; `metrics.physics_summary`).
   """
   rows = []
   for index, path in enumerate(files):
@@ -142,7 +142,8 @@ def trajectory_rows(metrics: Dict[str, Any],
                  "ratio_to_better_baseline": model["mse_full"] / better,
                  "kinetic_energy_ratio": model.get("kinetic_energy_ratio",
                                                    float("nan")),
-                 "centre_of_mass_error": model["centre_of_mass_error"]})
+                 "centre_of_mass_error": model["centre_of_mass_error"],
+                 "density_ratio": model.get("density_ratio", float("nan"))})
   return rows
 
 
@@ -152,13 +153,14 @@ def format_trajectories(label: str, rows: List[Dict[str, Any]]) -> List[str]:
   lines = [f"{label}, per test trajectory:",
            f"  {'trajectory':<{width}}  {'full MSE':>10}  "
            f"{'/ better baseline':>17}  {'kinetic energy':>14}  "
-           f"{'centre of mass off':>18}"]
+           f"{'centre of mass off':>18}  {'density':>7}"]
   for row in rows:
     lines.append(
         f"  {row['file']:<{width}}  {row['mse_full']:>10.3e}  "
         f"{row['ratio_to_better_baseline']:>16.2f}x  "
         f"{row['kinetic_energy_ratio']:>13.2f}x  "
-        f"{100 * row['centre_of_mass_error']:>10.1f}% of box")
+        f"{100 * row['centre_of_mass_error']:>10.1f}% of box  "
+        f"{row['density_ratio']:>6.2f}x")
   return lines
 
 

@@ -39,6 +39,12 @@ ground truth in a rollout and would only dilute the errors.
   the same averaged over the steps (does it fall at the right speed?).
   With more than one moving material, also `centre_of_mass_error_{name}`
   per material (`material_name`), at the last step.
+- `density_ratio`: how packed the predicted fluid is against the truth: the
+  number of other moving particles within the dataset's connectivity radius
+  of each moving particle, averaged over the particles and over up to
+  `DENSITY_STEPS` evenly spaced steps, predicted over true (1: the fluid
+  keeps its volume; above 1 it compacts, below 1 it spreads or sprays);
+  left out when no true particle has a neighbour.
 
 `physics_curves` gives the series behind the last two, per step: the kinetic
 energy and each material's centre of mass, predicted and true.
@@ -59,6 +65,8 @@ HORIZONS = (1, 5, 10, 20, 50, 100)
 # assignment costs O(n^3), 0.2 s for 2000 particles.
 EMD_STEPS = 20
 EMD_PARTICLES = 2000
+# `density_ratio` counts neighbours at this many evenly spaced steps at most.
+DENSITY_STEPS = 50
 # A particle counts as out of the domain beyond the bounds plus this
 # fraction of the connectivity radius.
 OUT_OF_DOMAIN_TOLERANCE_RADII = 0.1
@@ -147,13 +155,41 @@ def centre_of_mass_errors(predicted: np.ndarray, truth: np.ndarray,
   return offset.max(axis=-1) / box_size
 
 
+def neighbour_counts(positions: np.ndarray, mask: np.ndarray,
+                     radius: float) -> np.ndarray:
+  """`[num_steps]` mean number of other particles of `mask` within
+  `radius` of each particle of `mask`, per step of `positions`
+  `[num_steps, num_particles, dim]` (0 for fewer than two particles)."""
+  counts = np.zeros(len(positions))
+  if mask.sum() < 2:
+    return counts
+  for step, frame in enumerate(np.asarray(positions, np.float64)[:, mask]):
+    tree = spatial.cKDTree(frame)
+    # Ordered pairs, each particle with itself too: one less.
+    counts[step] = tree.count_neighbors(tree, radius) / len(frame) - 1.0
+  return counts
+
+
+def density_ratio(predicted: np.ndarray, truth: np.ndarray,
+                  mask: np.ndarray, radius: float,
+                  max_steps: int = DENSITY_STEPS) -> float:
+  """The module docstring's `density_ratio` (NaN when the truth's particles
+  have no neighbours)."""
+  steps = emd_steps(len(truth), max_steps)
+  true_count = neighbour_counts(truth[steps], mask, radius).sum()
+  if true_count == 0:
+    return float("nan")
+  return float(neighbour_counts(predicted[steps], mask, radius).sum() /
+               true_count)
+
+
 def physics_summary(rollout: Rollout) -> Dict[str, float]:
   """How a rollout moves as a whole, against its ground truth.
 
   Returns:
     The module docstring's `kinetic_energy_ratio`, `centre_of_mass_error`,
-    `centre_of_mass_error_mean` and, with several moving materials, the
-    per-material `centre_of_mass_error_{name}`.
+    `centre_of_mass_error_mean`, `density_ratio` and, with several moving
+    materials, the per-material `centre_of_mass_error_{name}`.
   """
   initial, predicted, truth, moving = _overlap(rollout)
   true_energy = kinetic_energy(initial, truth, moving).sum()
@@ -163,7 +199,10 @@ def physics_summary(rollout: Rollout) -> Dict[str, float]:
   summary = {"kinetic_energy_ratio": float(energy / true_energy)
                                      if true_energy > 0 else float("nan"),
              "centre_of_mass_error": float(errors[-1]),
-             "centre_of_mass_error_mean": float(errors.mean())}
+             "centre_of_mass_error_mean": float(errors.mean()),
+             "density_ratio": density_ratio(
+                 predicted, truth, moving,
+                 float(rollout["metadata"]["default_connectivity_radius"]))}
   parts = materials(rollout["particle_types"])
   if len(parts) > 1:
     for name, mask in parts.items():
