@@ -127,6 +127,24 @@ class RecipeStudyTest(tf.test.TestCase):
       f.write("no block\n")
     with self.assertRaisesRegex(ValueError, "EMPTY.md has no block"):
       recipe_study.update_markdown(os.path.join(elsewhere, "EMPTY.md"))
+    # A metric newer than a record comes from its run's rollout pickles; a
+    # value the record has stays.
+    record_path = recipe_study.result_path(records, "water", "paper", 0)
+    with open(record_path) as f:
+      record = json.load(f)
+    valid = record["results"]["splits"]["valid"]
+    density = valid["walls"].pop("density_ratio")
+    valid["walls"]["mse_full"] = -1.0
+    with open(record_path, "w") as f:
+      json.dump(record, f)
+    self.assertEqual(recipe_study.rescore_records(records, elsewhere), [])
+    self.assertEqual(recipe_study.rescore_records(records, out),
+                     [record_path])
+    with open(record_path) as f:
+      rescored = json.load(f)["results"]["splits"]["valid"]["walls"]
+    self.assertAllClose(rescored["density_ratio"], density, rtol=1e-6)
+    self.assertEqual(rescored["mse_full"], -1.0)
+    self.assertEqual(recipe_study.rescore_records(records, out), [])
 
   def test_benchmarks_md_tables_are_rendered_from_the_committed_records(self):
     path = os.path.join(os.path.dirname(os.path.dirname(

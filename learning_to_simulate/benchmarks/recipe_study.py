@@ -55,6 +55,7 @@ import numpy as np
 from learning_to_simulate.benchmarks import report as report_lib
 from learning_to_simulate.benchmarks import timing
 from learning_to_simulate.data import dataset_writer
+from learning_to_simulate.training import metrics as metrics_lib
 from learning_to_simulate.visualization import rollout_files
 from learning_to_simulate.visualization import snapshots
 
@@ -146,6 +147,7 @@ COLUMNS = (("one_step_position_mse", "one-step MSE"),
            ("emd", "EMD (W2^2)"),
            ("kinetic_energy_ratio", "KE ratio"),
            ("centre_of_mass_error", "centre of mass off"),
+           ("density_ratio", "density"),
            ("kinetic_energy_mse", "KE MSE"),
            ("out_of_domain", "out of domain"),
            ("train_seconds", "train s"))
@@ -288,6 +290,54 @@ def _upgrade(results: Dict[str, Any]) -> Dict[str, Any]:
   return {"train_seconds": results["train_seconds"], "splits": splits}
 
 
+def rollout_directory(run_dir: str, folder: str, split: str) -> str:
+  """Where a run's rollouts of one variant on one split are."""
+  return os.path.join(run_dir, folder + ("" if split == "test" else
+                                         f"_{split}"))
+
+
+def rescore_records(results_dir: str, output_dir: str) -> List[str]:
+  """Adds to the records the rollout metrics they lack, from their runs.
+
+  A record written before a metric existed (`density_ratio`, say) gets it,
+  for each split and `ROLLOUT_VARIANTS` entry, from the rollout pickles of
+  its run in `{output_dir}/runs` when they are there (the mean over
+  trajectories, `metrics.rollout_metrics`); a value the record has is never
+  changed. Runs nothing.
+
+  Returns:
+    The records that changed (rewritten atomically).
+  """
+  changed = []
+  for path in sorted(glob.glob(os.path.join(results_dir, "*", "*",
+                                            "seed*.json"))):
+    with open(path) as f:
+      record = json.load(f)
+    run_dir = os.path.join(output_dir, "runs", record["dataset"]["name"],
+                           record["recipe"], f"seed{record['seed']}")
+    results = _upgrade(record["results"])
+    added = False
+    for split, scores in results["splits"].items():
+      for key, _, _, folder in ROLLOUT_VARIANTS:
+        files = sorted(glob.glob(os.path.join(
+            rollout_directory(run_dir, folder, split),
+            f"rollout_{split}_*.pkl")))
+        if key not in scores or not files:
+          continue
+        means = metrics_lib.mean_metrics([
+            metrics_lib.rollout_metrics(rollout_files.load_rollout(file))
+            for file in files])
+        missing = {name: value for name, value in means.items()
+                   if name not in scores[key]}
+        scores[key].update(missing)
+        added = added or bool(missing)
+    if added:
+      record["results"] = results
+      dataset_writer.write_json(path, record)
+      changed.append(path)
+  return changed
+
+
 def rollout_scores(common: List[str], run_dir: str, split: str,
                    evaluation_flags: Sequence[str], folder: str,
                    log_path: str, core: Optional[int]
@@ -295,8 +345,7 @@ def rollout_scores(common: List[str], run_dir: str, split: str,
   """The mean rollout metrics of one model on one split, rolled out with
   `evaluation_flags` into `{run_dir}/{folder}[_{split}]`, and the
   baselines'."""
-  suffix = "" if split == "test" else f"_{split}"
-  rollout_path = os.path.join(run_dir, folder + suffix)
+  rollout_path = rollout_directory(run_dir, folder, split)
   _run("train", common + ["--mode=eval_rollout", f"--eval_split={split}",
                           *evaluation_flags, f"--output_path={rollout_path}"],
        log_path, core)
@@ -365,10 +414,13 @@ def format_table(summary: Dict[str, Any]) -> str:
     if entry["std"] == 0.0 and len(entry["values"]) == 1:
       return f"{entry['mean']:.3g}"
     return f"{entry['mean']:.3g} +- {entry['std']:.2g}"
-  rows = [[name] + [cell(metrics.get(key)) for key, _ in COLUMNS]
+  # A column no row has (a metric newer than every record) is left out.
+  columns = [(key, header) for key, header in COLUMNS
+             if any(key in metrics for metrics in summary.values())]
+  rows = [[name] + [cell(metrics.get(key)) for key, _ in columns]
           for name, metrics in summary.items()]
   return report_lib.format_markdown_table(
-      ["recipe"] + [header for _, header in COLUMNS], rows)
+      ["recipe"] + [header for _, header in columns], rows)
 
 
 # The better-model issue's targets, at equal steps: full-rollout MSE at most
@@ -767,6 +819,10 @@ def _define_flags() -> None:
                       "Render the tables of every recipe_study block of this "
                       "Markdown file (BENCHMARKS.md) again from the records "
                       "its block names, in place (no run).")
+  flags.DEFINE_boolean("rescore", False,
+                       "Add to the records in --results_dir the rollout "
+                       "metrics they lack, from the rollout pickles of their "
+                       "runs in --output_dir (no run).")
   flags.DEFINE_list("cores", None,
                     "Pin the runs to these CPU cores, one core and thread a "
                     "run, in turn (default: unpinned).")
@@ -789,6 +845,13 @@ def main(argv: Sequence[str]) -> None:
     if FLAGS.update:
       for results_dir in update_markdown(FLAGS.update):
         print(f"{FLAGS.update}: rendered the records of {results_dir}")
+      return
+    if FLAGS.rescore:
+      if not FLAGS.results_dir:
+        raise ValueError("--rescore needs --results_dir")
+      changed = rescore_records(FLAGS.results_dir, FLAGS.output_dir)
+      print(f"{len(changed)} record(s) completed from the runs in "
+            f"{FLAGS.output_dir}" + "".join(f"\n  {path}" for path in changed))
       return
     if FLAGS.render:
       if not FLAGS.results_dir:
