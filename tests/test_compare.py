@@ -103,20 +103,28 @@ class CompareTest(tf.test.TestCase):
     super().tearDownClass()
 
   def test_models_side_by_side(self):
+    # A model trained before models kept their dataset's metadata
+    # normalizes with the dataset's.
+    old = os.path.join(self.root, "old")
+    shutil.copytree(self.model_path, old)
+    os.remove(os.path.join(old, "metadata.json"))
     specs = [compare.parse_model_spec(spec) for spec in (
         f"latest={self.model_path}",
         f"step2={self.model_path}:ckpt-2",
-        f"walls={self.model_path},clamp_to_bounds=1")]
+        f"walls={self.model_path},clamp_to_bounds=1",
+        f"old={old}")]
     result = compare.compare(self.data_path, "test", specs)
     trajectories = api.load_trajectories(self.data_path, "test")
     self.assertEqual(result["num_trajectories"], len(trajectories))
     models = result["models"]
-    self.assertEqual(list(models), ["latest", "step2", "walls"])
+    self.assertEqual(list(models), ["latest", "step2", "walls", "old"])
     for model in models.values():
       self.assertLen(model["per_trajectory"], len(trajectories))
     # The latest checkpoint is step 2: the same rollouts.
     self.assertEqual(models["latest"]["per_trajectory"],
                      models["step2"]["per_trajectory"])
+    self.assertEqual(models["old"]["per_trajectory"],
+                     models["latest"]["per_trajectory"])
     # Each row is the API's score of that rollout.
     simulator = api.load_simulator(self.model_path)
     self.assertEqual(

@@ -15,7 +15,8 @@ Each `--model` is `NAME=SOURCE[,OPTION=VALUE...]`:
   options (walls on and off, with and without relaxation).
 
 Every model rolls out every trajectory of the split (`--limit` the first
-ones), and each rollout is scored against the ground truth and the two
+ones), normalized with the metadata it was trained with (which it keeps), and
+each rollout is scored against the ground truth and the two
 physics-free baselines (`api.score`). The table on stdout has, per model, the
 means over trajectories of the full-rollout MSE, its ratio to that
 trajectory's better baseline (mean and worst), the kinetic energy over the
@@ -37,6 +38,7 @@ from absl import flags
 import numpy as np
 
 from learning_to_simulate import api
+from learning_to_simulate import reading_utils
 from learning_to_simulate.data import dataset_writer
 from learning_to_simulate.training import baselines
 
@@ -200,9 +202,14 @@ def compare(data_path: str, split: str, specs: Sequence[ModelSpec],
   trajectories = api.load_trajectories(data_path, split, limit=limit)
   models = {}
   for spec in specs:
+    # A model normalizes with the metadata it was trained with, which it
+    # keeps (a model trained before models kept it: the dataset's).
+    own_metadata = spec.pretrained or os.path.exists(os.path.join(
+        spec.model_path, reading_utils.METADATA_FILENAME))
     simulator = api.load_simulator(
         model_path=spec.model_path, pretrained=spec.pretrained or False,
-        data_path=data_path, checkpoint=spec.checkpoint, **spec.options)
+        data_path=None if own_metadata else data_path,
+        checkpoint=spec.checkpoint, **spec.options)
     rows = [trajectory_row(api.score(simulator.rollout(trajectory)))
             for trajectory in trajectories]
     models[spec.name] = {
