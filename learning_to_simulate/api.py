@@ -334,8 +334,9 @@ def snapshots(rollouts: Any, output_path: str, num_columns: int = 4) -> None:
 
 def plot_physics(rollout: Dict[str, Any], output_path: str,
                  title: str = "") -> Dict[str, np.ndarray]:
-  """Centre-of-mass height and kinetic energy over time, prediction against
-  ground truth, to a `.png`, `.pdf` or `.svg`; returns the plotted series."""
+  """Centre-of-mass height, kinetic energy and density over time, prediction
+  against ground truth, to a `.png`, `.pdf` or `.svg`; returns the plotted
+  series."""
   return physics_plot_lib.plot_physics(metrics_lib.physics_curves(rollout),
                                        rollout["metadata"], output_path,
                                        title)

@@ -3,8 +3,8 @@
 Reproduces the viewer of "Learning to Simulate Complex Physics with Graph
 Networks" (Sanchez-Gonzalez et al., ICML 2020, arXiv:2002.09405) for the
 pickles written by `train --mode=eval_rollout` (see ../shared/FORMAT.md), and
-adds headless output, an error plot and a physics plot (centre-of-mass height
-and kinetic energy over time). This is the command line; the drawing is in
+adds headless output, an error plot and a physics plot (centre-of-mass height,
+kinetic energy and density over time). This is the command line; the drawing is in
 `visualization/` (`scene`, `animation`, `error_plot`, `physics_plot`,
 `rollout_files`).
 
@@ -82,9 +82,9 @@ _ERROR_PLOT_PATH = flags.DEFINE_string(
     "Also write the per-step rollout MSE plot (.png, .pdf or .svg) here.")
 _PHYSICS_PLOT_PATH = flags.DEFINE_string(
     "physics_plot_path", None,
-    "Also write the first rollout's centre-of-mass height and kinetic "
-    "energy over time, prediction against ground truth (.png, .pdf or "
-    ".svg), here.")
+    "Also write the first rollout's centre-of-mass height, kinetic energy "
+    "and density over time, prediction against ground truth (.png, .pdf "
+    "or .svg), here.")
 _SNAPSHOTS_PATH = flags.DEFINE_string(
     "snapshots_path", None,
     "Write still frames of the first rollout here instead of an animation "

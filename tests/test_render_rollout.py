@@ -412,6 +412,8 @@ class PhysicsPlotTest(tf.test.TestCase):
 
   def test_plotted_values(self):
     rollout = make_rollout(2, seed=3)
+    # A radius at which these few particles have neighbours.
+    rollout["metadata"]["default_connectivity_radius"] = 0.15
     curves = metrics.physics_curves(rollout)
     path = os.path.join(self.create_tempdir().full_path, "physics.png")
     plotted = physics_plot.plot_physics(curves, rollout["metadata"], path,
@@ -419,7 +421,8 @@ class PhysicsPlotTest(tf.test.TestCase):
     self.assertEqual(list(plotted), [
         "water height, predicted", "water height, ground truth",
         "sand height, predicted", "sand height, ground truth",
-        "kinetic energy, predicted", "kinetic energy, ground truth"])
+        "kinetic energy, predicted", "kinetic energy, ground truth",
+        "density, predicted", "density, ground truth"])
     water = TYPES == WATER
     self.assertAllClose(plotted["water height, ground truth"],
                         rollout["ground_truth_rollout"][:, water, 1].mean(1),
@@ -429,8 +432,23 @@ class PhysicsPlotTest(tf.test.TestCase):
                        axis=0)[:, TYPES != KINEMATIC].astype(np.float64)
     self.assertAllClose(plotted["kinetic energy, predicted"],
                         0.5 * np.mean(np.sum(velocity**2, -1), 1), rtol=1e-5)
+    # Density at its own steps: neighbours within the radius per moving
+    # particle (all-pairs distances here, a k-d tree there).
+    moving = TYPES != KINEMATIC
+    steps = np.asarray(curves["density"]["steps"])
+    truth = rollout["ground_truth_rollout"][steps - 1][:, moving]
+    close = np.linalg.norm(truth[:, :, None] - truth[:, None], axis=-1) < (
+        rollout["metadata"]["default_connectivity_radius"])
+    self.assertGreater(close.sum() - close.shape[0] * moving.sum(), 0)
+    self.assertAllClose(plotted["density, ground truth"],
+                        close.sum((1, 2)) / moving.sum() - 1, rtol=1e-5)
     with Image.open(path) as image:
       self.assertEqual(image.format, "PNG")
+      self.assertEqual(image.size, (1500, 400))
+    # Curves of a metrics.json from before the density: two panels.
+    older = {key: value for key, value in curves.items() if key != "density"}
+    physics_plot.plot_physics(older, rollout["metadata"], path)
+    with Image.open(path) as image:
       self.assertEqual(image.size, (1000, 400))
     # Up is gravity's axis: the metadata's external acceleration decides.
     rollout["metadata"]["external_acceleration"] = [-1e-5, 0.0]

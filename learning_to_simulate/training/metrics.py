@@ -46,11 +46,12 @@ ground truth in a rollout and would only dilute the errors.
   keeps its volume; above 1 it compacts, below 1 it spreads or sprays);
   left out when no true particle has a neighbour.
 
-`physics_curves` gives the series behind the last two, per step: the kinetic
-energy and each material's centre of mass, predicted and true.
+`physics_curves` gives the series behind the physics summary: per step the
+kinetic energy and each material's centre of mass, and at the density's
+steps the neighbours per particle, predicted and true.
 """
 
-from typing import Any, Dict, Mapping, Sequence
+from typing import Any, Dict, Mapping, Sequence, Tuple
 
 import numpy as np
 from scipy import optimize
@@ -170,17 +171,32 @@ def neighbour_counts(positions: np.ndarray, mask: np.ndarray,
   return counts
 
 
+def density_curves(predicted: np.ndarray, truth: np.ndarray,
+                   mask: np.ndarray, radius: float,
+                   max_steps: int = DENSITY_STEPS
+                   ) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+  """`neighbour_counts` of the prediction and the truth at up to `max_steps`
+  evenly spaced steps (the last included).
+
+  Returns:
+    `steps` (rollout steps counted from 1), `predicted` and `truth`, each
+    `[num_sampled_steps]`.
+  """
+  index = emd_steps(len(truth), max_steps)
+  return (index + 1, neighbour_counts(predicted[index], mask, radius),
+          neighbour_counts(truth[index], mask, radius))
+
+
 def density_ratio(predicted: np.ndarray, truth: np.ndarray,
                   mask: np.ndarray, radius: float,
                   max_steps: int = DENSITY_STEPS) -> float:
   """The module docstring's `density_ratio` (NaN when the truth's particles
   have no neighbours)."""
-  steps = emd_steps(len(truth), max_steps)
-  true_count = neighbour_counts(truth[steps], mask, radius).sum()
-  if true_count == 0:
+  _, predicted_counts, true_counts = density_curves(predicted, truth, mask,
+                                                    radius, max_steps)
+  if true_counts.sum() == 0:
     return float("nan")
-  return float(neighbour_counts(predicted[steps], mask, radius).sum() /
-               true_count)
+  return float(predicted_counts.sum() / true_counts.sum())
 
 
 def physics_summary(rollout: Rollout) -> Dict[str, float]:
@@ -226,9 +242,15 @@ def physics_curves(rollout: Rollout) -> Dict[str, Any]:
     `kinetic_energy`: `{"predicted", "ground_truth"}`, each `[num_steps]`
     (`kinetic_energy` of the moving particles); `centre_of_mass`: material
     name -> `{"predicted", "ground_truth"}`, each `[num_steps, dim]`, for
-    each moving material. Over the steps that have a ground truth.
+    each moving material; `density`: `{"steps", "predicted",
+    "ground_truth"}`, the neighbours per moving particle behind
+    `density_ratio` at up to `DENSITY_STEPS` rollout steps (`density_curves`).
+    Over the steps that have a ground truth.
   """
   initial, predicted, truth, moving = _overlap(rollout)
+  steps, predicted_density, true_density = density_curves(
+      predicted, truth, moving,
+      float(rollout["metadata"]["default_connectivity_radius"]))
   return {
       "kinetic_energy": {
           "predicted": _rounded(kinetic_energy(initial, predicted, moving)),
@@ -237,6 +259,9 @@ def physics_curves(rollout: Rollout) -> Dict[str, Any]:
           name: {"predicted": _rounded(centre_of_mass(predicted, mask)),
                  "ground_truth": _rounded(centre_of_mass(truth, mask))}
           for name, mask in materials(rollout["particle_types"]).items()},
+      "density": {"steps": [int(step) for step in steps],
+                  "predicted": _rounded(predicted_density),
+                  "ground_truth": _rounded(true_density)},
   }
 
 

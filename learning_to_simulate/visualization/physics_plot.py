@@ -1,11 +1,14 @@
-"""Does it fall at the right speed? Centre of mass and kinetic energy plots.
+"""Does it fall at the right speed, and keep its volume? Physics plots.
 
-Two panels for one rollout, prediction (dashed) against ground truth
-(solid): the height of each moving material's centre of mass over time, and
-the kinetic energy of the moving particles. The curves are those of
-`training.metrics.physics_curves` (the series behind `centre_of_mass_error`
-and `kinetic_energy_ratio`, also in `metrics.json`), computed by the caller:
-this stage draws, it does not score.
+Three panels for one rollout, prediction (dashed) against ground truth
+(solid): the height of each moving material's centre of mass over time, the
+kinetic energy of the moving particles, and how packed they are (neighbours
+within the connectivity radius per particle: a fluid that compacts rises
+above the truth). The curves are those of `training.metrics.physics_curves`
+(the series behind `centre_of_mass_error`, `kinetic_energy_ratio` and
+`density_ratio`, also in `metrics.json`), computed by the caller: this stage
+draws, it does not score. Curves without the density (a `metrics.json` of
+before it) get the first two panels.
 """
 
 from typing import Any, Dict, Mapping
@@ -28,7 +31,9 @@ def plotted_series(curves: Mapping[str, Any],
   Returns:
     `{material} height, predicted` / `..., ground truth` per moving material
     (the `up_axis` coordinate of its centre of mass), then `kinetic energy,
-    predicted` / `..., ground truth`.
+    predicted` / `..., ground truth`, then, when the curves have them,
+    `density, predicted` / `..., ground truth`: those are at the steps
+    `curves["density"]["steps"]` only.
   """
   series = {}
   for name, centre in curves["centre_of_mass"].items():
@@ -38,27 +43,43 @@ def plotted_series(curves: Mapping[str, Any],
   for which in ("predicted", "ground_truth"):
     series[f"kinetic energy, {which.replace('_', ' ')}"] = np.asarray(
         curves["kinetic_energy"][which], np.float64)
+  if "density" in curves:
+    for which in ("predicted", "ground_truth"):
+      series[f"density, {which.replace('_', ' ')}"] = np.asarray(
+          curves["density"][which], np.float64)
   return series
 
 
 def physics_figure(curves: Mapping[str, Any], up_axis: int,
                    title: str = "") -> mpl_figure.Figure:
-  """Centre-of-mass height (left) and kinetic energy (right) over time."""
-  fig = scene_lib.new_figure(scene_lib.DEFAULT_DPI, size=(10.0, 4.0))
-  height, energy = fig.subplots(1, 2)
+  """Centre-of-mass height, kinetic energy and density over time."""
+  has_density = "density" in curves
+  fig = scene_lib.new_figure(scene_lib.DEFAULT_DPI,
+                             size=(15.0 if has_density else 10.0, 4.0))
+  axes = fig.subplots(1, 3 if has_density else 2)
+  panels = {"height": axes[0], "kinetic energy": axes[1]}
+  if has_density:
+    panels["density"] = axes[2]
   for name, values in plotted_series(curves, up_axis).items():
-    ax = energy if name.startswith("kinetic energy") else height
-    ax.plot(np.arange(1, values.size + 1), values, label=name,
-            linestyle="--" if name.endswith("predicted") else "-",
-            linewidth=1.2)
-  height.set_ylabel("centre-of-mass height (position units)")
-  energy.set_ylabel("kinetic energy 0.5 mean |v|^2 (per frame^2)")
-  for ax in (height, energy):
+    panel = ("kinetic energy" if name.startswith("kinetic energy") else
+             "density" if name.startswith("density") else "height")
+    steps = (np.asarray(curves["density"]["steps"]) if panel == "density"
+             else np.arange(1, values.size + 1))
+    panels[panel].plot(steps, values, label=name,
+                       linestyle="--" if name.endswith("predicted") else "-",
+                       linewidth=1.2)
+  panels["height"].set_ylabel("centre-of-mass height (position units)")
+  panels["kinetic energy"].set_ylabel(
+      "kinetic energy 0.5 mean |v|^2 (per frame^2)")
+  if has_density:
+    panels["density"].set_ylabel("neighbours per particle (within the "
+                                 "connectivity radius)")
+  for ax in panels.values():
     ax.set_xlabel("rollout step (after the initial positions)")
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize="small")
-  fig.suptitle(title or "Centre of mass and kinetic energy: prediction "
-               "(dashed) against ground truth")
+  fig.suptitle(title or "Centre of mass, kinetic energy and density: "
+               "prediction (dashed) against ground truth")
   fig.tight_layout()
   return fig
 
