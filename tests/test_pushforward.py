@@ -1,6 +1,7 @@
 """Pushforward training and the multi-step loss: the schedule, the unroll,
 the loss by hand, and k = 0 with one step is the paper."""
 
+import dataclasses
 import os
 from unittest import mock
 
@@ -11,6 +12,7 @@ from learning_to_simulate.data import common
 from learning_to_simulate.data import synthetic
 from learning_to_simulate import reading_utils
 from learning_to_simulate.model import build
+from learning_to_simulate.model import relaxation
 from learning_to_simulate.training import config as config_lib
 from learning_to_simulate.training import one_step
 from learning_to_simulate.training import pushforward
@@ -62,7 +64,9 @@ class ScheduleTest(tf.test.TestCase):
         (config_lib.TrainingConfig(pushforward_max_unroll=-1),
          "--pushforward_max_unroll must be >= 0"),
         (config_lib.TrainingConfig(pushforward_probability=1.5),
-         r"--pushforward_probability must be in \[0, 1\]")):
+         r"--pushforward_probability must be in \[0, 1\]"),
+        (config_lib.TrainingConfig(pushforward_relaxation=True),
+         "give --pushforward_max_unroll > 0")):
       with self.assertRaisesRegex(ValueError, message):
         recipe.validate()
 
@@ -129,6 +133,49 @@ class UnrollTest(tf.test.TestCase):
     self.assertAllClose(inputs, current, atol=1e-6)
     # The first four stand for frames 2..5, which are ground truth.
     self.assertAllClose(inputs[:, :4], position[:, 2:6])
+
+  def test_unroll_relaxes_each_step_as_a_rollout_does(self):
+    window = self.window
+    relaxing = build.build_simulator(
+        self.metadata, dataclasses.replace(SMALL, relaxation_steps=2,
+                                           relaxation_step_size=0.3))
+    pushforward.unrolled_inputs(relaxing, window, tf.constant(0), 0.0)
+    for mine, theirs in zip(relaxing.trainable_variables,
+                            self.simulator.trainable_variables):
+      mine.assign(theirs)
+    plain = pushforward.unrolled_inputs(self.simulator, window,
+                                        tf.constant(2), noise_std=0.0)
+    # Off (the default), a relaxing model unrolls as the plain one.
+    self.assertAllClose(pushforward.unrolled_inputs(
+        relaxing, window, tf.constant(2), noise_std=0.0), plain, atol=1e-6)
+    relaxed = pushforward.unrolled_inputs(relaxing, window, tf.constant(2),
+                                          noise_std=0.0, relax=True)
+    # By hand: each step predicted, then relaxed, each example alone with
+    # the rest density of its last true input frame; kinematic particles
+    # on their ground truth.
+    position = window["position"].numpy()
+    kinematic = common.kinematic_mask(window["particle_type"]).numpy()
+    counts = window["n_particles_per_example"].numpy()
+    first = slice(0, counts[0])
+    second = slice(counts[0], counts[0] + counts[1])
+    current = position[:, :6]
+    for step in range(2):
+      predicted = relaxing(
+          current, window["n_particles_per_example"],
+          global_context=window["step_context"][:, 5 + step],
+          particle_types=window["particle_type"]).numpy()
+      predicted[kinematic] = position[kinematic, 6 + step]
+      for part in (first, second):
+        movable = ~kinematic[part]
+        rest = relaxation.rest_density(position[part, 5], movable,
+                                       relaxing.connectivity_radius)
+        predicted[part] = relaxation.relax(
+            predicted[part], movable, relaxing.connectivity_radius, rest, 2,
+            0.3).numpy()
+      predicted[kinematic] = position[kinematic, 6 + step]
+      current = np.concatenate([current[:, 1:], predicted[:, None]], axis=1)
+    self.assertAllClose(relaxed, current, atol=1e-6)
+    self.assertGreater(np.abs(relaxed - plain).max(), 1e-6)
 
   def _two_steps_by_hand(self, detach: bool):
     """The two-step loss and its gradients, in positions: the paper's loss
@@ -224,6 +271,30 @@ class UnrollTest(tf.test.TestCase):
     self.assertEqual(saved["multistep_loss_steps"], 3)
     # Windows of the inputs and 3 targets; no unroll; a 3-step loss.
     self.assertEqual(calls, [(9, 0, 3)] * 3)
+
+  def test_relaxed_pushforward_needs_a_relaxing_model(self):
+    recipe = config_lib.TrainingConfig(pushforward_max_unroll=1,
+                                       pushforward_relaxation=True)
+    with self.assertRaisesRegex(ValueError, "give --relaxation_steps > 0"):
+      trainer.train(
+          self.data_path, self.create_tempdir().full_path, SMALL,
+          config_lib.OptimizerConfig(), trainer.TrainOptions(num_steps=1),
+          validation.ValidationOptions(every_steps=0), recipe)
+    # With one, the compiled step trains and the recipe is saved.
+    model_path = self.create_tempdir().full_path
+    recipe = dataclasses.replace(recipe, pushforward_phase_steps=0,
+                                 pushforward_probability=1.0)
+    with self.assertLogs() as logs:
+      loss = trainer.train(
+          self.data_path, model_path,
+          dataclasses.replace(SMALL, relaxation_steps=1),
+          config_lib.OptimizerConfig(),
+          trainer.TrainOptions(num_steps=2, log_every_steps=1, seed=0),
+          validation.ValidationOptions(every_steps=0), recipe)
+    self.assertTrue(np.isfinite(loss))
+    self.assertTrue(config_lib.load(model_path)["training"][
+        "pushforward_relaxation"])
+    self.assertIn("the unrolled steps relaxed", "\n".join(logs.output))
 
   def test_training_with_pushforward(self):
     recipe = config_lib.TrainingConfig(

@@ -69,6 +69,39 @@ class RelaxationTest(tf.test.TestCase):
     self.assertAllClose(tf.reduce_mean(relaxed, 0),
                         tf.reduce_mean(squeezed, 0), atol=1e-6, rtol=0)
 
+  def test_a_batch_relaxes_each_example_alone(self):
+    # Two examples in the same place (a batch's examples share the box): a
+    # squeezed block and a looser one with a kinematic half. Relaxed as one
+    # batch, each moves as it would alone, with its own rest density.
+    first, second = block(0.25 * RADIUS), block(0.35 * RADIUS, size=6)
+    first_movable = tf.ones([64], tf.bool)
+    second_movable = tf.range(36) % 2 == 0
+    rests = relaxation.rest_densities(
+        tf.concat([first, second], 0),
+        tf.concat([first_movable, second_movable], 0), RADIUS,
+        tf.constant([64, 36]))
+    self.assertAllEqual(rests, [
+        relaxation.rest_density(first, first_movable, RADIUS),
+        relaxation.rest_density(second, second_movable, RADIUS)])
+    self.assertNotAllClose(rests[0], rests[1])
+    # The rest densities of a looser pair: the batch relaxes both.
+    rests = rests * 0.8
+    batch = relaxation.relax(
+        tf.concat([first, second], 0),
+        tf.concat([first_movable, second_movable], 0), RADIUS, rests, 2, 0.3,
+        n_particles_per_example=tf.constant([64, 36]))
+    alone = tf.concat([
+        relaxation.relax(first, first_movable, RADIUS, rests[0], 2, 0.3),
+        relaxation.relax(second, second_movable, RADIUS, rests[1], 2, 0.3)],
+                      0)
+    self.assertAllClose(batch, alone, atol=1e-7, rtol=0)
+    self.assertGreater(np.abs(batch[:64] - first).max(), 0)
+    # An example without movable particles reads a lone particle's density.
+    self.assertAllEqual(relaxation.rest_densities(
+        tf.concat([first, second], 0),
+        tf.concat([tf.zeros([64], tf.bool), second_movable], 0), RADIUS,
+        tf.constant([64, 36]))[0], 1.)
+
   def test_kinematic_particles_push_but_do_not_move(self):
     squeezed = block(0.3 * RADIUS)
     movable = tf.range(64) % 2 == 0

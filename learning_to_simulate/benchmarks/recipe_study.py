@@ -133,6 +133,13 @@ def recipes(num_steps: int) -> Dict[str, List[str]]:
       "pushforward_grid_no_kinematic_pairs": pushforward + [
           "--grid_resolution=32", "--grid_channels=16", "--grid_levels=3",
           "--nokinematic_pair_edges"],
+      # The same, its unrolled training inputs relaxed as its rollouts with
+      # relaxation are (the relaxation saved with it; the variants below
+      # say whether a rollout relaxes).
+      "pushforward_grid_no_kinematic_pairs_relaxed": pushforward + [
+          "--grid_resolution=32", "--grid_channels=16", "--grid_levels=3",
+          "--nokinematic_pair_edges", "--relaxation_steps=3",
+          "--pushforward_relaxation"],
   }
 
 
@@ -266,12 +273,14 @@ SPLITS = ("valid", "test")
 # How each model is rolled out: (key in a record, row suffix in the tables,
 # evaluation flags, rollout folder). Evaluation options: the same weights.
 ROLLOUT_VARIANTS = (
-    ("rollout", "", [], "rollouts"),
+    # Explicit about relaxation: a recipe may save some with its model.
+    ("rollout", "", ["--relaxation_steps=0"], "rollouts"),
     # Relaxation without walls: with wall particles in the data, they are
     # what the relaxation pushes against (Neural SPH's setting).
     ("relaxation", " + relaxation", ["--relaxation_steps=3"],
      "rollouts_relaxation"),
-    ("walls", " + walls", ["--clamp_to_bounds"], "rollouts_walls"),
+    ("walls", " + walls", ["--clamp_to_bounds", "--relaxation_steps=0"],
+     "rollouts_walls"),
     ("walls_relaxation", " + walls + relaxation",
      ["--clamp_to_bounds", "--relaxation_steps=3"],
      "rollouts_walls_relaxation"),

@@ -87,41 +87,77 @@ def rest_density(positions: tf.Tensor, movable: tf.Tensor,
     movable: `[num_particles]` bool, the particles that are not kinematic.
     radius: the kernel's support h.
   """
+  return rest_densities(positions, movable, radius,
+                        tf.shape(positions)[:1])[0]
+
+
+def rest_densities(positions: tf.Tensor, movable: tf.Tensor, radius: float,
+                   n_particles_per_example: tf.Tensor) -> tf.Tensor:
+  """`[num_examples]`: `rest_density` of each example of a batch.
+
+  Args:
+    positions: `[num_particles, dim]` one frame of each example, in order.
+    movable: `[num_particles]` bool, the particles that are not kinematic.
+    radius: the kernel's support h.
+    n_particles_per_example: `[num_examples]` particles of each example.
+  """
+  counts = tf.cast(n_particles_per_example, tf.int32)
   senders, receivers, _ = connectivity_utils.compute_connectivity_for_batch_tf(
-      positions, tf.shape(positions)[:1], radius)
-  density = tf.sort(tf.boolean_mask(
-      kernel_density(positions, senders, receivers, radius), movable))
-  count = tf.shape(density)[0]
-  index = tf.cast(tf.round(REST_DENSITY_QUANTILE *
-                           tf.cast(tf.maximum(count - 1, 0), tf.float32)),
-                  tf.int32)
+      positions, counts, radius)
+  density = kernel_density(positions, senders, receivers, radius)
+  # Per example, the movable particles' densities in ascending order: sorted
+  # by density, then (stably) by example.
+  example = tf.boolean_mask(tf.repeat(tf.range(tf.shape(counts)[0]), counts),
+                            movable)
+  density = tf.boolean_mask(density, movable)
+  by_density = tf.argsort(density, stable=True)
+  order = tf.gather(by_density, tf.argsort(tf.gather(example, by_density),
+                                           stable=True))
+  density = tf.gather(density, order)
+  moving_counts = tf.math.bincount(example, minlength=tf.shape(counts)[0],
+                                   maxlength=tf.shape(counts)[0])
+  starts = tf.cumsum(moving_counts, exclusive=True)
+  index = tf.cast(tf.round(REST_DENSITY_QUANTILE * tf.cast(
+      tf.maximum(moving_counts - 1, 0), tf.float32)), tf.int32)
+  # Padded, so that an example without movable particles reads something.
+  picked = tf.gather(tf.concat([density, [1.]], axis=0),
+                     tf.minimum(starts + index, tf.shape(density)[0]))
   # No movable particle: 1, the density of a particle alone (nothing moves).
-  return tf.cond(count > 0, lambda: density[tf.minimum(index, count - 1)],
-                 lambda: tf.constant(1., density.dtype))
+  return tf.where(moving_counts > 0, picked, tf.ones_like(picked))
 
 
 def relax(positions: tf.Tensor, movable: tf.Tensor, radius: float,
-          rest: tf.Tensor, num_steps: int, step_size: float) -> tf.Tensor:
+          rest: tf.Tensor, num_steps: int, step_size: float,
+          n_particles_per_example: Optional[tf.Tensor] = None) -> tf.Tensor:
   """Positions after `num_steps` relaxation steps.
 
   The radius graph is built once, at the given positions (each correction
   is a small fraction of h); distances are recomputed every step.
 
   Args:
-    positions: `[num_particles, dim]` one frame of one trajectory.
+    positions: `[num_particles, dim]` one frame of one trajectory, or of
+      each example of a batch (`n_particles_per_example`).
     movable: `[num_particles]` bool: the particles that may move.
     radius: the connectivity radius h.
-    rest: scalar rest density rho_0 (`rest_density`).
+    rest: rest density rho_0 (`rest_density`), a scalar, or with a batch
+      `[num_examples]` (`rest_densities`).
     num_steps: relaxation steps K (0: `positions` unchanged).
     step_size: the correction's scale, in h per unit pressure.
+    n_particles_per_example: `[num_examples]` for a batch, whose examples
+      do not push each other (None: one trajectory).
 
   Returns:
     `[num_particles, dim]` relaxed positions.
   """
   if num_steps == 0:
     return positions
+  if n_particles_per_example is None:
+    n_particles_per_example = tf.shape(positions)[:1]
+  else:
+    counts = tf.cast(n_particles_per_example, tf.int32)
+    rest = tf.repeat(tf.broadcast_to(rest, tf.shape(counts)), counts)
   senders, receivers, _ = connectivity_utils.compute_connectivity_for_batch_tf(
-      positions, tf.shape(positions)[:1], radius)
+      positions, n_particles_per_example, radius)
   num_particles = tf.shape(positions)[0]
   movable = tf.cast(movable, positions.dtype)
   for _ in range(num_steps):

@@ -77,6 +77,10 @@ class TrainingConfig:
   pushforward_probability: float = option(
       0.2, "Share of training steps that unroll, once unrolls are "
       "available.")
+  pushforward_relaxation: bool = option(
+      False, "Pushforward's unrolled steps are relaxed as a rollout relaxes "
+      "them (--relaxation_steps > 0), so the model learns from the inputs it "
+      "meets in a relaxed rollout.")
   multistep_loss_steps: int = option(
       1, "Multi-step loss: the mean of the paper's loss over this many "
       "steps of the model's own rollout, with gradient through them (1: the "
@@ -96,6 +100,9 @@ class TrainingConfig:
     if self.multistep_loss_steps < 1:
       raise ValueError(f"--multistep_loss_steps must be >= 1, got "
                        f"{self.multistep_loss_steps}")
+    if self.pushforward_relaxation and not self.pushforward_max_unroll:
+      raise ValueError("--pushforward_relaxation relaxes pushforward's "
+                       "unrolled steps: give --pushforward_max_unroll > 0")
 
   @property
   def windowed(self) -> bool:

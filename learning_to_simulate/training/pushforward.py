@@ -17,7 +17,10 @@ One step, from a window of `INPUT_SEQUENCE_LENGTH + 1 + max_unroll` frames:
    the target acceleration takes the last input to the true next position
    shifted by the last input's error, so the predicted velocity is the true
    one (`LearnedSimulator.get_predicted_and_target_normalized_accelerations`).
-With `k = 0` this is the paper's training step.
+With `k = 0` this is the paper's training step. With
+`TrainingConfig.pushforward_relaxation` (opt-in), each of the `k` steps is
+relaxed as a rollout with the model's density relaxation relaxes it, so the
+model learns from the inputs it will meet.
 
 Multi-step loss (opt-in, `TrainingConfig.multistep_loss_steps = K > 1`):
 after the trained step the model goes on from its own prediction, with
@@ -35,6 +38,7 @@ import tensorflow as tf
 
 from learning_to_simulate.data import common
 from learning_to_simulate import learned_simulator
+from learning_to_simulate.model import relaxation as relaxation_lib
 from learning_to_simulate.training import config as config_lib
 from learning_to_simulate.training import one_step
 from learning_to_simulate.training import random_streams
@@ -97,7 +101,8 @@ def _context(window: Window, frame: tf.Tensor):
 def unrolled_inputs(simulator: learned_simulator.LearnedSimulator,
                     window: Window, num_unroll: tf.Tensor,
                     noise_std: float,
-                    noise_seed: Optional[tf.Tensor] = None) -> tf.Tensor:
+                    noise_seed: Optional[tf.Tensor] = None,
+                    relax: bool = False) -> tf.Tensor:
   """Noisy inputs rolled forward `num_unroll` steps, without gradient.
 
   Args:
@@ -108,6 +113,11 @@ def unrolled_inputs(simulator: learned_simulator.LearnedSimulator,
     num_unroll: scalar int32, at most `window_length - WINDOW_LENGTH`.
     noise_std: std of the random-walk noise on the initial inputs.
     noise_seed: `[2]` seed of its stateless draw (None: stateful).
+    relax: each unrolled step is relaxed as a rollout relaxes it (the
+      simulator's `relaxation`, each example on its own, its rest density
+      from its last ground-truth input frame unless the relaxation fixes
+      one), so that the model learns from the inputs it meets in a relaxed
+      rollout.
 
   Returns:
     `[N, INPUT_SEQUENCE_LENGTH, dim]` inputs standing for frames
@@ -116,18 +126,35 @@ def unrolled_inputs(simulator: learned_simulator.LearnedSimulator,
   length = common.INPUT_SEQUENCE_LENGTH
   position = window["position"]
   particle_types = window["particle_type"]
+  n_particles = window["n_particles_per_example"]
   kinematic = common.kinematic_mask(particle_types)[:, tf.newaxis]
   initial = _frames(position, tf.constant(0), length)
   inputs = initial + one_step.sample_noise(initial, particle_types, noise_std,
                                            noise_seed)
+  relaxation = simulator.relaxation if relax else None
+  if relaxation is not None and relaxation.num_steps > 0:
+    movable = tf.logical_not(kinematic[:, 0])
+    radius = simulator.connectivity_radius
+    rest = (tf.constant(relaxation.rest_density, tf.float32)
+            if relaxation.rest_density is not None else
+            relaxation_lib.rest_densities(initial[:, -1], movable, radius,
+                                          n_particles))
+  else:
+    relaxation = None
 
   def body(step, inputs):
+    true_next = tf.gather(position, length + step, axis=1)
     next_position = simulator(
-        inputs, n_particles_per_example=window["n_particles_per_example"],
+        inputs, n_particles_per_example=n_particles,
         global_context=_context(window, step + length - 1),
         particle_types=particle_types)
-    next_position = tf.where(
-        kinematic, tf.gather(position, length + step, axis=1), next_position)
+    next_position = tf.where(kinematic, true_next, next_position)
+    if relaxation is not None:  # As `rollout.rollout` relaxes a step.
+      next_position = tf.where(
+          kinematic, true_next,
+          simulator.constrain(relaxation_lib.relax(
+              next_position, movable, radius, rest, relaxation.num_steps,
+              relaxation.step_size, n_particles_per_example=n_particles)))
     return step + 1, tf.concat([inputs[:, 1:], next_position[:, tf.newaxis]],
                                axis=1)
 
@@ -202,16 +229,18 @@ def pushforward_train_step(simulator: learned_simulator.LearnedSimulator,
                            optimizer: keras.optimizers.Optimizer,
                            window: Window, num_unroll: tf.Tensor,
                            noise_std: float, loss_steps: int = 1,
-                           seed: Optional[int] = None) -> tf.Tensor:
+                           seed: Optional[int] = None,
+                           relax: bool = False) -> tf.Tensor:
   """One optimizer step after a `num_unroll`-step pushforward; the loss.
 
   The plain form, without a strategy, of `train_step.make_train_step`'s
   step with the `Windows` recipe (the tests' reference).
 
-  `seed`: the run seed of the noise, as in `one_step.train_step`.
+  `seed`: the run seed of the noise, as in `one_step.train_step`; `relax`:
+  as in `unrolled_inputs`.
   """
   inputs = unrolled_inputs(simulator, window, num_unroll, noise_std,
-                           one_step.step_noise_seed(seed, optimizer))
+                           one_step.step_noise_seed(seed, optimizer), relax)
   return one_step.minimize(
       simulator, optimizer,
       lambda: pushforward_loss(simulator, window, inputs, num_unroll,

@@ -109,8 +109,9 @@ class Windows:
 
   def predict(self, simulator, window, num_unroll: tf.Tensor,
               noise_seed: Optional[tf.Tensor]) -> Tuple[tf.Tensor, tf.Tensor]:
-    inputs = pushforward.unrolled_inputs(simulator, window, num_unroll,
-                                         self.noise_std, noise_seed)
+    inputs = pushforward.unrolled_inputs(
+        simulator, window, num_unroll, self.noise_std, noise_seed,
+        relax=self.training.pushforward_relaxation)
     return pushforward.pushforward_accelerations(simulator, window, inputs,
                                                  num_unroll, self.loss_steps)
 
@@ -125,7 +126,9 @@ class Windows:
           f"Pushforward training: unroll lengths 1.."
           f"{self.training.pushforward_max_unroll} phased in every "
           f"{self.training.pushforward_phase_steps} steps, each step unrolled "
-          f"with probability {self.training.pushforward_probability:g}.")
+          f"with probability {self.training.pushforward_probability:g}" +
+          (", the unrolled steps relaxed." if
+           self.training.pushforward_relaxation else "."))
     if self.loss_steps > 1:
       lines.append(f"Multi-step loss: the mean over {self.loss_steps} steps of"
                    " the model's own rollout, with gradient through them.")

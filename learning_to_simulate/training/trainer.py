@@ -238,6 +238,10 @@ def train(data_path: str, model_path: str,
   options.validate()
   validation_options.validate()
   training_config.validate()
+  if training_config.pushforward_relaxation and not (
+      model_config.relaxation_steps):
+    raise ValueError("--pushforward_relaxation relaxes as a rollout does: "
+                     "give --relaxation_steps > 0")
   workers = distribution.resolve(workers)
   distribution.per_replica_batch_size(workers, options.batch_size)
   metadata = reading_utils.read_metadata(data_path)
