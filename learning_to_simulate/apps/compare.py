@@ -31,10 +31,12 @@ import dataclasses
 import math
 import os
 import sys
+import time
 from typing import Any, Dict, List, Optional, Sequence
 
 from absl import app
 from absl import flags
+from absl import logging
 import numpy as np
 
 from learning_to_simulate import api
@@ -210,8 +212,12 @@ def compare(data_path: str, split: str, specs: Sequence[ModelSpec],
         model_path=spec.model_path, pretrained=spec.pretrained or False,
         data_path=None if own_metadata else data_path,
         checkpoint=spec.checkpoint, **spec.options)
+    start = time.time()
     rows = [trajectory_row(api.score(simulator.rollout(trajectory)))
             for trajectory in trajectories]
+    logging.info("%s: %d trajectories in %.0f s, mean full MSE %.3e",
+                 spec.name, len(rows), time.time() - start,
+                 summarize(rows)["mse_full"])
     models[spec.name] = {
         "source": (PRETRAINED_PREFIX + spec.pretrained if spec.pretrained
                    else f"{spec.model_path}:{spec.checkpoint}"),
