@@ -81,6 +81,10 @@ class ValidationTest(tf.test.TestCase):
     # loss never trains.
     self.assertNotEqual(results["one_step_position_mse"],
                         results["one_step_position_mse_moving"])
+    # How the rollouts move as a whole: energy and density against truth.
+    self.assertRegex("\n".join(logs.output),
+                     r"  kinetic_energy_ratio [0-9.e+-]+  density_ratio "
+                     r"[0-9.e+-]+")
     self.assertEqual(results["num_batches"], 2)
     for name in ("loss_mse", "one_step_position_mse", "mse_1", "mse_full",
                  "emd", "kinetic_energy_mse", "out_of_domain", "seconds"):

@@ -200,7 +200,8 @@ class Validator:
     self._write_summaries(step, results, summary, rollouts)
     shown = [name for name in ("loss_mse", "one_step_position_mse",
                                "one_step_position_mse_moving", "mse_20",
-                               "mse_full", "emd", "out_of_domain")
+                               "mse_full", "emd", "out_of_domain",
+                               "kinetic_energy_ratio", "density_ratio")
              if name in results]
     if (results.get("one_step_position_mse_moving") ==
         results.get("one_step_position_mse")):
