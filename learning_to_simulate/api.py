@@ -62,7 +62,8 @@ TrainingConfig = config_lib.TrainingConfig
 ValidationOptions = validation.ValidationOptions
 
 # `bundled_dataset_path(name)`: the small datasets shipped in the package,
-# `water_drop` (train, valid and test) and `multi_material` (test only).
+# `water_drop` (train, valid and test), `multi_material` and `water_walls`
+# (test only).
 bundled_dataset_path = reading_utils.bundled_dataset_path
 
 
@@ -191,7 +192,7 @@ def load_simulator(model_path: Optional[str] = None,
   Args:
     model_path: a model directory (with `config.json` and checkpoints).
     pretrained: a model shipped with the package instead: `True` (the water
-      model) or its name, `water_drop` or `multi_material`.
+      model) or its name, `water_drop`, `multi_material` or `water_walls`.
     data_path: the dataset whose `metadata.json` the model normalizes with
       (default: a pretrained model's bundled dataset; else the copy of its
       training dataset's metadata that training keeps in `model_path`).

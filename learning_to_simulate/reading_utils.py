@@ -33,8 +33,9 @@ METADATA_FILENAME = "metadata.json"
 
 def bundled_dataset_path(name: str = "water_drop") -> str:
   """A small dataset shipped inside the package: `water_drop` (2D water, with
-  train, valid and test splits) or `multi_material` (2D water, sand and goop:
-  the test split of the pretrained model of that name)."""
+  train, valid and test splits), `multi_material` (2D water, sand and goop)
+  or `water_walls` (the water sample's test split with two layers of wall
+  particles): the test split of the pretrained model of that name."""
   return os.path.join(os.path.dirname(os.path.abspath(__file__)), "data",
                       f"{name}_sample")
 

@@ -136,6 +136,8 @@ class DemoTest(tf.test.TestCase):
                   text)
     # The other shipped model, on its own test split, in its own table with
     # its own baselines.
+    self.assertCountEqual(summary["other_pretrained"],
+                          ["multi_material", "water_walls"])
     other = summary["other_pretrained"]["multi_material"]
     self.assertEqual(other["data_path"], reading_utils.bundled_dataset_path(
         "multi_material"))

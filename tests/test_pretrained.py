@@ -50,6 +50,21 @@ def baselines_of(rollout):
   return frozen, constant_velocity
 
 
+def moving_only(rollout):
+  """The rollout's arrays of its non-kinematic particles (wall and obstacle
+  particles are prescribed, and wall particles sit outside the box)."""
+  moving = rollout["particle_types"] != 3
+  return {key: rollout[key][..., moving, :]
+          for key in ("predicted_rollout", "ground_truth_rollout",
+                      "initial_positions")}
+
+
+def distance_outside(positions, bounds):
+  """`[steps, particles]` how far each particle is outside the box (0 in)."""
+  return (np.maximum(bounds[:, 0] - positions, 0) +
+          np.maximum(positions - bounds[:, 1], 0)).max(axis=-1)
+
+
 class PretrainedModelTest(tf.test.TestCase):
 
   def setUp(self):
@@ -87,8 +102,7 @@ class PretrainedModelTest(tf.test.TestCase):
       # How far out of the box: measured 4.5% and 5.7% of particle-steps
       # (9.3% and 8.0% for piece 1's checkpoint), at most 0.39 connectivity
       # radii (issue 38's target, 1%, is not met).
-      outside = (np.maximum(bounds[:, 0] - predicted, 0) +
-                 np.maximum(predicted - bounds[:, 1], 0)).max(axis=-1)
+      outside = distance_outside(predicted, bounds)
       self.assertLess(np.mean(outside > 0), 0.1, msg=index)
       self.assertLess(outside.max(), radius, msg=index)
       # Kinetic energy over the rollout (measured 0.90 and 1.28 of the
@@ -143,6 +157,44 @@ class MultiMaterialModelTest(tf.test.TestCase):
         # Three particle types, as the data has them.
         self.assertContainsSubset(
             set(np.unique(rollout["particle_types"])), {5, 6, 7})
+
+
+class WaterWallsModelTest(tf.test.TestCase):
+  """The water model trained with wall particles, on its bundled test split
+  (the water of `water_drop_sample`'s, bit for bit, with two layers of static
+  wall particles around the box), judged on its moving particles only: the
+  wall particles sit outside the box by construction."""
+
+  def test_files_and_selection_by_name(self):
+    model_path = checkpoints.pretrained_model_path("water_walls")
+    package_model.verify_checksums(model_path)
+    self.assertIn("water_walls", checkpoints.installed_pretrained())
+    metadata = reading_utils.read_metadata(
+        reading_utils.bundled_dataset_path("water_walls"))
+    self.assertEqual(metadata["wall_layers"], 2)
+
+  def test_walls_off_the_wall_particles_keep_the_water_in(self):
+    metadata, rollouts = rollouts_of("water_walls", clamp_to_bounds=False)
+    bounds = np.asarray(metadata["bounds"])
+    self.assertLen(rollouts, 2)
+    for index, rollout in enumerate(rollouts):
+      walls = rollout["particle_types"] == 3
+      self.assertEqual(np.sum(walls), 432)
+      # The wall particles do not move.
+      predicted_walls = rollout["predicted_rollout"][:, walls]
+      self.assertAllEqual(predicted_walls, np.broadcast_to(
+          rollout["initial_positions"][:1, walls], predicted_walls.shape))
+      water = moving_only(rollout)
+      predicted = water["predicted_rollout"]
+      # Issue 38's target with the walls off, at most 0.15x the better
+      # baseline: measured 0.049x and 0.12x.
+      mse = np.mean((predicted - water["ground_truth_rollout"])**2)
+      self.assertLess(mse, 0.15 * min(baselines_of(water)), msg=index)
+      # Out of the box: measured 3.4% and 1.4% of particle-steps (issue
+      # 38's target, 1%, is not met; the water_drop model with the walls
+      # off: 4.5% and 5.7% by this count).
+      outside = distance_outside(predicted, bounds)
+      self.assertLess(np.mean(outside > 0), 0.05, msg=index)
 
 
 def package_metrics(model_path):

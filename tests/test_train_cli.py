@@ -216,17 +216,18 @@ class TrainCliTest(tf.test.TestCase):
     for value, expected in ((True, "water_drop"), ("true", "water_drop"),
                             ("multi_material", "multi_material"),
                             ("multi_material_sample", "multi_material"),
+                            ("water_walls", "water_walls"),
                             ("false", None), (False, None), (None, None)):
       self.assertEqual(checkpoints.parse_pretrained(value), expected,
                        msg=value)
     with self.assertRaisesRegex(checkpoints.CheckpointError,
                                 "--pretrained must be one of water_drop, "
-                                "multi_material"):
+                                "multi_material, water_walls"):
       checkpoints.parse_pretrained("lava")
     result = run_cli("--pretrained=lava", "--mode=eval", check=False)
     self.assertNotEqual(result.returncode, 0)
-    self.assertIn("--pretrained must be one of water_drop, multi_material "
-                  "(bare: water_drop), got 'lava'", result.stderr)
+    self.assertIn("--pretrained must be one of water_drop, multi_material, "
+                  "water_walls (bare: water_drop), got 'lava'", result.stderr)
     # Bare, it is the water model; by name, another, on its own bundled data.
     for flag, name in (("--pretrained", "water_drop"),
                        ("--pretrained=multi_material", "multi_material")):

@@ -8,8 +8,8 @@
    relaxation: its `config.json`); they are scored and the first is rendered
    to a GIF. When it has such options, it is scored once more without them,
    so that their effect shows. Every other shipped model (`multi_material`:
-   water, sand and goop) is scored the same way on its own bundled test
-   split, in a table of its own.
+   water, sand and goop; `water_walls`: water with wall particles) is scored
+   the same way on its own bundled test split, in a table of its own.
 2. **Trained here** (minutes): a fresh simulator trained for `--num_steps`
    on the dataset (the bundled sample unless `--data_path`), evaluated one
    step at a time, rolled out, scored and rendered the same way.

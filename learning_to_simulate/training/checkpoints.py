@@ -524,7 +524,7 @@ def restore_model(simulator: tf.Module, path: str,
 # (`reading_utils.bundled_dataset_path(name)`), whose test split scores it.
 PRETRAINED_DIRECTORY = os.path.join(
     os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "pretrained")
-PRETRAINED_MODELS = ("water_drop", "multi_material")
+PRETRAINED_MODELS = ("water_drop", "multi_material", "water_walls")
 DEFAULT_PRETRAINED = "water_drop"
 
 
