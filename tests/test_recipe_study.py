@@ -197,6 +197,18 @@ class RecipeStudyTest(tf.test.TestCase):
     self.assertIsNone(recipe_study.choose(
         {name: dict(v, all_met=False) for name, v in verdicts.items()},
         summary))
+    # With the moving particles' one-step MSE in every row, it decides: the
+    # all-particle one counts prescribed (kinematic) particles.
+    for name, moving in (("paper", [1.0, 3.0]), ("good", [2.5, 3.5]),
+                         ("leaky", [1.0, 1.0]), ("imprecise", [1.0, 1.0]),
+                         ("baseline: frozen", [9.0])):
+      summary[name]["one_step_position_mse_moving"] = {
+          "mean": float(np.mean(moving)), "std": float(np.std(moving)),
+          "values": moving}
+    summary["good"]["one_step_position_mse"]["mean"] = 100.0
+    verdicts = recipe_study.targets(summary)
+    self.assertTrue(verdicts["good"]["met"]["one_step"])
+    self.assertTrue(verdicts["imprecise"]["met"]["one_step"])
 
   def test_results_of_an_earlier_study_are_upgraded(self):
     test = {"one_step_position_mse": 1.0, "rollout": {"mse_full": 2.0},
