@@ -86,7 +86,8 @@ class ApiTest(tf.test.TestCase):
     with self.assertRaisesRegex(ValueError, "unknown evaluation option"):
       api.load_simulator(pretrained=True, latent_size=8)
     with self.assertRaisesRegex(ValueError, "--pretrained must be one of "
-                                "water_drop, multi_material .* got 'lava'"):
+                                "water_drop, multi_material, water_walls .* "
+                                "got 'lava'"):
       api.load_simulator(pretrained="lava")
     with self.assertRaisesRegex(ValueError, r"positions must be \[num_frames "
                                 r">= 6, num_particles, 2\], got \[3, 4, 2\]"):
