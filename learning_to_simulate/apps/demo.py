@@ -37,6 +37,7 @@ import tensorflow as tf
 
 from learning_to_simulate.data import dataset_writer
 from learning_to_simulate import reading_utils
+from learning_to_simulate.apps import compare
 from learning_to_simulate.training import baselines
 from learning_to_simulate.training import checkpoints
 from learning_to_simulate.training import config as config_lib
@@ -131,19 +132,15 @@ def trajectory_rows(metrics: Dict[str, Any],
     Per trajectory: `file`, `mse_full`, `ratio_to_better_baseline` (of
     that trajectory's better baseline), the kinetic-energy ratio (NaN for a
     ground truth at rest), the centre-of-mass error at the last step and
-    the density ratio (NaN without neighbours; `metrics.physics_summary`).
+    the density ratio (NaN without neighbours; `metrics.physics_summary`),
+    and the share out of the box (`compare.trajectory_row`).
   """
   rows = []
   for index, path in enumerate(files):
-    model = metrics["model"]["per_trajectory"][index]
-    better = min(metrics[name]["per_trajectory"][index]["mse_full"]
-                 for name in baselines.ROLLOUT_BASELINES)
-    rows.append({"file": os.path.basename(path), "mse_full": model["mse_full"],
-                 "ratio_to_better_baseline": model["mse_full"] / better,
-                 "kinetic_energy_ratio": model.get("kinetic_energy_ratio",
-                                                   float("nan")),
-                 "centre_of_mass_error": model["centre_of_mass_error"],
-                 "density_ratio": model.get("density_ratio", float("nan"))})
+    scores = {name: metrics[name]["per_trajectory"][index]
+              for name in ("model", *baselines.ROLLOUT_BASELINES)}
+    rows.append({"file": os.path.basename(path),
+                 **compare.trajectory_row(scores)})
   return rows
 
 
