@@ -81,7 +81,9 @@ class LearnedSimulator(snt.Module):
         `training.rollout` runs it). None: none.
       grid: beyond the paper, opt-in: `resolution`, `channels` and `levels`
         of a grid branch (`model.grid_branch.GridBranch` over `boundaries`)
-        that adds a global view to the processed node latents. None: none.
+        that adds a global view to the processed node latents, and
+        optionally `margin_radii`, its margin in connectivity radii. None:
+        none.
       name: module name.
     """
     super().__init__(name=name)
@@ -109,9 +111,13 @@ class LearnedSimulator(snt.Module):
           external, self._normalization_stats["acceleration"].std)
     branch = None
     if grid:
+      grid = dict(grid)
+      margin = grid.pop("margin_radii", None)
       branch = grid_branch_lib.GridBranch(
           num_dimensions, graph_network_kwargs["latent_size"],
-          bounds=self._boundaries, **grid)
+          bounds=self._boundaries,
+          margin=None if margin is None else margin * connectivity_radius,
+          **grid)
     self._graph_network = graph_network.EncodeProcessDecode(
         output_size=num_dimensions, compute_dtype=compute_dtype,
         jit_compile=jit_compile, recompute_grad=recompute_grad,

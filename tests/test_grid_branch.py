@@ -73,6 +73,34 @@ class TransferTest(tf.test.TestCase, parameterized.TestCase):
     self.assertAllClose(after[:, 1:], before[:, :-1], atol=1e-5)
     self.assertAllClose(after[:, 0], tf.zeros_like(after[:, 0]), atol=1e-5)
 
+  def test_dropped_particles_take_no_part(self):
+    # Nodes at 0.1, 0.5, 0.9; (0.95, 0.5) is outside the bounds.
+    positions = [[0.2, 0.5], [0.95, 0.5]]
+    counts = tf.constant([2])
+    clamped = grid_branch.scatter([[4.0], [1.0]], positions, counts,
+                                  BOUNDS[:2], 3)
+    dropped = grid_branch.scatter([[4.0], [1.0]], positions, counts,
+                                  BOUNDS[:2], 3, drop_outside=True)
+    expected = np.zeros([1, 3, 3, 1])
+    expected[0, 0, 1, 0], expected[0, 1, 1, 0] = 3.0, 1.0
+    self.assertAllClose(dropped, expected)
+    # Without dropping, the outside particle is moved onto the edge node.
+    expected[0, 2, 1, 0] = 1.0
+    self.assertAllClose(clamped, expected)
+    field = tf.ones([1, 3, 3, 1])
+    self.assertAllClose(grid_branch.gather(field, positions, counts,
+                                           BOUNDS[:2], drop_outside=True),
+                        [[1.0], [0.0]])
+    # Still the adjoint of its scatter.
+    rng = np.random.default_rng(8)
+    positions, u, counts = batch(rng, 2, [7, 4])
+    v = rng.normal(size=[2, 4, 4, 3]).astype(np.float32)
+    left = tf.reduce_sum(grid_branch.scatter(
+        u, positions, counts, BOUNDS[:2], 4, drop_outside=True) * v)
+    right = tf.reduce_sum(u * grid_branch.gather(
+        v, positions, counts, BOUNDS[:2], drop_outside=True))
+    self.assertAllClose(left, right, rtol=1e-5)
+
 
 class GridBranchTest(tf.test.TestCase, parameterized.TestCase):
 
@@ -140,6 +168,39 @@ class GridBranchTest(tf.test.TestCase, parameterized.TestCase):
                        [len(positions), 4])
     self.assertLen(traces, 1)
 
+  def test_a_margin_widens_the_grid_and_leaves_out_what_is_beyond(self):
+    branch = grid_branch.GridBranch(2, 4, 4, 4, 2, BOUNDS[:2], margin=0.1)
+    branch(tf.ones([1, 4]), tf.zeros([1, 2]), tf.constant([1]))
+    for v in branch.trainable_variables:
+      v.assign(tf.random.stateless_normal(v.shape, [3, 4]) * 0.3)
+    # A wall particle 0.05 outside the box is inside the widened grid; a
+    # particle 0.15 or 3 outside is not, and is not moved onto its edge.
+    positions = tf.constant([[0.5, 0.5], [0.05, 0.5], [0.5, -0.05],
+                             [0.5, -3.0]])
+    latents = tf.constant(np.random.default_rng(9).normal(size=[4, 4]),
+                          tf.float32)
+    update = branch(latents, positions, tf.constant([4]))
+    # What they read from the grid is 0: their update is the output
+    # projection's bias, whatever their latents.
+    nothing = branch._project_out(tf.zeros([2, 4]))
+    self.assertAllClose(update[2:], nothing)
+    self.assertGreater(tf.reduce_max(tf.abs(update[1] - nothing[0])), 0.0)
+    # The particles it leaves out change nothing for the others.
+    alone = branch(latents[:2], positions[:2], tf.constant([2]))
+    self.assertAllClose(update[:2], alone, atol=1e-6)
+    # Without a margin they are moved onto the edge: the far particle reads
+    # what the near one does.
+    clamped = grid_branch.GridBranch(2, 4, 4, 4, 2, BOUNDS[:2])
+    clamped(tf.ones([1, 4]), tf.zeros([1, 2]), tf.constant([1]))
+    for mine, theirs in zip(clamped.trainable_variables,
+                            branch.trainable_variables):
+      mine.assign(theirs)
+    update = clamped(tf.ones([4, 4]), positions, tf.constant([4]))
+    self.assertAllClose(update[2], update[3])
+    self.assertGreater(tf.reduce_max(tf.abs(update[3] - nothing[0])), 0.0)
+    with self.assertRaisesRegex(ValueError, "margin must be >= 0, got -1"):
+      grid_branch.GridBranch(2, 4, 4, 4, 2, BOUNDS[:2], margin=-1)
+
   def test_bad_settings(self):
     with self.assertRaisesRegex(ValueError, "--grid_resolution must be a "
                                 "multiple of 2\\^\\(levels - 1\\) = 4"):
@@ -194,6 +255,22 @@ class SimulatorWithGridTest(tf.test.TestCase):
       if "GridBranch" in variable.name:
         self.assertGreater(tf.reduce_max(tf.abs(gradient)), 0.0,
                            variable.name)
+
+  def test_the_margin_is_in_connectivity_radii(self):
+    config = dataclasses.replace(self.SMALL, grid_resolution=8,
+                                 grid_channels=4, grid_levels=2,
+                                 grid_margin=0.5)
+    config.validate()
+    simulator = build.build_simulator(self.METADATA, config)
+    branch = simulator._graph_network._grid_branch
+    # 0.5 radii of 0.1 around [0.1, 0.9].
+    self.assertAllClose(branch._bounds, [[0.05, 0.95], [0.05, 0.95]])
+    for bad, message in ((dict(grid_resolution=0), "--grid_margin needs the "
+                          r"grid branch \(--grid_resolution\)"),
+                         (dict(grid_margin=-0.5),
+                          "--grid_margin must be >= 0, got -0.5")):
+      with self.assertRaisesRegex(ValueError, message):
+        dataclasses.replace(config, **bad).validate()
 
   def test_off_by_default(self):
     simulator = build.build_simulator(self.METADATA, self.SMALL)

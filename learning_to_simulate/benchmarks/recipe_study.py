@@ -77,12 +77,17 @@ class DatasetSpec:
 # Water with more trajectories than the bundled sample, and water poured
 # over static obstacles (kinematic particles); `water_walls` is `water` (the
 # same seed: the same material, bit for bit) with 2 layers of wall particles;
-# `multi_material` is water, sand and goop in one box (issue 37's final table).
+# `multi_material` is water, sand and goop in one box (issue 37's final table);
+# `ramps_walls` and `multi_material_walls` are those two with the same 2
+# layers of wall particles (for the recipes chosen on `water_walls`).
 DATASETS = (
     DatasetSpec("water", "water_drop", 32, 4, 8, 201),
     DatasetSpec("ramps", "water_ramps", 32, 4, 8, 201),
     DatasetSpec("water_walls", "water_drop", 32, 4, 8, 201, wall_layers=2),
     DatasetSpec("multi_material", "multi_material", 32, 4, 8, 201),
+    DatasetSpec("ramps_walls", "water_ramps", 32, 4, 8, 201, wall_layers=2),
+    DatasetSpec("multi_material_walls", "multi_material", 32, 4, 8, 201,
+                wall_layers=2),
 )
 QUICK_DATASETS = (
     DatasetSpec("water", "water_drop", 2, 1, 1, 14, resolution=16),
@@ -122,6 +127,12 @@ def recipes(num_steps: int) -> Dict[str, List[str]]:
       # grid branch, and 1.33x and 2x the water datasets' radius (0.0390625).
       "pushforward_grid": pushforward + [
           "--grid_resolution=32", "--grid_channels=16", "--grid_levels=3"],
+      # The grid widened by one radius (the wall particles inside it) and
+      # particles beyond it left out: one that leaves the box no longer
+      # reads the grid's edge wherever it is.
+      "pushforward_grid_margin": pushforward + [
+          "--grid_resolution=32", "--grid_channels=16", "--grid_levels=3",
+          "--grid_margin=1"],
       "pushforward_radius_1.33x": pushforward + [
           "--connectivity_radius=0.052"],
       "pushforward_radius_2x": pushforward + ["--connectivity_radius=0.078"],

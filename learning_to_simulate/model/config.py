@@ -72,6 +72,13 @@ class ModelConfig:
   grid_levels: int = option(
       3, "Resolution levels of the grid branch's CNN (--grid_resolution "
       "must be a multiple of 2^(levels - 1)).")
+  grid_margin: Optional[float] = option(
+      None, "Grid branch: widen its grid by this many connectivity radii "
+      "beyond the bounds on every side, and leave a particle outside the "
+      "widened grid out of it (it adds nothing and reads 0 from it). Default: "
+      "the grid spans the bounds and a particle outside them (wall particles, "
+      "one that left the box) is moved onto its edge, however far out. "
+      "Saved with the model.")
 
   def __post_init__(self):
     if self.external_acceleration is not None:  # JSON gives a list.
@@ -98,6 +105,13 @@ class ModelConfig:
             f"--grid_resolution must be 0 (off) or a multiple of "
             f"2^(grid_levels - 1) = {step} and at least {2 * step}, got "
             f"{self.grid_resolution}")
+    if self.grid_margin is not None:
+      if not self.grid_resolution:
+        raise ValueError("--grid_margin needs the grid branch "
+                         "(--grid_resolution)")
+      if not self.grid_margin >= 0:
+        raise ValueError(f"--grid_margin must be >= 0, got "
+                         f"{self.grid_margin}")
     if self.connectivity_radius is not None and not (
         self.connectivity_radius > 0):
       raise ValueError(f"--connectivity_radius must be > 0, got "
@@ -109,12 +123,15 @@ class ModelConfig:
                                      self.relaxation_step_size,
                                      self.relaxation_rest_density)
 
-  def grid(self) -> Optional[Dict[str, int]]:
+  def grid(self) -> Optional[Dict[str, float]]:
     """The grid branch's settings (`LearnedSimulator`'s `grid`), or None."""
     if not self.grid_resolution:
       return None
-    return dict(resolution=self.grid_resolution,
-                channels=self.grid_channels, levels=self.grid_levels)
+    settings = dict(resolution=self.grid_resolution,
+                    channels=self.grid_channels, levels=self.grid_levels)
+    if self.grid_margin is not None:
+      settings["margin_radii"] = self.grid_margin
+    return settings
 
   def graph_network_kwargs(self) -> Dict[str, int]:
     return dict(latent_size=self.latent_size,

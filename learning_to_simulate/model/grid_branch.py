@@ -25,7 +25,7 @@ grids `[num_examples, resolution, ..., resolution, channels]` (`dim` spatial
 axes).
 """
 
-from typing import Sequence, Tuple
+from typing import Optional, Sequence, Tuple
 
 import numpy as np
 import sonnet as snt
@@ -39,25 +39,32 @@ def _corners(dim: int) -> np.ndarray:
 
 
 def transfer_weights(positions: tf.Tensor, bounds: tf.Tensor,
-                     resolution: int) -> Tuple[tf.Tensor, tf.Tensor]:
+                     resolution: int, drop_outside: bool = False
+                     ) -> Tuple[tf.Tensor, tf.Tensor]:
   """Grid nodes around each particle and their linear weights.
 
   Node `i` along an axis sits at `lo + i * (hi - lo) / (resolution - 1)`;
-  particles outside the bounds are moved onto them first.
+  particles outside the bounds are moved onto them first, or, with
+  `drop_outside`, take no part (all their weights are 0).
 
   Args:
     positions: `[num_particles, dim]`.
     bounds: `[dim, 2]` lower and upper bounds.
     resolution: grid nodes per axis (>= 2).
+    drop_outside: whether particles outside `bounds` get zero weights.
 
   Returns:
     `node_index [num_particles, 2^dim, dim]` int32 and `weights
-    [num_particles, 2^dim]` float32, which sum to 1 per particle.
+    [num_particles, 2^dim]` float32, which sum to 1 per particle (0 for a
+    dropped one).
   """
   dim = positions.shape[-1]
   bounds = tf.cast(bounds, tf.float32)
   lo, hi = bounds[:, 0], bounds[:, 1]
   u = (tf.cast(positions, tf.float32) - lo) / (hi - lo) * (resolution - 1)
+  if drop_outside:
+    inside = tf.reduce_all((u >= 0.0) & (u <= float(resolution - 1)),
+                           axis=-1)
   u = tf.clip_by_value(u, 0.0, float(resolution - 1))
   base = tf.minimum(tf.floor(u), float(resolution - 2))
   fraction = u - base  # In [0, 1].
@@ -65,7 +72,10 @@ def transfer_weights(positions: tf.Tensor, bounds: tf.Tensor,
   node_index = tf.cast(base, tf.int32)[:, None, :] + corners[None]
   per_axis = tf.where(tf.cast(corners[None], tf.bool), fraction[:, None, :],
                       1.0 - fraction[:, None, :])
-  return node_index, tf.reduce_prod(per_axis, axis=-1)
+  weights = tf.reduce_prod(per_axis, axis=-1)
+  if drop_outside:
+    weights = weights * tf.cast(inside, tf.float32)[:, None]
+  return node_index, weights
 
 
 def _flat_index(node_index: tf.Tensor, example: tf.Tensor,
@@ -85,11 +95,12 @@ def example_index(n_particles_per_example: tf.Tensor) -> tf.Tensor:
 
 
 def _transfer(positions: tf.Tensor, n_particles_per_example: tf.Tensor,
-              bounds: tf.Tensor, resolution: int
+              bounds: tf.Tensor, resolution: int, drop_outside: bool = False
               ) -> Tuple[tf.Tensor, tf.Tensor]:
   """`transfer_weights` with each node's row in the flattened grids:
   `rows [num_particles, 2^dim]` int32 and `weights [num_particles, 2^dim]`."""
-  node_index, weights = transfer_weights(positions, bounds, resolution)
+  node_index, weights = transfer_weights(positions, bounds, resolution,
+                                         drop_outside)
   rows = _flat_index(node_index, example_index(n_particles_per_example),
                      resolution)
   return rows, weights
@@ -115,7 +126,7 @@ def _gather_rows(grid: tf.Tensor, rows: tf.Tensor,
 
 def scatter(values: tf.Tensor, positions: tf.Tensor,
             n_particles_per_example: tf.Tensor, bounds: tf.Tensor,
-            resolution: int) -> tf.Tensor:
+            resolution: int, drop_outside: bool = False) -> tf.Tensor:
   """Particle values onto each example's grid (linear weights, summed).
 
   Args:
@@ -124,32 +135,34 @@ def scatter(values: tf.Tensor, positions: tf.Tensor,
     n_particles_per_example: `[num_examples]`, in the order of the particles.
     bounds: `[dim, 2]`.
     resolution: nodes per axis.
+    drop_outside: see `transfer_weights`.
 
   Returns:
     `[num_examples, resolution, ..., resolution, channels]`.
   """
   positions = tf.convert_to_tensor(positions, tf.float32)
   rows, weights = _transfer(positions, n_particles_per_example, bounds,
-                            resolution)
+                            resolution, drop_outside)
   return _scatter_rows(tf.convert_to_tensor(values, tf.float32), rows,
                        weights, tf.shape(n_particles_per_example)[0],
                        resolution, positions.shape[-1])
 
 
 def gather(grid: tf.Tensor, positions: tf.Tensor,
-           n_particles_per_example: tf.Tensor, bounds: tf.Tensor
-           ) -> tf.Tensor:
+           n_particles_per_example: tf.Tensor, bounds: tf.Tensor,
+           drop_outside: bool = False) -> tf.Tensor:
   """Each example's grid read at its particles (linear weights).
 
   The adjoint of `scatter`. Args as `scatter`, with `grid` of shape
   `[num_examples, resolution, ..., resolution, channels]`.
 
   Returns:
-    `[num_particles, channels]`.
+    `[num_particles, channels]` (0 for a particle `drop_outside` drops).
   """
   grid = tf.convert_to_tensor(grid, tf.float32)
   rows, weights = _transfer(tf.convert_to_tensor(positions, tf.float32),
-                            n_particles_per_example, bounds, grid.shape[1])
+                            n_particles_per_example, bounds, grid.shape[1],
+                            drop_outside)
   return _gather_rows(grid, rows, weights)
 
 
@@ -206,18 +219,33 @@ class GridBranch(snt.Module):
   (the particles' summed weights, a density), run through `GridCNN`,
   gathered back and projected to the latent size. The output projection
   starts at zero, so a new branch leaves the model it joins unchanged.
+
+  Where the grid lies: with `margin` None it spans `bounds`, and a particle
+  outside them (a wall particle, or one that left the box) is moved onto
+  the grid's edge, where it adds to the edge's count and reads the edge's
+  value however far out it is. With a `margin` (position units) the grid
+  spans `bounds` widened by it on every side, and a particle outside that
+  takes no part: it adds nothing and reads 0 (its update is the output
+  projection's bias alone).
   """
 
   def __init__(self, dim: int, latent_size: int, resolution: int,
                channels: int, levels: int,
-               bounds: Sequence[Sequence[float]], name: str = "GridBranch"):
+               bounds: Sequence[Sequence[float]],
+               margin: Optional[float] = None, name: str = "GridBranch"):
     super().__init__(name=name)
     if resolution % 2**(levels - 1) or resolution < 2**levels:
       raise ValueError(
           f"--grid_resolution must be a multiple of 2^(levels - 1) = "
           f"{2**(levels - 1)} and at least {2**levels}, got {resolution}")
+    if margin is not None and not margin >= 0:
+      raise ValueError(f"the grid's margin must be >= 0, got {margin}")
     self._resolution = resolution
-    self._bounds = tf.constant(np.asarray(bounds, np.float32))
+    bounds = np.asarray(bounds, np.float32)
+    if margin is not None:
+      bounds = bounds + np.float32(margin) * np.array([-1, 1], np.float32)
+    self._bounds = tf.constant(bounds)
+    self._drop_outside = margin is not None
     self._project_in = snt.Linear(channels, name="project_in")
     self._cnn = GridCNN(dim, channels, levels)
     self._project_out = snt.Linear(latent_size, w_init=tf.zeros_initializer(),
@@ -231,7 +259,8 @@ class GridBranch(snt.Module):
     positions = tf.convert_to_tensor(positions, tf.float32)
     # One transfer for both ways: the scatter and its adjoint gather.
     rows, weights = _transfer(positions, n_particles_per_example,
-                              self._bounds, self._resolution)
+                              self._bounds, self._resolution,
+                              self._drop_outside)
     grid = _scatter_rows(values, rows, weights,
                          tf.shape(n_particles_per_example)[0],
                          self._resolution, positions.shape[-1])
