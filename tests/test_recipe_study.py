@@ -2,12 +2,14 @@
 
 import json
 import os
+import subprocess
 
 import numpy as np
 from PIL import Image
 import tensorflow as tf
 
 from learning_to_simulate.benchmarks import recipe_study
+from learning_to_simulate.benchmarks import timing
 from learning_to_simulate.benchmarks import validation_cost
 from learning_to_simulate.data import synthetic
 from learning_to_simulate.training import config as config_lib
@@ -53,9 +55,24 @@ class RecipeStudyTest(tf.test.TestCase):
     self.assertNotEqual(summary["paper + walls + relaxation"]["mse_full"],
                         summary["paper + walls"]["mse_full"])
     # The quick dataset has no kinematic particles: the moving particles'
-    # one-step MSE, read from the eval CLI's output, is the original's.
+    # one-step MSE is the original's.
     self.assertAllClose(summary["paper"]["one_step_position_mse_moving"],
                         summary["paper"]["one_step_position_mse"], rtol=1e-6)
+    # The scores of one process per split are those of the `train` CLI with
+    # the variant's flags.
+    run_dir = os.path.join(out, "runs", "water", "paper", "seed0")
+    cli_rollouts = os.path.join(out, "cli_rollouts")
+    command, env = timing.module_command("train", [
+        f"--data_path={os.path.join(out, 'datasets', 'water')}",
+        f"--model_path={os.path.join(run_dir, 'model')}",
+        "--mode=eval_rollout", "--eval_split=valid", "--clamp_to_bounds",
+        "--relaxation_steps=3", f"--output_path={cli_rollouts}"])
+    subprocess.run(command, env=env, check=True, capture_output=True)
+    with open(os.path.join(cli_rollouts, "metrics.json")) as f:
+      cli = json.load(f)["model"]["mean"]
+    with open(os.path.join(run_dir, "results.json")) as f:
+      self.assertEqual(json.load(f)["splits"]["valid"]["walls_relaxation"],
+                       cli)
     with open(os.path.join(out, "study.json")) as f:
       self.assertEqual(json.load(f)["num_steps"], 8)
     table = recipe_study.format_study(study)

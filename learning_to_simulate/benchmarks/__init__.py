@@ -10,7 +10,8 @@
 - `pipeline_memory`: training memory against dataset size;
 - `convert_memory`: dataset conversion memory against input size;
 - `validation_cost`: validation during training as a share of training time;
-- `recipe_study`: the paper's training recipe against the opt-in ones;
+- `recipe_study`: the paper's training recipe against the opt-in ones
+  (`score_split`: one trained model's scores on one split, in one process);
 - `distribution_scaling`: training throughput on 1 and 2 workers
   (`--distribution=multi_worker`), one CPU core each;
 - `demo_figures`: the demo's and the pretrained model's figures;

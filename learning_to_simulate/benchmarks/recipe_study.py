@@ -18,8 +18,9 @@ splits per dataset, mean +- standard deviation over seeds, and writes
   python -m learning_to_simulate.benchmarks.recipe_study --quick \\
       --output_dir=/tmp/study                      # a smoke test
 
-Every run is a `train` / `eval` / `eval_rollout` child process (its own
-`--model_path`), pinned to one core with `--jobs` runs at a time; a run
+Every run is a `train` child process (its own `--model_path`), then one
+`score_split` child per split (what `train --mode=eval` and `--mode=eval_rollout`
+with each variant's flags give, in one process), pinned to one core with `--jobs` runs at a time; a run
 whose model and `metrics.json` are complete is not redone, so an
 interrupted study resumes where it stopped. Needs the `datagen` extra
 (Taichi) to make the datasets.
@@ -216,84 +217,84 @@ def run_one(data_path: str, run_dir: str, recipe_flags: Sequence[str],
 
   Returns:
     `train_seconds` and `splits`: for `valid` and `test`, the scores of
-    `evaluate_split`.
+    `score_split`.
   """
   results_path = os.path.join(run_dir, "results.json")
   model_path = os.path.join(run_dir, "model")
   log_path = os.path.join(run_dir, "log.txt")
-  common = [f"--data_path={data_path}", f"--model_path={model_path}"]
   if os.path.exists(results_path):
     with open(results_path) as f:
       results = _upgrade(json.load(f))
   else:
     os.makedirs(run_dir, exist_ok=True)
     start = time.time()
-    _run("train", common + list(model_flags) + list(recipe_flags) + [
-        f"--num_steps={num_steps}", f"--seed={seed}", "--lr=1e-3",
-        "--min_lr=1e-5", f"--lr_decay_steps={num_steps}",
+    _run("train", [
+        f"--data_path={data_path}", f"--model_path={model_path}",
+        *model_flags, *recipe_flags, f"--num_steps={num_steps}",
+        f"--seed={seed}", "--lr=1e-3", "--min_lr=1e-5",
+        f"--lr_decay_steps={num_steps}",
         f"--log_every_steps={max(num_steps // 10, 1)}",
         "--eval_every_steps=0"], log_path, core)
     results = {"train_seconds": time.time() - start, "splits": {}}
-  missing = [split for split in SPLITS if split not in results["splits"]]
-  for split in missing:  # Runs of an earlier study lack the valid split.
-    results["splits"][split] = evaluate_split(common, run_dir, split,
-                                              log_path, core)
-  # Runs of an earlier study lack the moving particles' one-step MSE.
-  upgraded = [split for split in SPLITS if split not in missing and
-              ONE_STEP_KEYS[1] not in results["splits"][split]]
-  for split in upgraded:
-    results["splits"][split].update(one_step_scores(common, split, log_path,
-                                                    core))
-  # Runs of an earlier study lack some rollout variants (relaxation).
-  rolled_out = False
-  for split in set(SPLITS) - set(missing):
-    for key, _, evaluation_flags, folder in ROLLOUT_VARIANTS:
-      if key not in results["splits"][split]:
-        results["splits"][split][key] = rollout_scores(
-            common, run_dir, split, evaluation_flags, folder, log_path,
-            core)[0]
-        rolled_out = True
-  if missing or upgraded or rolled_out:
+  changed = False
+  for split in SPLITS:
+    # Runs of an earlier study lack the valid split, the moving particles'
+    # one-step MSE or some rollout variants (relaxation).
+    scores = results["splits"].setdefault(split, {})
+    parts = missing_parts(scores)
+    if parts:
+      scores.update(score_split(data_path, model_path, run_dir, split, parts,
+                                log_path, core))
+      changed = True
+  if changed:
     dataset_writer.write_json(results_path, results)
   return results
 
 
+def missing_parts(scores: Dict[str, Any]) -> List[str]:
+  """What a split's scores lack: `score_split`'s parts."""
+  parts = [] if ONE_STEP_KEYS[1] in scores else ["one_step"]
+  return parts + [key for key, _, _, _ in ROLLOUT_VARIANTS
+                  if key not in scores]
+
+
 def complete(results: Dict[str, Any]) -> bool:
   """Whether a run's results hold every split and score of this study."""
-  return all(split in results["splits"] and
-             ONE_STEP_KEYS[1] in results["splits"][split] and
-             all(key in results["splits"][split]
-                 for key, _, _, _ in ROLLOUT_VARIANTS) for split in SPLITS)
+  return all(not missing_parts(results["splits"].get(split, {}))
+             for split in SPLITS)
 
 
-def one_step_scores(common: List[str], split: str, log_path: str,
-                    core: Optional[int]) -> Dict[str, float]:
-  """The one-step MSEs (`ONE_STEP_KEYS`) of `train --mode=eval` on a split."""
-  output = _run("train", common + ["--mode=eval", f"--eval_split={split}"],
-                log_path, core)
-  scores = {}
-  for key in ONE_STEP_KEYS:  # The second is absent without moving particles.
-    match = re.search(rf"^{key}: (\S+)$", output, re.M)
-    if match:
-      scores[key] = float(match.group(1))
-  return scores
+def score_split(data_path: str, model_path: str, run_dir: str, split: str,
+                parts: Sequence[str], log_path: str,
+                core: Optional[int]) -> Dict[str, Any]:
+  """`parts` of one model's scores on one split (`score_split`'s: the
+  one-step MSEs of `train --mode=eval`, the rollout metrics of
+  `train --mode=eval_rollout` for each variant), in one child process."""
+  output = os.path.join(run_dir, f"scores_{split}.json")
+  _run("benchmarks.score_split", [
+      f"--data_path={data_path}", f"--model_path={model_path}",
+      f"--run_dir={run_dir}", f"--split={split}",
+      f"--parts={','.join(parts)}", f"--output={output}"], log_path, core)
+  with open(output) as f:
+    return json.load(f)
 
 
 # The choice is made on the first, the second reports on unseen data.
 SPLITS = ("valid", "test")
 # How each model is rolled out: (key in a record, row suffix in the tables,
-# evaluation flags, rollout folder). Evaluation options: the same weights.
+# evaluation options as `train`'s flags would set them, rollout folder).
+# Evaluation options: the same weights.
 ROLLOUT_VARIANTS = (
     # Explicit about relaxation: a recipe may save some with its model.
-    ("rollout", "", ["--relaxation_steps=0"], "rollouts"),
+    ("rollout", "", {"relaxation_steps": 0}, "rollouts"),
     # Relaxation without walls: with wall particles in the data, they are
     # what the relaxation pushes against (Neural SPH's setting).
-    ("relaxation", " + relaxation", ["--relaxation_steps=3"],
+    ("relaxation", " + relaxation", {"relaxation_steps": 3},
      "rollouts_relaxation"),
-    ("walls", " + walls", ["--clamp_to_bounds", "--relaxation_steps=0"],
+    ("walls", " + walls", {"clamp_to_bounds": True, "relaxation_steps": 0},
      "rollouts_walls"),
     ("walls_relaxation", " + walls + relaxation",
-     ["--clamp_to_bounds", "--relaxation_steps=3"],
+     {"clamp_to_bounds": True, "relaxation_steps": 3},
      "rollouts_walls_relaxation"),
 )
 
@@ -356,37 +357,6 @@ def rescore_records(results_dir: str, output_dir: str) -> List[str]:
       dataset_writer.write_json(path, record)
       changed.append(path)
   return changed
-
-
-def rollout_scores(common: List[str], run_dir: str, split: str,
-                   evaluation_flags: Sequence[str], folder: str,
-                   log_path: str, core: Optional[int]
-                   ) -> Tuple[Dict[str, float], Dict[str, Dict[str, float]]]:
-  """The mean rollout metrics of one model on one split, rolled out with
-  `evaluation_flags` into `{run_dir}/{folder}[_{split}]`, and the
-  baselines'."""
-  rollout_path = rollout_directory(run_dir, folder, split)
-  _run("train", common + ["--mode=eval_rollout", f"--eval_split={split}",
-                          *evaluation_flags, f"--output_path={rollout_path}"],
-       log_path, core)
-  with open(os.path.join(rollout_path, "metrics.json")) as f:
-    metrics = json.load(f)
-  return metrics["model"]["mean"], {
-      name: metrics[name]["mean"] for name in ("constant_velocity", "frozen")}
-
-
-def evaluate_split(common: List[str], run_dir: str, split: str,
-                   log_path: str, core: Optional[int]) -> Dict[str, Any]:
-  """One-step MSE, rollout metrics (each of `ROLLOUT_VARIANTS`) and the
-  baselines' of one trained model on one split."""
-  scores = one_step_scores(common, split, log_path, core)
-  for key, _, evaluation_flags, folder in ROLLOUT_VARIANTS:
-    scores[key], baselines = rollout_scores(common, run_dir, split,
-                                            evaluation_flags, folder,
-                                            log_path, core)
-    if key == "rollout":
-      scores["baselines"] = baselines
-  return scores
 
 
 def _flat(results: Dict[str, Any], split: str,
