@@ -88,37 +88,51 @@ class SupportedVersionsTest(unittest.TestCase):
 class ResolverTest(unittest.TestCase):
   """pip's resolver, binary wheels only, for each other supported Python."""
 
-  def _resolve(self, version: str) -> dict[str, dict]:
+  def _resolve_all(self, versions: list[str]) -> dict[str, dict[str, dict]]:
+    """pip's resolution for each version, run side by side (the time is
+    mostly the package index's answers): version -> name -> report item."""
     with tempfile.TemporaryDirectory() as scratch:
       requirements = os.path.join(scratch, "requirements.txt")
       with open(requirements, "w") as f:
         f.write("\n".join(resolver_requirements()) + "\n")
-      report = os.path.join(scratch, "report.json")
-      command = [
-          sys.executable, "-m", "pip", "install", "--dry-run", "--quiet",
-          "--ignore-installed", "--disable-pip-version-check",
-          "--only-binary=:all:", "--python-version", version,
-          "--target", os.path.join(scratch, "target"), "--report", report,
-          "-r", requirements]
-      result = subprocess.run(command, capture_output=True, text=True,
-                              timeout=600)
-      self.assertEqual(
-          result.returncode, 0,
-          f"the pins do not resolve to wheels for Python {version}:\n"
-          + result.stderr[-3000:])
-      with open(report) as f:
-        installs = json.load(f)["install"]
-    return {canonicalize_name(item["metadata"]["name"]): item
-            for item in installs}
+      processes = {}
+      for version in versions:
+        report = os.path.join(scratch, f"report{version}.json")
+        command = [
+            sys.executable, "-m", "pip", "install", "--dry-run", "--quiet",
+            "--ignore-installed", "--disable-pip-version-check",
+            "--only-binary=:all:", "--python-version", version,
+            "--target", os.path.join(scratch, f"target{version}"),
+            "--report", report, "-r", requirements]
+        # Into a file: a pipe no one reads while another process is waited
+        # for could fill up.
+        log = open(os.path.join(scratch, f"pip{version}.log"), "w+")
+        processes[version] = (report, log, subprocess.Popen(
+            command, stdout=subprocess.DEVNULL, stderr=log))
+      resolved = {}
+      for version, (report, log, process) in processes.items():
+        process.wait(timeout=600)
+        with log:
+          log.seek(0)
+          self.assertEqual(
+              process.returncode, 0,
+              f"the pins do not resolve to wheels for Python {version}:\n"
+              + log.read()[-3000:])
+        with open(report) as f:
+          installs = json.load(f)["install"]
+        resolved[version] = {canonicalize_name(item["metadata"]["name"]): item
+                             for item in installs}
+    return resolved
 
   def test_pins_resolve_to_wheels(self):
     running = f"{sys.version_info.major}.{sys.version_info.minor}"
     others = [version for version in SUPPORTED if version != running]
     self.assertTrue(others)
     pins = pinned_versions()
+    everyone = self._resolve_all(others)
     for version in others:
       with self.subTest(python=version):
-        resolved = self._resolve(version)
+        resolved = everyone[version]
         tag = "cp" + version.replace(".", "")
         for name, pin in pins.items():
           if name in SOURCE_ONLY:
