@@ -203,8 +203,14 @@ class WaterWallsModelTest(tf.test.TestCase):
       # within a connectivity radius (step 30,000 had one particle 0.45 out).
       outside = distance_outside(predicted, bounds)
       self.assertLess(np.mean(outside > 0), 0.03, msg=index)
-      self.assertLess(outside.max(), metadata["default_connectivity_radius"],
-                      msg=index)
+      radius = metadata["default_connectivity_radius"]
+      self.assertLess(outside.max(), radius, msg=index)
+      # The truth's water rests exactly on the floor (the solver clamps it
+      # there), so a model's floor layer is out by a hair half the time;
+      # beyond a quarter of the particle spacing (0.1 radii, the tolerance of
+      # the package's `out_of_domain`) issue 38's 1% is met: measured 0.36%
+      # and 0.03%.
+      self.assertLess(np.mean(outside > 0.1 * radius), 0.01, msg=index)
       # Issue 38's targets of how it moves: kinetic energy over the rollout
       # 0.8-1.2x the truth's (measured 0.85x and 1.04x) and the centre of
       # mass at the last step within 4% of the box of the truth's (measured
