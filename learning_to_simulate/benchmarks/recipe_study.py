@@ -19,10 +19,10 @@ splits per dataset, mean +- standard deviation over seeds, and writes
       --output_dir=/tmp/study                      # a smoke test
 
 Every run is a `train` child process (its own `--model_path`), then one
-`score_split` child per split (what `train --mode=eval` and `--mode=eval_rollout`
-with each variant's flags give, in one process), pinned to one core with `--jobs` runs at a time; a run
-whose model and `metrics.json` are complete is not redone, so an
-interrupted study resumes where it stopped. Needs the `datagen` extra
+`score_split` child per split (what `train --mode=eval` and
+`--mode=eval_rollout` with each variant's flags give, in one process), pinned
+to one core with `--jobs` runs at a time; a run whose model and scores are
+complete is not redone, so an interrupted study resumes where it stopped. Needs the `datagen` extra
 (Taichi) to make the datasets.
 
 A study that lasts longer than a machine lands run by run: with
