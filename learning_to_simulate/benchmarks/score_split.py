@@ -18,6 +18,7 @@ model's mean rollout metrics (`metrics.json`'s `model.mean`); with the
 `rollout` variant, the physics-free baselines' means as `baselines`.
 """
 
+import sys
 from typing import Any, Dict, Sequence
 
 from absl import app
@@ -75,7 +76,7 @@ def score_split(data_path: str, model_path: str, run_dir: str, split: str,
 
 def _define_flags() -> None:
   for name in ("data_path", "model_path", "run_dir", "split", "output"):
-    flags.DEFINE_string(name, None, help=f"See the module docstring.",
+    flags.DEFINE_string(name, None, help="See the module docstring.",
                         required=True)
   flags.DEFINE_list("parts", [ONE_STEP] + [
       key for key, _, _, _ in recipe_study.ROLLOUT_VARIANTS],
@@ -86,8 +87,11 @@ def main(argv: Sequence[str]) -> None:
   del argv
   values = flags.FLAGS
   devices.configure_devices()
-  scores = score_split(values.data_path, values.model_path, values.run_dir,
-                       values.split, values.parts)
+  try:
+    scores = score_split(values.data_path, values.model_path, values.run_dir,
+                         values.split, values.parts)
+  except (ValueError, OSError) as error:
+    sys.exit(f"score_split: error: {error}")
   dataset_writer.write_json(values.output, scores)
 
 
