@@ -55,27 +55,29 @@ class SummaryTest(tf.test.TestCase):
     row = compare.trajectory_row({
         "model": {"mse_full": 1.0, "kinetic_energy_ratio": 0.9,
                   "centre_of_mass_error": 0.05, "density_ratio": 1.25,
-                  "out_of_domain": 0.01},
+                  "wall_height_error": 0.125, "out_of_domain": 0.01},
         "constant_velocity": {"mse_full": 8.0},
         "frozen": {"mse_full": 4.0}})
     self.assertEqual(row, {"mse_full": 1.0, "ratio_to_better_baseline": 0.25,
                            "kinetic_energy_ratio": 0.9,
                            "centre_of_mass_error": 0.05,
-                           "density_ratio": 1.25, "out_of_domain": 0.01})
+                           "density_ratio": 1.25, "wall_height_error": 0.125,
+                           "out_of_domain": 0.01})
 
   def test_means_worsts_and_a_truth_at_rest(self):
     rows = [{"mse_full": 1.0, "ratio_to_better_baseline": 0.5,
              "kinetic_energy_ratio": 1.5, "centre_of_mass_error": 0.25,
-             "density_ratio": 1.0, "out_of_domain": 0.0},
+             "density_ratio": 1.0, "wall_height_error": 0.25,
+             "out_of_domain": 0.0},
             {"mse_full": 3.0, "ratio_to_better_baseline": 0.25,
              "kinetic_energy_ratio": float("nan"),
              "centre_of_mass_error": 0.5, "density_ratio": 2.0,
-             "out_of_domain": 0.5}]
+             "wall_height_error": 0.125, "out_of_domain": 0.5}]
     self.assertEqual(compare.summarize(rows), {
         "mse_full": 2.0, "ratio_mean": 0.375, "ratio_worst": 0.5,
         "kinetic_energy_ratio": 1.5, "centre_of_mass_error": 0.375,
         "centre_of_mass_worst": 0.5, "density_ratio": 1.5,
-        "out_of_domain": 0.25})
+        "wall_height_error": 0.1875, "out_of_domain": 0.25})
     rows[0]["kinetic_energy_ratio"] = float("nan")
     self.assertTrue(
         math.isnan(compare.summarize(rows)["kinetic_energy_ratio"]))

@@ -51,7 +51,8 @@ class RolloutMetricsTest(tf.test.TestCase):
                                    "mse_full", "emd",
                                    "kinetic_energy_mse", "out_of_domain",
                                    "centre_of_mass_error",
-                                   "centre_of_mass_error_mean"})
+                                   "centre_of_mass_error_mean",
+                                   "wall_height_error"})
 
   def test_rigid_shift(self):
     rollout = make_rollout()
@@ -178,6 +179,61 @@ class RolloutMetricsTest(tf.test.TestCase):
                      {"a": 2.0, "b": 2.0})
 
 
+class WallHeightsTest(tf.test.TestCase):
+
+  def test_small_exact_cases(self):
+    bounds = np.array([[0.0, 1.0], [0.0, 2.0]])
+    # Up is y (axis 1); the side walls are x low and x high, and a particle
+    # is at one within a tenth of the box's width (0.1) of it.
+    self.assertEqual(metrics.side_walls(2, 1), [(0, 0), (0, 1)])
+    positions = np.array([
+        [[0.05, 0.3], [0.95, 0.6], [0.5, 1.9]],   # one at each wall
+        [[0.15, 0.3], [0.97, 1.2], [0.92, 0.4]],  # none low, two high
+    ])
+    heights = metrics.wall_heights(positions, np.ones(3, bool), bounds, 1)
+    top = lambda values: np.percentile(values, metrics.WALL_HEIGHT_PERCENTILE)
+    self.assertAllClose(heights, [[0.3, 0.6], [0.0, top([1.2, 0.4])]])
+    # Only the particles of the mask count.
+    self.assertAllClose(metrics.wall_heights(
+        positions, np.array([True, False, True]), bounds, 1),
+                        [[0.3, 0.0], [0.0, 0.4]])
+    # Heights are above the floor: the box moved up by 1, the same.
+    lifted = positions + np.array([0.0, 1.0])
+    self.assertAllClose(metrics.wall_heights(
+        lifted, np.ones(3, bool), bounds + np.array([[0.0], [1.0]]), 1),
+                        heights)
+    # In 3D with z up: four side walls, x then y.
+    self.assertEqual(metrics.side_walls(3, 2),
+                     [(0, 0), (0, 1), (1, 0), (1, 1)])
+    cube = np.array([[[0.05, 0.5, 0.2], [0.5, 0.95, 0.7]]])
+    self.assertAllClose(metrics.wall_heights(
+        cube, np.ones(2, bool), np.array([[0.0, 1.0]] * 3), 2),
+                        [[0.2, 0.0, 0.0, 0.7]])
+
+  def test_a_splash_that_does_not_rise(self):
+    # The truth's water climbs the right wall of the unit box from step 10
+    # on; the prediction's stays on the floor: the error is the mean gap
+    # over the steps and both walls.
+    steps, particles = 20, 10
+    truth = np.zeros([steps, particles, 2])
+    truth[..., 0] = np.append(np.linspace(0.3, 0.8, particles - 1), 0.98)
+    truth[..., 1] = 0.01
+    climb = np.clip(np.arange(steps) - 9, 0, None) * 0.05
+    truth[:, -1, 1] = 0.01 + climb
+    predicted = truth.copy()
+    predicted[:, -1, 1] = 0.01
+    rollout = {"initial_positions": np.repeat(truth[:1], 6, axis=0),
+               "ground_truth_rollout": truth, "predicted_rollout": predicted,
+               "particle_types": np.full([particles], WATER),
+               "metadata": METADATA}
+    self.assertAllClose(metrics.physics_summary(rollout)["wall_height_error"],
+                        np.mean(climb) / 2)
+    curves = metrics.physics_curves(rollout)["wall_heights"]
+    self.assertEqual(curves["walls"], ["x low", "x high"])
+    self.assertAllClose(np.asarray(curves["ground_truth"])[:, 1],
+                        0.01 + climb, atol=1e-6)
+
+
 class PhysicsSummaryTest(tf.test.TestCase):
 
   def test_small_exact_cases(self):
@@ -186,7 +242,8 @@ class PhysicsSummaryTest(tf.test.TestCase):
                      {"kinetic_energy_ratio": 1.0,
                       "centre_of_mass_error": 0.0,
                       "centre_of_mass_error_mean": 0.0,
-                      "density_ratio": 1.0})
+                      "density_ratio": 1.0,
+                      "wall_height_error": 0.0})
     # Every prediction moved by (0.02, -0.05): the centre of mass too, by
     # 5% of the unit box; the velocities change only at the first step.
     shifted = dict(rollout, predicted_rollout=rollout["predicted_rollout"] +

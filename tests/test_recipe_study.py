@@ -152,15 +152,22 @@ class RecipeStudyTest(tf.test.TestCase):
     valid = record["results"]["splits"]["valid"]
     density = valid["walls"].pop("density_ratio")
     valid["walls"]["mse_full"] = -1.0
+    # The baselines' too, from the rollouts as trained.
+    frozen = record["results"]["splits"]["test"]["baselines"]["frozen"]
+    wall_height = frozen.pop("wall_height_error")
     with open(record_path, "w") as f:
       json.dump(record, f)
     self.assertEqual(recipe_study.rescore_records(records, elsewhere), [])
     self.assertEqual(recipe_study.rescore_records(records, out),
                      [record_path])
     with open(record_path) as f:
-      rescored = json.load(f)["results"]["splits"]["valid"]["walls"]
+      splits = json.load(f)["results"]["splits"]
+    rescored = splits["valid"]["walls"]
     self.assertAllClose(rescored["density_ratio"], density, rtol=1e-6)
     self.assertEqual(rescored["mse_full"], -1.0)
+    self.assertAllClose(
+        splits["test"]["baselines"]["frozen"]["wall_height_error"],
+        wall_height, rtol=1e-6)
     self.assertEqual(recipe_study.rescore_records(records, out), [])
 
   def test_benchmarks_md_tables_are_rendered_from_the_committed_records(self):

@@ -422,7 +422,11 @@ class PhysicsPlotTest(tf.test.TestCase):
         "water height, predicted", "water height, ground truth",
         "sand height, predicted", "sand height, ground truth",
         "kinetic energy, predicted", "kinetic energy, ground truth",
-        "density, predicted", "density, ground truth"])
+        "density, predicted", "density, ground truth",
+        "x low wall, predicted", "x low wall, ground truth",
+        "x high wall, predicted", "x high wall, ground truth"])
+    self.assertAllClose(plotted["x high wall, predicted"], np.asarray(
+        curves["wall_heights"]["predicted"])[:, 1])
     water = TYPES == WATER
     self.assertAllClose(plotted["water height, ground truth"],
                         rollout["ground_truth_rollout"][:, water, 1].mean(1),
@@ -444,9 +448,11 @@ class PhysicsPlotTest(tf.test.TestCase):
                         close.sum((1, 2)) / moving.sum() - 1, rtol=1e-5)
     with Image.open(path) as image:
       self.assertEqual(image.format, "PNG")
-      self.assertEqual(image.size, (1500, 400))
-    # Curves of a metrics.json from before the density: two panels.
-    older = {key: value for key, value in curves.items() if key != "density"}
+      self.assertEqual(image.size, (2000, 400))
+    # Curves of a metrics.json from before the density and the wall
+    # heights: two panels.
+    older = {key: value for key, value in curves.items()
+             if key not in ("density", "wall_heights")}
     physics_plot.plot_physics(older, rollout["metadata"], path)
     with Image.open(path) as image:
       self.assertEqual(image.size, (1000, 400))

@@ -58,6 +58,7 @@ COLUMNS = (("mse_full", "full MSE", "{:.3e}"),
            ("centre_of_mass_error", "centre of mass off", "{:.1%}"),
            ("centre_of_mass_worst", "worst", "{:.1%}"),
            ("density_ratio", "density", "{:.2f}x"),
+           ("wall_height_error", "height at the walls off", "{:.1%}"),
            ("out_of_domain", "out of the box", "{:.2%}"))
 
 
@@ -127,15 +128,16 @@ def trajectory_row(scores: Dict[str, Dict[str, float]]) -> Dict[str, float]:
                                             float("nan")),
           "centre_of_mass_error": model["centre_of_mass_error"],
           "density_ratio": model.get("density_ratio", float("nan")),
+          "wall_height_error": model.get("wall_height_error", float("nan")),
           "out_of_domain": model["out_of_domain"]}
 
 
 def summarize(rows: Sequence[Dict[str, float]]) -> Dict[str, float]:
   """Means (and worsts) over a model's trajectory rows.
 
-  The kinetic-energy and density means leave out trajectories where the
-  ratio is undefined (NaN: a truth at rest, or without neighbours); NaN if
-  all are.
+  The kinetic-energy, density and wall-height means leave out trajectories
+  where the value is undefined (NaN: a truth at rest, without neighbours, or
+  a box without side walls); NaN if all are.
   """
   def column(key):
     return np.array([row[key] for row in rows], np.float64)
@@ -151,6 +153,7 @@ def summarize(rows: Sequence[Dict[str, float]]) -> Dict[str, float]:
           "centre_of_mass_error": float(column("centre_of_mass_error").mean()),
           "centre_of_mass_worst": float(column("centre_of_mass_error").max()),
           "density_ratio": defined_mean("density_ratio"),
+          "wall_height_error": defined_mean("wall_height_error"),
           "out_of_domain": float(column("out_of_domain").mean())}
 
 
@@ -169,8 +172,9 @@ def format_markdown(result: Dict[str, Any]) -> str:
     lines.append(f"| {name} | " + " | ".join(
         _cell(model["summary"][key], fmt) for key, _, fmt in COLUMNS) + " |")
   lines += ["", "| model | trajectory | full MSE | / better baseline | "
-            "kinetic energy | centre of mass off | density | out of the box |",
-            "|---|---|---|---|---|---|---|---|"]
+            "kinetic energy | centre of mass off | density | "
+            "height at the walls off | out of the box |",
+            "|---|---|---|---|---|---|---|---|---|"]
   for name, model in result["models"].items():
     for index, row in enumerate(model["per_trajectory"]):
       lines.append(
@@ -179,6 +183,7 @@ def format_markdown(result: Dict[str, Any]) -> str:
           f"{_cell(row['kinetic_energy_ratio'], '{:.2f}x')} | "
           f"{row['centre_of_mass_error']:.1%} | "
           f"{_cell(row['density_ratio'], '{:.2f}x')} | "
+          f"{_cell(row['wall_height_error'], '{:.1%}')} | "
           f"{row['out_of_domain']:.2%} |")
   return "\n".join(lines)
 

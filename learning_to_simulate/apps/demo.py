@@ -132,8 +132,9 @@ def trajectory_rows(metrics: Dict[str, Any],
     Per trajectory: `file`, `mse_full`, `ratio_to_better_baseline` (of
     that trajectory's better baseline), the kinetic-energy ratio (NaN for a
     ground truth at rest), the centre-of-mass error at the last step and
-    the density ratio (NaN without neighbours; `metrics.physics_summary`),
-    and the share out of the box (`compare.trajectory_row`).
+    the density ratio (NaN without neighbours), how far off the height at
+    the side walls is (`metrics.physics_summary`), and the share out of the
+    box (`compare.trajectory_row`).
   """
   rows = []
   for index, path in enumerate(files):
@@ -150,14 +151,16 @@ def format_trajectories(label: str, rows: List[Dict[str, Any]]) -> List[str]:
   lines = [f"{label}, per test trajectory:",
            f"  {'trajectory':<{width}}  {'full MSE':>10}  "
            f"{'/ better baseline':>17}  {'kinetic energy':>14}  "
-           f"{'centre of mass off':>18}  {'density':>7}"]
+           f"{'centre of mass off':>18}  {'density':>7}  "
+           f"{'height at the walls off':>23}"]
   for row in rows:
     lines.append(
         f"  {row['file']:<{width}}  {row['mse_full']:>10.3e}  "
         f"{row['ratio_to_better_baseline']:>16.2f}x  "
         f"{row['kinetic_energy_ratio']:>13.2f}x  "
         f"{100 * row['centre_of_mass_error']:>10.1f}% of box  "
-        f"{row['density_ratio']:>6.2f}x")
+        f"{row['density_ratio']:>6.2f}x  "
+        f"{100 * row['wall_height_error']:>15.1f}% of box")
   return lines
 
 

@@ -56,6 +56,7 @@ import numpy as np
 from learning_to_simulate.benchmarks import report as report_lib
 from learning_to_simulate.benchmarks import timing
 from learning_to_simulate.data import dataset_writer
+from learning_to_simulate.training import baselines
 from learning_to_simulate.training import metrics as metrics_lib
 from learning_to_simulate.visualization import rollout_files
 from learning_to_simulate.visualization import snapshots
@@ -167,6 +168,7 @@ COLUMNS = (("one_step_position_mse", "one-step MSE"),
            ("kinetic_energy_ratio", "KE ratio"),
            ("centre_of_mass_error", "centre of mass off"),
            ("density_ratio", "density"),
+           ("wall_height_error", "wall height off"),
            ("kinetic_energy_mse", "KE MSE"),
            ("out_of_domain", "out of domain"),
            ("train_seconds", "train s"))
@@ -317,14 +319,30 @@ def rollout_directory(run_dir: str, folder: str, split: str) -> str:
                                          f"_{split}"))
 
 
-def rescore_records(results_dir: str, output_dir: str) -> List[str]:
-  """Adds to the records the rollout metrics they lack, from their runs.
+def _physics_means(files: Sequence[str]) -> Dict[str, Dict[str, float]]:
+  """`metrics.physics_summary` of the model and of each baseline, mean over
+  the rollout pickles `files`: predictor -> metric -> value."""
+  scores = []
+  for file in files:
+    rollout = rollout_files.load_rollout(file)
+    scores.append({"model": metrics_lib.physics_summary(rollout), **{
+        name: metrics_lib.physics_summary(dict(rollout,
+                                               predicted_rollout=predicted))
+        for name, predicted in baselines.baseline_rollouts(rollout).items()}})
+  return {name: metrics_lib.mean_metrics([
+      {key: value for key, value in score[name].items() if np.isfinite(value)}
+      for score in scores]) for name in scores[0]}
 
-  A record written before a metric existed (`density_ratio`, say) gets it,
-  for each split and `ROLLOUT_VARIANTS` entry, from the rollout pickles of
-  its run in `{output_dir}/runs` when they are there (the mean over
-  trajectories, `metrics.rollout_metrics`); a value the record has is never
-  changed. Runs nothing.
+
+def rescore_records(results_dir: str, output_dir: str) -> List[str]:
+  """Adds to the records the physics metrics they lack, from their runs.
+
+  A record written before a metric of `metrics.physics_summary` existed
+  (`density_ratio`, `wall_height_error`) gets it, for each split and
+  `ROLLOUT_VARIANTS` entry (and for the baselines, from the rollouts as
+  trained), from the rollout pickles of its run in `{output_dir}/runs` when
+  they are there (the mean over trajectories, as `eval_rollout`'s); a value
+  the record has is never changed. Runs nothing.
 
   Returns:
     The records that changed (rewritten atomically).
@@ -345,13 +363,16 @@ def rescore_records(results_dir: str, output_dir: str) -> List[str]:
             f"rollout_{split}_*.pkl")))
         if key not in scores or not files:
           continue
-        means = metrics_lib.mean_metrics([
-            metrics_lib.rollout_metrics(rollout_files.load_rollout(file))
-            for file in files])
-        missing = {name: value for name, value in means.items()
-                   if name not in scores[key]}
-        scores[key].update(missing)
-        added = added or bool(missing)
+        means = _physics_means(files)
+        targets = [(scores[key], means["model"])]
+        if key == "rollout" and "baselines" in scores:
+          targets += [(scores["baselines"][name], means[name])
+                      for name in scores["baselines"] if name in means]
+        for held, computed in targets:
+          missing = {name: value for name, value in computed.items()
+                     if name not in held}
+          held.update(missing)
+          added = added or bool(missing)
     if added:
       record["results"] = results
       dataset_writer.write_json(path, record)

@@ -45,13 +45,22 @@ ground truth in a rollout and would only dilute the errors.
   `DENSITY_STEPS` evenly spaced steps, predicted over true (1: the fluid
   keeps its volume; above 1 it compacts, below 1 it spreads or sprays);
   left out when no true particle has a neighbour.
+- `wall_height_error`: does the fluid rise up the walls when the truth does
+  (a splash), or hang on them when the truth slides down? Per step and side
+  wall (the box's walls along each horizontal axis; up is
+  `common.vertical_axis`), the height above the floor below which
+  `WALL_HEIGHT_PERCENTILE`% of the moving particles within `WALL_BAND` of the
+  box's width of that wall lie (`wall_heights`, 0 with none there); the mean
+  absolute difference between prediction and truth, over steps and walls, as
+  a share of the box's largest side.
 
 `physics_curves` gives the series behind the physics summary: per step the
-kinetic energy and each material's centre of mass, and at the density's
-steps the neighbours per particle, predicted and true.
+kinetic energy, each material's centre of mass and the height at each side
+wall, and at the density's steps the neighbours per particle, predicted and
+true.
 """
 
-from typing import Any, Dict, Mapping, Sequence, Tuple
+from typing import Any, Dict, List, Mapping, Sequence, Tuple
 
 import numpy as np
 from scipy import optimize
@@ -68,6 +77,11 @@ EMD_STEPS = 20
 EMD_PARTICLES = 2000
 # `density_ratio` counts neighbours at this many evenly spaced steps at most.
 DENSITY_STEPS = 50
+# `wall_heights`: a particle is at a side wall within this share of the
+# box's width along the wall's axis, and the height there is this percentile
+# of theirs (the top of the fluid, not a stray drop).
+WALL_BAND = 0.1
+WALL_HEIGHT_PERCENTILE = 98
 # A particle counts as out of the domain beyond the bounds plus this
 # fraction of the connectivity radius.
 OUT_OF_DOMAIN_TOLERANCE_RADII = 0.1
@@ -199,13 +213,66 @@ def density_ratio(predicted: np.ndarray, truth: np.ndarray,
   return float(predicted_counts.sum() / true_counts.sum())
 
 
+def side_walls(dim: int, up_axis: int) -> List[Tuple[int, int]]:
+  """The box's side walls, `(axis, side)` with side 0 the low one and 1 the
+  high one, horizontal axes in order: the columns of `wall_heights`."""
+  return [(axis, side) for axis in range(dim) if axis != up_axis
+          for side in (0, 1)]
+
+
+def wall_heights(positions: np.ndarray, mask: np.ndarray, bounds: np.ndarray,
+                 up_axis: int, band: float = WALL_BAND) -> np.ndarray:
+  """How high the particles of `mask` stand at each side wall.
+
+  Args:
+    positions: `[num_steps, num_particles, dim]`.
+    mask: `[num_particles]` the particles to count (the moving ones).
+    bounds: `[dim, 2]` the box.
+    up_axis: the vertical coordinate.
+    band: the particles within `band` of the box's width along a wall's
+      axis of that wall count for it.
+
+  Returns:
+    `[num_steps, len(side_walls(dim, up_axis))]`: per step and wall, the
+    `WALL_HEIGHT_PERCENTILE` percentile of the heights above the floor
+    (`up_axis` coordinate minus its lower bound) of the particles at the
+    wall; 0 where none is.
+  """
+  positions = np.asarray(positions, np.float64)[:, mask]
+  bounds = np.asarray(bounds, np.float64)
+  heights = positions[..., up_axis] - bounds[up_axis, 0]
+  columns = []
+  for axis, side in side_walls(bounds.shape[0], up_axis):
+    width = band * (bounds[axis, 1] - bounds[axis, 0])
+    near = (positions[..., axis] < bounds[axis, 0] + width if side == 0 else
+            positions[..., axis] > bounds[axis, 1] - width)
+    column = np.zeros(len(positions))
+    for step in np.flatnonzero(near.any(axis=1)):
+      column[step] = np.percentile(heights[step][near[step]],
+                                   WALL_HEIGHT_PERCENTILE)
+    columns.append(column)
+  return np.stack(columns, axis=1).reshape(len(positions), len(columns))
+
+
+def _wall_heights_of(rollout: Rollout, predicted: np.ndarray,
+                     truth: np.ndarray, moving: np.ndarray
+                     ) -> Tuple[np.ndarray, np.ndarray, int]:
+  """`wall_heights` of the prediction and the truth, and the up axis."""
+  metadata = rollout["metadata"]
+  bounds = np.asarray(metadata["bounds"], np.float64)
+  up_axis = common.vertical_axis(metadata, bounds.shape[0])
+  return (wall_heights(predicted, moving, bounds, up_axis),
+          wall_heights(truth, moving, bounds, up_axis), up_axis)
+
+
 def physics_summary(rollout: Rollout) -> Dict[str, float]:
   """How a rollout moves as a whole, against its ground truth.
 
   Returns:
     The module docstring's `kinetic_energy_ratio`, `centre_of_mass_error`,
-    `centre_of_mass_error_mean`, `density_ratio` and, with several moving
-    materials, the per-material `centre_of_mass_error_{name}`.
+    `centre_of_mass_error_mean`, `density_ratio`, `wall_height_error` (with
+    side walls: in 2D and 3D) and, with several moving materials, the
+    per-material `centre_of_mass_error_{name}`.
   """
   initial, predicted, truth, moving = _overlap(rollout)
   true_energy = kinetic_energy(initial, truth, moving).sum()
@@ -219,6 +286,11 @@ def physics_summary(rollout: Rollout) -> Dict[str, float]:
              "density_ratio": density_ratio(
                  predicted, truth, moving,
                  float(rollout["metadata"]["default_connectivity_radius"]))}
+  predicted_walls, true_walls, _ = _wall_heights_of(rollout, predicted, truth,
+                                                    moving)
+  if true_walls.size:
+    summary["wall_height_error"] = float(
+        np.mean(np.abs(predicted_walls - true_walls)) / box)
   parts = materials(rollout["particle_types"])
   if len(parts) > 1:
     for name, mask in parts.items():
@@ -244,10 +316,14 @@ def physics_curves(rollout: Rollout) -> Dict[str, Any]:
     name -> `{"predicted", "ground_truth"}`, each `[num_steps, dim]`, for
     each moving material; `density`: `{"steps", "predicted",
     "ground_truth"}`, the neighbours per moving particle behind
-    `density_ratio` at up to `DENSITY_STEPS` rollout steps (`density_curves`).
-    Over the steps that have a ground truth.
+    `density_ratio` at up to `DENSITY_STEPS` rollout steps (`density_curves`);
+    `wall_heights`: `{"walls", "predicted", "ground_truth"}`, the walls'
+    names (`"x low"`, `"x high"`, ...) and each `[num_steps, num_walls]`
+    (`wall_heights`). Over the steps that have a ground truth.
   """
   initial, predicted, truth, moving = _overlap(rollout)
+  predicted_walls, true_walls, up_axis = _wall_heights_of(rollout, predicted,
+                                                          truth, moving)
   steps, predicted_density, true_density = density_curves(
       predicted, truth, moving,
       float(rollout["metadata"]["default_connectivity_radius"]))
@@ -262,6 +338,12 @@ def physics_curves(rollout: Rollout) -> Dict[str, Any]:
       "density": {"steps": [int(step) for step in steps],
                   "predicted": _rounded(predicted_density),
                   "ground_truth": _rounded(true_density)},
+      "wall_heights": {
+          "walls": [f"{'xyz'[axis]} {('low', 'high')[side]}"
+                    for axis, side in side_walls(predicted.shape[-1],
+                                                 up_axis)],
+          "predicted": _rounded(predicted_walls),
+          "ground_truth": _rounded(true_walls)},
   }
 
 

@@ -1,14 +1,16 @@
-"""Does it fall at the right speed, and keep its volume? Physics plots.
+"""Does it fall at the right speed, keep its volume, splash? Physics plots.
 
-Three panels for one rollout, prediction (dashed) against ground truth
+Four panels for one rollout, prediction (dashed) against ground truth
 (solid): the height of each moving material's centre of mass over time, the
-kinetic energy of the moving particles, and how packed they are (neighbours
+kinetic energy of the moving particles, how packed they are (neighbours
 within the connectivity radius per particle: a fluid that compacts rises
-above the truth). The curves are those of `training.metrics.physics_curves`
-(the series behind `centre_of_mass_error`, `kinetic_energy_ratio` and
-`density_ratio`, also in `metrics.json`), computed by the caller: this stage
-draws, it does not score. Curves without the density (a `metrics.json` of
-before it) get the first two panels.
+above the truth), and how high they stand at each side wall (a splash up a
+wall, or water that hangs on it). The curves are those of
+`training.metrics.physics_curves` (the series behind `centre_of_mass_error`,
+`kinetic_energy_ratio`, `density_ratio` and `wall_height_error`, also in
+`metrics.json`), computed by the caller: this stage draws, it does not score.
+Curves of a `metrics.json` of before the density or the wall heights get the
+panels they have.
 """
 
 from typing import Any, Dict, Mapping
@@ -33,7 +35,9 @@ def plotted_series(curves: Mapping[str, Any],
     (the `up_axis` coordinate of its centre of mass), then `kinetic energy,
     predicted` / `..., ground truth`, then, when the curves have them,
     `density, predicted` / `..., ground truth`: those are at the steps
-    `curves["density"]["steps"]` only.
+    `curves["density"]["steps"]` only; then, when the curves have them,
+    `{wall} wall, predicted` / `..., ground truth` per side wall (`x low`,
+    ...): the height above the floor at that wall.
   """
   series = {}
   for name, centre in curves["centre_of_mass"].items():
@@ -47,22 +51,30 @@ def plotted_series(curves: Mapping[str, Any],
     for which in ("predicted", "ground_truth"):
       series[f"density, {which.replace('_', ' ')}"] = np.asarray(
           curves["density"][which], np.float64)
+  if "wall_heights" in curves:
+    walls = curves["wall_heights"]
+    for index, wall in enumerate(walls["walls"]):
+      for which in ("predicted", "ground_truth"):
+        series[f"{wall} wall, {which.replace('_', ' ')}"] = np.asarray(
+            walls[which], np.float64).reshape(-1, len(walls["walls"]))[
+                :, index]
   return series
 
 
 def physics_figure(curves: Mapping[str, Any], up_axis: int,
                    title: str = "") -> mpl_figure.Figure:
-  """Centre-of-mass height, kinetic energy and density over time."""
-  has_density = "density" in curves
+  """Centre-of-mass height, kinetic energy, density and the heights at the
+  walls over time (the panels the curves have)."""
+  names = ["height", "kinetic energy"] + [
+      name for name, key in (("density", "density"), ("walls", "wall_heights"))
+      if key in curves]
   fig = scene_lib.new_figure(scene_lib.DEFAULT_DPI,
-                             size=(15.0 if has_density else 10.0, 4.0))
-  axes = fig.subplots(1, 3 if has_density else 2)
-  panels = {"height": axes[0], "kinetic energy": axes[1]}
-  if has_density:
-    panels["density"] = axes[2]
+                             size=(5.0 * len(names), 4.0))
+  panels = dict(zip(names, fig.subplots(1, len(names))))
   for name, values in plotted_series(curves, up_axis).items():
     panel = ("kinetic energy" if name.startswith("kinetic energy") else
-             "density" if name.startswith("density") else "height")
+             "density" if name.startswith("density") else
+             "walls" if " wall, " in name else "height")
     steps = (np.asarray(curves["density"]["steps"]) if panel == "density"
              else np.arange(1, values.size + 1))
     panels[panel].plot(steps, values, label=name,
@@ -71,15 +83,18 @@ def physics_figure(curves: Mapping[str, Any], up_axis: int,
   panels["height"].set_ylabel("centre-of-mass height (position units)")
   panels["kinetic energy"].set_ylabel(
       "kinetic energy 0.5 mean |v|^2 (per frame^2)")
-  if has_density:
+  if "density" in panels:
     panels["density"].set_ylabel("neighbours per particle (within the "
                                  "connectivity radius)")
+  if "walls" in panels:
+    panels["walls"].set_ylabel("height above the floor at each side wall")
   for ax in panels.values():
     ax.set_xlabel("rollout step (after the initial positions)")
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize="small")
-  fig.suptitle(title or "Centre of mass, kinetic energy and density: "
-               "prediction (dashed) against ground truth")
+  fig.suptitle(title or "Centre of mass, kinetic energy, density and the "
+               "heights at the walls: prediction (dashed) against ground "
+               "truth")
   fig.tight_layout()
   return fig
 

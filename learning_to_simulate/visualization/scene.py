@@ -90,21 +90,8 @@ def save_figure(fig: mpl_figure.Figure, path: str, extension: str) -> None:
     fig.savefig(temporary, format=extension[1:])
 
 
-def vertical_axis(metadata: Mapping[str, Any], dim: int) -> int:
-  """The up axis of a dataset, from what its metadata says.
-
-  Gravity's axis when the metadata has the external acceleration (the
-  generator writes it); else the axis of the train split's mean motion
-  (`vel_mean`: where things fall, it points down); else 1 (y, vertical in the
-  2D datasets). The mean acceleration is not used: in trajectories that start
-  and end at rest it is about zero on every axis (the bundled sample's:
-  -2.7e-6 in x, 2.0e-6 in y), so its largest component is noise.
-  """
-  for key in (common.EXTERNAL_ACCELERATION_KEY, "vel_mean"):
-    direction = np.asarray(metadata.get(key, ()), dtype=np.float64)
-    if direction.shape == (dim,) and np.any(direction):
-      return int(np.argmax(np.abs(direction)))
-  return 1
+# The up axis of a dataset (also the physics plot's and the metrics').
+vertical_axis = common.vertical_axis
 
 
 def new_figure(dpi: float = DEFAULT_DPI,
