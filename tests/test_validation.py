@@ -84,7 +84,7 @@ class ValidationTest(tf.test.TestCase):
     # How the rollouts move as a whole: energy and density against truth.
     self.assertRegex("\n".join(logs.output),
                      r"  kinetic_energy_ratio [0-9.e+-]+  density_ratio "
-                     r"[0-9.e+-]+")
+                     r"[0-9.e+-]+  wall_height_error [0-9.e+-]+")
     self.assertEqual(results["num_batches"], 2)
     for name in ("loss_mse", "one_step_position_mse", "mse_1", "mse_full",
                  "emd", "kinetic_energy_mse", "out_of_domain", "seconds"):

@@ -201,7 +201,8 @@ class Validator:
     shown = [name for name in ("loss_mse", "one_step_position_mse",
                                "one_step_position_mse_moving", "mse_20",
                                "mse_full", "emd", "out_of_domain",
-                               "kinetic_energy_ratio", "density_ratio")
+                               "kinetic_energy_ratio", "density_ratio",
+                               "wall_height_error")
              if name in results]
     if (results.get("one_step_position_mse_moving") ==
         results.get("one_step_position_mse")):
