@@ -15,6 +15,7 @@ panels they have.
 
 from typing import Any, Dict, Mapping
 
+import matplotlib
 from matplotlib import figure as mpl_figure
 import numpy as np
 
@@ -71,21 +72,27 @@ def physics_figure(curves: Mapping[str, Any], up_axis: int,
   fig = scene_lib.new_figure(scene_lib.DEFAULT_DPI,
                              size=(5.0 * len(names), 4.0))
   panels = dict(zip(names, fig.subplots(1, len(names))))
+  # A quantity's prediction and truth share a colour (dashed and solid).
+  palette = matplotlib.rcParams["axes.prop_cycle"].by_key()["color"]
+  colours = {}
   for name, values in plotted_series(curves, up_axis).items():
     panel = ("kinetic energy" if name.startswith("kinetic energy") else
              "density" if name.startswith("density") else
              "walls" if " wall, " in name else "height")
     steps = (np.asarray(curves["density"]["steps"]) if panel == "density"
              else np.arange(1, values.size + 1))
-    panels[panel].plot(steps, values, label=name,
+    quantity = name.rsplit(", ", 1)[0]
+    in_panel = sum(key[0] == panel for key in colours)
+    colour = colours.setdefault((panel, quantity),
+                                palette[in_panel % len(palette)])
+    panels[panel].plot(steps, values, label=name, color=colour,
                        linestyle="--" if name.endswith("predicted") else "-",
                        linewidth=1.2)
   panels["height"].set_ylabel("centre-of-mass height (position units)")
   panels["kinetic energy"].set_ylabel(
       "kinetic energy 0.5 mean |v|^2 (per frame^2)")
   if "density" in panels:
-    panels["density"].set_ylabel("neighbours per particle (within the "
-                                 "connectivity radius)")
+    panels["density"].set_ylabel("neighbours per particle (within R)")
   if "walls" in panels:
     panels["walls"].set_ylabel("height above the floor at each side wall")
   for ax in panels.values():
