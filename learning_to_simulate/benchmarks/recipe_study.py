@@ -319,16 +319,20 @@ def rollout_directory(run_dir: str, folder: str, split: str) -> str:
                                          f"_{split}"))
 
 
-def _physics_means(files: Sequence[str]) -> Dict[str, Dict[str, float]]:
-  """`metrics.physics_summary` of the model and of each baseline, mean over
-  the rollout pickles `files`: predictor -> metric -> value."""
+def _physics_means(files: Sequence[str], with_baselines: bool
+                   ) -> Dict[str, Dict[str, float]]:
+  """`metrics.physics_summary` of the model (and, `with_baselines`, of each
+  baseline), mean over the rollout pickles `files`: predictor -> metric ->
+  value."""
   scores = []
   for file in files:
     rollout = rollout_files.load_rollout(file)
+    others = (baselines.baseline_rollouts(rollout).items() if with_baselines
+              else ())
     scores.append({"model": metrics_lib.physics_summary(rollout), **{
         name: metrics_lib.physics_summary(dict(rollout,
                                                predicted_rollout=predicted))
-        for name, predicted in baselines.baseline_rollouts(rollout).items()}})
+        for name, predicted in others}})
   return {name: metrics_lib.mean_metrics([
       {key: value for key, value in score[name].items() if np.isfinite(value)}
       for score in scores]) for name in scores[0]}
@@ -363,9 +367,11 @@ def rescore_records(results_dir: str, output_dir: str) -> List[str]:
             f"rollout_{split}_*.pkl")))
         if key not in scores or not files:
           continue
-        means = _physics_means(files)
+        # The baselines' are kept with the rollouts as trained only.
+        with_baselines = key == "rollout" and "baselines" in scores
+        means = _physics_means(files, with_baselines)
         targets = [(scores[key], means["model"])]
-        if key == "rollout" and "baselines" in scores:
+        if with_baselines:
           targets += [(scores["baselines"][name], means[name])
                       for name in scores["baselines"] if name in means]
         for held, computed in targets:

@@ -241,17 +241,16 @@ def wall_heights(positions: np.ndarray, mask: np.ndarray, bounds: np.ndarray,
   positions = np.asarray(positions, np.float64)[:, mask]
   bounds = np.asarray(bounds, np.float64)
   heights = positions[..., up_axis] - bounds[up_axis, 0]
-  columns = []
-  for axis, side in side_walls(bounds.shape[0], up_axis):
+  walls = side_walls(bounds.shape[0], up_axis)
+  at_walls = np.zeros((len(positions), len(walls)))
+  for column, (axis, side) in enumerate(walls):
     width = band * (bounds[axis, 1] - bounds[axis, 0])
     near = (positions[..., axis] < bounds[axis, 0] + width if side == 0 else
             positions[..., axis] > bounds[axis, 1] - width)
-    column = np.zeros(len(positions))
     for step in np.flatnonzero(near.any(axis=1)):
-      column[step] = np.percentile(heights[step][near[step]],
-                                   WALL_HEIGHT_PERCENTILE)
-    columns.append(column)
-  return np.stack(columns, axis=1).reshape(len(positions), len(columns))
+      at_walls[step, column] = np.percentile(heights[step][near[step]],
+                                             WALL_HEIGHT_PERCENTILE)
+  return at_walls
 
 
 def _wall_heights_of(rollout: Rollout, predicted: np.ndarray,
