@@ -10,6 +10,7 @@ import tensorflow as tf
 
 from learning_to_simulate.benchmarks import recipe_study
 from learning_to_simulate.benchmarks import timing
+from learning_to_simulate.benchmarks import train_log
 from learning_to_simulate.benchmarks import validation_cost
 from learning_to_simulate.data import synthetic
 from learning_to_simulate.training import config as config_lib
@@ -71,8 +72,13 @@ class RecipeStudyTest(tf.test.TestCase):
     with open(os.path.join(cli_rollouts, "metrics.json")) as f:
       cli = json.load(f)["model"]["mean"]
     with open(os.path.join(run_dir, "results.json")) as f:
-      self.assertEqual(json.load(f)["splits"]["valid"]["walls_relaxation"],
-                       cli)
+      run_results = json.load(f)
+    # One piece, timed from its log.
+    self.assertEqual(run_results["train_pieces"], 1)
+    with open(os.path.join(run_dir, "log.txt")) as f:
+      self.assertEqual(train_log.training_seconds(f.read()),
+                       (run_results["train_seconds"], 1))
+    self.assertEqual(run_results["splits"]["valid"]["walls_relaxation"], cli)
     with open(os.path.join(out, "study.json")) as f:
       self.assertEqual(json.load(f)["num_steps"], 8)
     table = recipe_study.format_study(study)
@@ -272,6 +278,33 @@ class RecipeStudyTest(tf.test.TestCase):
     with self.assertRaisesRegex(ValueError, r"--datasets: unknown \['sea'\]"):
       recipe_study.run_study(self.create_tempdir().full_path, 8, [0],
                              ["paper"], quick=True, dataset_names=["sea"])
+
+
+class TrainLogTest(tf.test.TestCase):
+
+  def test_pieces_are_summed(self):
+    log = "\n".join([
+        "WARNING: a line absl did not write",
+        "I1207 21:06:50.000000 111 trainer.py:300] Configuration ...",
+        "I1207 21:07:00.000000 111 trainer.py:383] Training on d for 0..60",
+        "I1207 21:09:46.500000 111 trainer.py:439] Stopped by SIGTERM at 5",
+        # The next piece: start-up is not training.
+        "I1207 22:00:00.000000 222 trainer.py:300] Configuration ...",
+        "I1207 22:00:10.000000 222 trainer.py:383] Training on d for 5..60",
+        "I1207 22:00:40.000000 222 trainer.py:200] step 30",
+        # Killed without a word; another process writes after it.
+        "I1207 22:05:00.000000 333 score_split.py:10] Scoring valid",
+        "I1207 23:59:50.000000 444 trainer.py:383] Training on d for 30..60",
+        "I1208 00:00:20.000000 444 trainer.py:442] Finished at step 60",
+        "I1208 00:01:00.000000 444 score_split.py:10] Scoring test",
+    ])
+    seconds, pieces = train_log.training_seconds(log)
+    self.assertEqual(pieces, 3)
+    self.assertAllClose(seconds, 166.5 + 30.0 + 30.0)
+
+  def test_no_training(self):
+    self.assertEqual(train_log.training_seconds("I1207 21:06:50.000000 1 x] a"),
+                     (None, 0))
 
 
 class ValidationCostTest(tf.test.TestCase):

@@ -55,6 +55,7 @@ import numpy as np
 
 from learning_to_simulate.benchmarks import report as report_lib
 from learning_to_simulate.benchmarks import timing
+from learning_to_simulate.benchmarks import train_log
 from learning_to_simulate.data import dataset_writer
 from learning_to_simulate.training import baselines
 from learning_to_simulate.training import metrics as metrics_lib
@@ -218,8 +219,9 @@ def run_one(data_path: str, run_dir: str, recipe_flags: Sequence[str],
   evaluated), and `train` resumes from its checkpoints.
 
   Returns:
-    `train_seconds` and `splits`: for `valid` and `test`, the scores of
-    `score_split`.
+    `train_seconds` (summed over the pieces a resumed run trained in, from
+    its log), `train_pieces` and `splits`: for `valid` and `test`, the
+    scores of `score_split`.
   """
   results_path = os.path.join(run_dir, "results.json")
   model_path = os.path.join(run_dir, "model")
@@ -237,7 +239,13 @@ def run_one(data_path: str, run_dir: str, recipe_flags: Sequence[str],
         f"--lr_decay_steps={num_steps}",
         f"--log_every_steps={max(num_steps // 10, 1)}",
         "--eval_every_steps=0"], log_path, core)
-    results = {"train_seconds": time.time() - start, "splits": {}}
+    # A run resumed after a stop trained in pieces: the log holds them all,
+    # the clock above only the last.
+    with open(log_path) as f:
+      seconds, pieces = train_log.training_seconds(f.read())
+    results = {"train_seconds": (time.time() - start if seconds is None
+                                 else seconds),
+               "train_pieces": pieces, "splits": {}}
   changed = False
   for split in SPLITS:
     # Runs of an earlier study lack the valid split, the moving particles'
