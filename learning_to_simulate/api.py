@@ -198,7 +198,8 @@ def load_simulator(model_path: Optional[str] = None,
       training dataset's metadata that training keeps in `model_path`).
     checkpoint: `latest`, `best` or a `ckpt-N` path.
     **evaluation_options: `clamp_to_bounds`, `relaxation_steps`,
-      `relaxation_step_size`, `relaxation_rest_density`: other values than
+      `relaxation_step_size`, `relaxation_rest_density`,
+      `relaxation_mirror_walls`: other values than
       the model was saved with.
 
   Raises:

@@ -115,6 +115,27 @@ class RelaxationTest(tf.test.TestCase):
     self.assertEqual(relaxation.rest_density(squeezed, tf.zeros([64], tf.bool),
                                              RADIUS), 1.)
 
+  def test_mirrored_walls_push_with_the_full_pressure(self):
+    # A movable particle 0.3 radii from a kinematic one, rest density 1:
+    # rho = 1 + (1 - 0.3^2)^3, p = rho - 1; the wall's pressure is 0.
+    positions = tf.constant([[0.5, 0.5], [0.5 + 0.3 * RADIUS, 0.5]])
+    movable = tf.constant([True, False])
+    pressure = 0.91**3
+    # dx = step * h * pair * 6 s (1 - s^2)^2 e_ij, e_ij pointing away.
+    push = 0.2 * RADIUS * 6 * 0.3 * 0.91**2
+    for mirror, pair in ((False, pressure / 2), (True, pressure)):
+      relaxed = relaxation.relax(positions, movable, RADIUS, tf.constant(1.),
+                                 1, 0.2, mirror_walls=mirror)
+      self.assertAllClose(relaxed, [[0.5 - push * pair, 0.5],
+                                    [0.5 + 0.3 * RADIUS, 0.5]], atol=1e-7)
+    # Between movable particles nothing changes.
+    squeezed = block(0.3 * RADIUS)
+    everyone = tf.ones([64], tf.bool)
+    self.assertAllEqual(
+        relaxation.relax(squeezed, everyone, RADIUS, tf.constant(1.), 2, 0.3,
+                         mirror_walls=True),
+        relaxation.relax(squeezed, everyone, RADIUS, tf.constant(1.), 2, 0.3))
+
   def test_a_rollout_relaxes_every_predicted_frame(self):
     num_frames = common.INPUT_SEQUENCE_LENGTH + 2
     start = block(0.3 * RADIUS, size=4)
@@ -172,6 +193,10 @@ class RelaxationTest(tf.test.TestCase):
                                   {"relaxation_steps": 3}, "/m",
                                   evaluating=True)
     self.assertEqual(resolved.relaxation(), relaxation.Relaxation(3, 0.1))
+    resolved = config_lib.resolve(saved, "model", config_lib.ModelConfig,
+                                  {"relaxation_mirror_walls": True}, "/m",
+                                  evaluating=True)
+    self.assertTrue(resolved.relaxation().mirror_walls)
     with self.assertRaisesRegex(ValueError, "relaxation_steps"):
       config_lib.resolve(saved, "model", config_lib.ModelConfig,
                          {"relaxation_steps": 3}, "/m")

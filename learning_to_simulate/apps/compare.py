@@ -10,7 +10,8 @@ Each `--model` is `NAME=SOURCE[,OPTION=VALUE...]`:
   default; `best`; `ckpt-N` in that directory, or a checkpoint path), or
   `pretrained:NAME` for a model shipped with the package;
 - `OPTION`: an evaluation option (`clamp_to_bounds` 0/1, `relaxation_steps`,
-  `relaxation_step_size`, `relaxation_rest_density`) other than the one the
+  `relaxation_step_size`, `relaxation_rest_density`,
+  `relaxation_mirror_walls` 0/1) other than the one the
   model was saved with. The same directory may appear twice with different
   options (walls on and off, with and without relaxation).
 
@@ -47,7 +48,8 @@ from learning_to_simulate.training import baselines
 # Evaluation options and how their values are read.
 OPTION_TYPES = {"clamp_to_bounds": "bool", "relaxation_steps": "int",
                 "relaxation_step_size": "float",
-                "relaxation_rest_density": "float"}
+                "relaxation_rest_density": "float",
+                "relaxation_mirror_walls": "bool"}
 PRETRAINED_PREFIX = "pretrained:"
 
 # Summary columns: (key, header, format).

@@ -51,6 +51,11 @@ class ModelConfig:
       None, "Rest density of the relaxation, in kernel units (a lone "
       "particle has 1); default: the 90th percentile of the movable "
       "particles' densities in the last input frame of each rollout.")
+  relaxation_mirror_walls: bool = option(
+      False, "Relaxation: kinematic particles (walls made of particles, "
+      "obstacles) push a movable neighbour with its full pressure instead "
+      "of half of it, as if they mirrored the fluid's pressure "
+      "(model/relaxation.py). An evaluation option.")
   connectivity_radius: Optional[float] = option(
       None, "Opt-in: the radius of the particle graph (and of relaxation's "
       "kernel), in position units; default: the metadata's "
@@ -121,7 +126,8 @@ class ModelConfig:
   def relaxation(self) -> relaxation_lib.Relaxation:
     return relaxation_lib.Relaxation(self.relaxation_steps,
                                      self.relaxation_step_size,
-                                     self.relaxation_rest_density)
+                                     self.relaxation_rest_density,
+                                     self.relaxation_mirror_walls)
 
   def grid(self) -> Optional[Dict[str, float]]:
     """The grid branch's settings (`LearnedSimulator`'s `grid`), or None."""

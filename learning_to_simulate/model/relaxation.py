@@ -17,6 +17,14 @@ conserved between movable particles), and where no particle is denser than
 `rho_0` every `p` is 0, so nothing moves. Kinematic particles (obstacles)
 count in the density and push, but do not move.
 
+Their pressure is 0 by default, so a wall pushes a compressed particle with
+half its own pressure. With `mirror_walls` (opt-in), a pair of a movable and
+a kinematic particle takes the movable one's pressure in full,
+`(p_i + p_j) / 2 -> max(p_i, p_j)`, as if the wall particle held the
+pressure of the fluid it faces (the per-pair form of the pressure
+extrapolation of SPH wall boundaries, Adami et al. 2012): a wall made of
+particles pushes back as hard as the fluid is pressed into it.
+
 `rho_0`, the rest density, is by default the 90th percentile of the movable
 particles' densities in the rollout's last ground-truth input frame (the
 interior of the fluid at rest; the surface particles, with fewer neighbours,
@@ -41,6 +49,7 @@ class Relaxation:
   num_steps: int
   step_size: float
   rest_density: Optional[float] = None  # None: from the last input frame.
+  mirror_walls: bool = False  # Kinematic particles mirror the pressure.
 
   def validate(self) -> None:
     if self.num_steps < 0:
@@ -128,7 +137,8 @@ def rest_densities(positions: tf.Tensor, movable: tf.Tensor, radius: float,
 
 def relax(positions: tf.Tensor, movable: tf.Tensor, radius: float,
           rest: tf.Tensor, num_steps: int, step_size: float,
-          n_particles_per_example: Optional[tf.Tensor] = None) -> tf.Tensor:
+          n_particles_per_example: Optional[tf.Tensor] = None,
+          mirror_walls: bool = False) -> tf.Tensor:
   """Positions after `num_steps` relaxation steps.
 
   The radius graph is built once, at the given positions (each correction
@@ -145,6 +155,8 @@ def relax(positions: tf.Tensor, movable: tf.Tensor, radius: float,
     step_size: the correction's scale, in h per unit pressure.
     n_particles_per_example: `[num_examples]` for a batch, whose examples
       do not push each other (None: one trajectory).
+    mirror_walls: a movable-kinematic pair pushes with the movable
+      particle's pressure in full (module docstring); False: with half.
 
   Returns:
     `[num_particles, dim]` relaxed positions.
@@ -168,6 +180,11 @@ def relax(positions: tf.Tensor, movable: tf.Tensor, radius: float,
     pressure = tf.nn.relu(density / rest - 1.) * movable
     pair = 0.5 * (tf.gather(pressure, receivers) +
                   tf.gather(pressure, senders))
+    if mirror_walls:
+      # Only a movable particle has pressure: where one of the two is
+      # kinematic, the sum is the movable one's.
+      both = tf.gather(movable, receivers) * tf.gather(movable, senders)
+      pair = pair * (2. - both)
     # G(s) e_ij = 6 s (1 - s^2)^2 offset / s: no division, 0 on self edges.
     push = (6. * step_size * radius) * (pair * tf.square(weight))[:, None] * (
         offsets)

@@ -195,7 +195,8 @@ def load(model_path: str) -> Optional[Dict[str, Any]]:
 # Options that change how a trained model is used, not what it learned: a
 # model may be evaluated with another value than it was trained with.
 EVALUATION_OPTIONS = ("clamp_to_bounds", "relaxation_steps",
-                      "relaxation_step_size", "relaxation_rest_density")
+                      "relaxation_step_size", "relaxation_rest_density",
+                      "relaxation_mirror_walls")
 
 
 def resolve(saved: Optional[Dict[str, Any]], section: str, cls,

@@ -154,7 +154,8 @@ def unrolled_inputs(simulator: learned_simulator.LearnedSimulator,
           kinematic, true_next,
           simulator.constrain(relaxation_lib.relax(
               next_position, movable, radius, rest, relaxation.num_steps,
-              relaxation.step_size, n_particles_per_example=n_particles)))
+              relaxation.step_size, n_particles_per_example=n_particles,
+              mirror_walls=relaxation.mirror_walls)))
     return step + 1, tf.concat([inputs[:, 1:], next_position[:, tf.newaxis]],
                                axis=1)
 

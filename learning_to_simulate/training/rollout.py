@@ -89,7 +89,7 @@ def rollout(simulator: learned_simulator.LearnedSimulator,
           kinematic, kinematic_targets[step],
           simulator.constrain(relaxation_lib.relax(
               next_position, movable, radius, rest, relaxation.num_steps,
-              relaxation.step_size)))
+              relaxation.step_size, mirror_walls=relaxation.mirror_walls)))
     predictions = predictions.write(step, next_position)
     current_positions = tf.concat(
         [current_positions[:, 1:], next_position[:, tf.newaxis]], axis=1)
