@@ -42,6 +42,18 @@ class BaselinesTest(tf.test.TestCase):
     # miss by less, hence the tolerance).
     mse = baselines.zero_acceleration_position_mse(path, "test", metadata)
     self.assertAllClose(mse, 0.5 * (1e-4)**2, rtol=0.3)
+    self.assertEqual(baselines.zero_acceleration_position_mse(
+        path, "test", metadata, moving_only=True), mse)
+
+  def test_zero_acceleration_mse_of_the_moving_particles(self):
+    path = self.create_tempdir().full_path
+    # 24 moving particles and 4 static kinematic ones, which the
+    # prediction gets exactly: the same error over 24 instead of 28.
+    metadata = synthetic.write_tiny_dataset(path, num_kinematic=4)
+    every = baselines.zero_acceleration_position_mse(path, "test", metadata)
+    moving = baselines.zero_acceleration_position_mse(path, "test", metadata,
+                                                      moving_only=True)
+    self.assertAllClose(moving, every * 28 / 24, rtol=1e-12)
 
 
 class DemoTest(tf.test.TestCase):

@@ -18,12 +18,15 @@ from learning_to_simulate import reading_utils
 def zero_acceleration_position_mse(data_path: str, split: str,
                                    metadata: Mapping[str, Any],
                                    batch_size: int = 2,
-                                   num_batches: Optional[int] = None
-                                   ) -> float:
+                                   num_batches: Optional[int] = None,
+                                   moving_only: bool = False) -> float:
   """One-step position MSE of the zero-acceleration prediction.
 
   Uses the same windows and batches as `evaluation.evaluate`, so the two
-  numbers are comparable (mean over particles and dimensions).
+  numbers are comparable (mean over particles and dimensions): over every
+  particle as `one_step_position_mse`, or with `moving_only` over the
+  non-kinematic ones as `one_step_position_mse_moving` (kinematic particles,
+  which stand still in place, cost the prediction nothing).
   """
   dataset = reading_utils.get_one_step_dataset(
       data_path, split, batch_size, dict(metadata), is_training=False)
@@ -32,9 +35,11 @@ def zero_acceleration_position_mse(data_path: str, split: str,
   sse, count = 0.0, 0
   for features, target in dataset:
     position = features["position"].numpy().astype(np.float64)
-    predicted = 2 * position[:, -1] - position[:, -2]
-    sse += float(np.sum((predicted - target.numpy())**2))
-    count += target.numpy().size
+    error = (2 * position[:, -1] - position[:, -2]) - target.numpy()
+    if moving_only:
+      error = error[~common.kinematic_mask(features["particle_type"]).numpy()]
+    sse += float(np.sum(error**2))
+    count += error.size
   return sse / count
 
 
