@@ -11,7 +11,8 @@
 - `convert_memory`: dataset conversion memory against input size;
 - `validation_cost`: validation during training as a share of training time;
 - `recipe_study`: the paper's training recipe against the opt-in ones
-  (`score_split`: one trained model's scores on one split, in one process);
+  (`score_split`: one trained model's scores on one split, in one process;
+  `train_log`: a run's training seconds over the pieces it was resumed in);
 - `distribution_scaling`: training throughput on 1 and 2 workers
   (`--distribution=multi_worker`), one CPU core each;
 - `demo_figures`: the demo's and the pretrained model's figures;
