@@ -25,8 +25,8 @@ def zero_acceleration_position_mse(data_path: str, split: str,
   Uses the same windows and batches as `evaluation.evaluate`, so the two
   numbers are comparable (mean over particles and dimensions): over every
   particle as `one_step_position_mse`, or with `moving_only` over the
-  non-kinematic ones as `one_step_position_mse_moving` (kinematic particles,
-  which stand still in place, cost the prediction nothing).
+  non-kinematic ones as `one_step_position_mse_moving` (static kinematic
+  particles, such as walls, cost the prediction nothing).
   """
   dataset = reading_utils.get_one_step_dataset(
       data_path, split, batch_size, dict(metadata), is_training=False)
